@@ -1,0 +1,226 @@
+package whisper
+
+// ref: openai/whisper whisper/model.py (AudioEncoder, TextDecoder, ResidualAttentionBlock,
+// MultiHeadAttention). Shapes follow the legend in dims.go.
+
+import (
+	"fmt"
+
+	"github.com/chorus-asr/chorus/nn"
+	"github.com/chorus-asr/chorus/tensor"
+)
+
+// Model is a loaded Whisper model. It is immutable after loading and shared by every stream;
+// per-stream state (KV caches, scratch memory) lives in a Session.
+type Model struct {
+	Dims    Dims
+	Encoder Encoder `ckpt:"model.encoder"`
+	Decoder Decoder `ckpt:"model.decoder"`
+}
+
+// Encoder is the conv stem, the encoder blocks and the final layer norm.
+type Encoder struct {
+	Conv1  nn.Conv1d      `ckpt:"conv1"`                  // [C, M, 3], stride 1
+	Conv2  nn.Conv1d      `ckpt:"conv2"`                  // [C, C, 3], stride 2
+	Pos    *tensor.T      `ckpt:"embed_positions.weight"` // [1500, C], loaded, not recomputed
+	Layers []EncoderLayer `ckpt:"layers"`
+	LN     nn.LayerNorm   `ckpt:"layer_norm"`
+	heads  int
+}
+
+// EncoderLayer is a pre-norm residual block: self-attention, then the feed-forward MLP.
+type EncoderLayer struct {
+	Attn   Attention    `ckpt:"self_attn"`
+	AttnLN nn.LayerNorm `ckpt:"self_attn_layer_norm"`
+	MLP    MLP          `ckpt:""`
+	MLPLN  nn.LayerNorm `ckpt:"final_layer_norm"`
+}
+
+// Decoder is the token and position embeddings, the decoder blocks, the final layer norm and
+// the output projection tied to the token embedding.
+type Decoder struct {
+	Tok    nn.Linear      `ckpt:"embed_tokens"`           // W [V, C]: embedding and tied output projection
+	Pos    *tensor.T      `ckpt:"embed_positions.weight"` // [448, C]
+	Layers []DecoderLayer `ckpt:"layers"`
+	LN     nn.LayerNorm   `ckpt:"layer_norm"`
+	heads  int
+}
+
+// DecoderLayer is a pre-norm residual block: causal self-attention, cross-attention over the
+// audio features, then the MLP.
+type DecoderLayer struct {
+	Attn    Attention    `ckpt:"self_attn"`
+	AttnLN  nn.LayerNorm `ckpt:"self_attn_layer_norm"`
+	Cross   Attention    `ckpt:"encoder_attn"`
+	CrossLN nn.LayerNorm `ckpt:"encoder_attn_layer_norm"`
+	MLP     MLP          `ckpt:""`
+	MLPLN   nn.LayerNorm `ckpt:"final_layer_norm"`
+}
+
+// Attention is multi-head attention; heads are contiguous column blocks of the projections,
+// and the key projection has no bias, as in Whisper.
+type Attention struct {
+	Q   nn.Linear `ckpt:"q_proj"` // [C, C] + [C]
+	K   nn.Linear `ckpt:"k_proj"` // [C, C], no bias
+	V   nn.Linear `ckpt:"v_proj"` // [C, C] + [C]
+	Out nn.Linear `ckpt:"out_proj"`
+}
+
+// MLP is fc1 → activation → fc2.
+type MLP struct {
+	FC1  nn.Linear `ckpt:"fc1"` // [F, C]
+	FC2  nn.Linear `ckpt:"fc2"` // [C, F]
+	relu bool
+}
+
+// New declares a model of the given dimensions; Load fills its weights.
+func New(d Dims) (*Model, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	relu := d.Activation == "relu"
+	attn := func(c int) Attention {
+		return Attention{Q: nn.NewLinear(c, c, true), K: nn.NewLinear(c, c, false), V: nn.NewLinear(c, c, true), Out: nn.NewLinear(c, c, true)}
+	}
+	mlp := func(c, f int) MLP { return MLP{FC1: nn.NewLinear(c, f, true), FC2: nn.NewLinear(f, c, true), relu: relu} }
+	e, t := d.NAudioState, d.NTextState
+	m := &Model{Dims: d}
+	m.Encoder = Encoder{
+		Conv1: nn.NewConv1d(d.NMels, e, 3, 1, 1),
+		Conv2: nn.NewConv1d(e, e, 3, 2, 1),
+		Pos:   &tensor.T{Shape: []int{d.NAudioCtx, e}},
+		LN:    nn.NewLayerNorm(e),
+		heads: d.NAudioHead,
+	}
+	for range d.NAudioLayer {
+		m.Encoder.Layers = append(m.Encoder.Layers, EncoderLayer{Attn: attn(e), AttnLN: nn.NewLayerNorm(e), MLP: mlp(e, d.encoderFFN()), MLPLN: nn.NewLayerNorm(e)})
+	}
+	m.Decoder = Decoder{
+		Tok:   nn.NewLinear(t, d.NVocab, false),
+		Pos:   &tensor.T{Shape: []int{d.NTextCtx, t}},
+		LN:    nn.NewLayerNorm(t),
+		heads: d.NTextHead,
+	}
+	for range d.NTextLayer {
+		m.Decoder.Layers = append(m.Decoder.Layers, DecoderLayer{
+			Attn: attn(t), AttnLN: nn.NewLayerNorm(t), Cross: attn(t), CrossLN: nn.NewLayerNorm(t),
+			MLP: mlp(t, d.decoderFFN()), MLPLN: nn.NewLayerNorm(t),
+		})
+	}
+	return m, nil
+}
+
+// Validate reports dimensions the model cannot run with.
+func (d Dims) Validate() error {
+	switch {
+	case d.NMels <= 0, d.NAudioCtx <= 0, d.NAudioState <= 0, d.NAudioLayer < 0, d.NVocab <= 0, d.NTextCtx <= 0, d.NTextState <= 0, d.NTextLayer < 0:
+		return fmt.Errorf("whisper: invalid dimensions %+v", d)
+	case d.NAudioHead <= 0 || d.NAudioState%d.NAudioHead != 0:
+		return fmt.Errorf("whisper: encoder width %d not divisible by %d heads", d.NAudioState, d.NAudioHead)
+	case d.NTextHead <= 0 || d.NTextState%d.NTextHead != 0:
+		return fmt.Errorf("whisper: decoder width %d not divisible by %d heads", d.NTextState, d.NTextHead)
+	case d.Activation != "" && d.Activation != "gelu" && d.Activation != "relu":
+		return fmt.Errorf("whisper: unsupported activation %q", d.Activation)
+	}
+	return nil
+}
+
+// Forward encodes a log-mel window mel [M, 2·T] (OpenAI's layout) into audio features [T, C].
+func (e *Encoder) Forward(ctx *tensor.Ctx, mel *tensor.T) *tensor.T {
+	x := ctx.Transpose(mel) // [2T, M]: the conv runs time-major
+	x = ctx.GELU(e.Conv1.Forward(ctx, x))
+	x = ctx.GELU(e.Conv2.Forward(ctx, x)) // [T, C]
+	if x.Shape[0] > e.Pos.Shape[0] {
+		panic(fmt.Sprintf("whisper: %d audio frames exceed the %d positions", x.Shape[0], e.Pos.Shape[0]))
+	}
+	x = ctx.AddRows(x, e.Pos, 0)
+	for i := range e.Layers {
+		x = e.Layers[i].Forward(ctx, x, e.heads)
+	}
+	return e.LN.Forward(ctx, x)
+}
+
+// Forward runs one encoder block on x [T, C].
+func (l *EncoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int) *tensor.T {
+	h := l.AttnLN.Forward(ctx, x)
+	x = ctx.Add(x, l.Attn.Self(ctx, h, heads, false, nil))
+	return ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
+}
+
+// Forward is fc2(act(fc1(x))).
+func (m *MLP) Forward(ctx *tensor.Ctx, x *tensor.T) *tensor.T {
+	h := m.FC1.Forward(ctx, x)
+	if m.relu {
+		h = ctx.ReLU(h)
+	} else {
+		h = ctx.GELU(h)
+	}
+	return m.FC2.Forward(ctx, h)
+}
+
+// Self is self-attention on x [S, C]. With a cache, the new keys and values are appended to
+// it and the queries attend to everything cached (causal when asked).
+func (a *Attention) Self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, cache *KV) *tensor.T {
+	q := a.Q.Forward(ctx, x)
+	k := a.K.Forward(ctx, x)
+	v := a.V.Forward(ctx, x)
+	if cache != nil {
+		k, v = cache.Append(k, v)
+	}
+	return a.Out.Forward(ctx, ctx.Attention(q, k, v, heads, causal))
+}
+
+// Whisper multiplies q and k each by D^-¼ before their product; the kernel applies the
+// equivalent 1/√D to the scores once.
+
+// Cross is attention from x [S, C] to the projected audio features held in kv.
+func (a *Attention) Cross(ctx *tensor.Ctx, x *tensor.T, heads int, kv *KV) *tensor.T {
+	q := a.Q.Forward(ctx, x)
+	return a.Out.Forward(ctx, ctx.Attention(q, kv.K(), kv.V(), heads, false))
+}
+
+// Forward runs the decoder on tokens (one sequence) whose first position is offset (the
+// number of tokens already in the self-attention caches) and returns logits [S, V] for the
+// last `keep` positions (keep ≤ 0: all). caches holds one self- and one cross-attention
+// cache per layer; the cross caches must have been filled by CrossCaches.
+func (d *Decoder) Forward(ctx *tensor.Ctx, tokens []int, c *Caches, keep int) *tensor.T {
+	offset := c.Len()
+	if offset+len(tokens) > d.Pos.Shape[0] {
+		panic(fmt.Sprintf("whisper: %d tokens exceed the %d text positions", offset+len(tokens), d.Pos.Shape[0]))
+	}
+	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens), d.Pos, offset)
+	for i := range d.Layers {
+		l := &d.Layers[i]
+		x = ctx.Add(x, l.Attn.Self(ctx, l.AttnLN.Forward(ctx, x), d.heads, true, c.Self[i]))
+		x = ctx.Add(x, l.Cross.Cross(ctx, l.CrossLN.Forward(ctx, x), d.heads, c.Cross[i]))
+		x = ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
+	}
+	if keep > 0 && keep < len(tokens) {
+		x = tensor.FromData(x.Data[(len(tokens)-keep)*x.Shape[1]:], keep, x.Shape[1])
+	}
+	x = d.LN.Forward(ctx, x)
+	return d.Tok.Forward(ctx, x) // logits = x·Eᵀ, the tied projection
+}
+
+func (d *Decoder) tokenEmbedding(ctx *tensor.Ctx, tokens []int) *tensor.T {
+	c := d.Tok.In
+	out := ctx.New(len(tokens), c)
+	for i, id := range tokens {
+		row := out.Data[i*c : (i+1)*c]
+		if d.Tok.W16 != nil {
+			tensor.F16ToF32Slice(row, d.Tok.W16[id*c:(id+1)*c])
+		} else {
+			copy(row, d.Tok.W.Data[id*c:(id+1)*c])
+		}
+	}
+	return out
+}
+
+// CrossCaches projects the audio features xa [T, C] into each decoder layer's cross-attention
+// keys and values, once per audio window.
+func (d *Decoder) CrossCaches(ctx *tensor.Ctx, xa *tensor.T, c *Caches) {
+	for i := range d.Layers {
+		l := &d.Layers[i]
+		c.Cross[i].Set(l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa))
+	}
+}

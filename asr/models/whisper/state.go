@@ -1,0 +1,83 @@
+package whisper
+
+import (
+	"fmt"
+
+	"github.com/chorus-asr/chorus/tensor"
+)
+
+// State is one stream's compute state for a Model: scratch memory, the encoded audio window and
+// the decoder caches of up to Seqs hypotheses (beam search). The Model stays read-only.
+type State struct {
+	m      *Model
+	ctx    *tensor.Ctx
+	cross  *Caches   // cross-attention caches of the current window (shared by all hypotheses)
+	seqs   []*Caches // self-attention caches per hypothesis
+	logits []float32
+}
+
+// NewState returns a state able to decode up to seqs hypotheses at once.
+func (m *Model) NewState(seqs int) *State {
+	s := &State{m: m, ctx: tensor.NewCtx(), cross: m.NewCaches()}
+	for range max(seqs, 1) {
+		s.seqs = append(s.seqs, m.ShareCross(s.cross))
+	}
+	return s
+}
+
+// Model returns the model the state runs.
+func (s *State) Model() *Model { return s.m }
+
+// Encode runs the encoder on a mel window [M, 3000] and prepares the cross-attention caches;
+// it returns a copy of the audio features [1500, C] owned by the caller. All hypotheses are
+// reset.
+func (s *State) Encode(mel *tensor.T) *tensor.T {
+	defer s.ctx.Reset()
+	if mel.Shape[0] != s.m.Dims.NMels {
+		panic(fmt.Sprintf("whisper: mel has %d bins, model wants %d", mel.Shape[0], s.m.Dims.NMels))
+	}
+	xa := s.m.Encoder.Forward(s.ctx, mel)
+	s.SetAudio(xa)
+	return xa.Clone()
+}
+
+// SetAudio installs audio features xa [T, C] (from Encode or elsewhere) for decoding.
+func (s *State) SetAudio(xa *tensor.T) {
+	defer s.ctx.Reset()
+	s.m.Decoder.CrossCaches(s.ctx, xa, s.cross)
+	for _, c := range s.seqs {
+		c.Truncate(0)
+	}
+}
+
+// Logits feeds tokens to hypothesis seq and returns the logits [V] of its last position. The
+// returned slice is reused by the next call.
+func (s *State) Logits(seq int, tokens []int) []float32 {
+	defer s.ctx.Reset()
+	out := s.m.Decoder.Forward(s.ctx, tokens, s.seqs[seq], 1)
+	s.logits = append(s.logits[:0], out.Data...)
+	return s.logits
+}
+
+// AllLogits feeds tokens to hypothesis seq and returns logits [len(tokens), V] for every
+// position (a copy).
+func (s *State) AllLogits(seq int, tokens []int) *tensor.T {
+	defer s.ctx.Reset()
+	return s.m.Decoder.Forward(s.ctx, tokens, s.seqs[seq], 0).Clone()
+}
+
+// Len is the number of tokens hypothesis seq has consumed.
+func (s *State) Len(seq int) int { return s.seqs[seq].Len() }
+
+// Rewind drops hypothesis seq's tokens beyond n.
+func (s *State) Rewind(seq, n int) { s.seqs[seq].Truncate(n) }
+
+// Fork makes hypothesis dst a copy of src.
+func (s *State) Fork(dst, src int) {
+	if dst != src {
+		s.seqs[dst].CopySelf(s.seqs[src])
+	}
+}
+
+// Seqs is the number of hypotheses the state holds.
+func (s *State) Seqs() int { return len(s.seqs) }

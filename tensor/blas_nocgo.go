@@ -1,0 +1,39 @@
+//go:build !cgo || noblas
+
+package tensor
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// BLASName names the GEMM backend compiled in.
+const BLASName = "gonum"
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C on row-major matrices (see the cgo build);
+// this build uses gonum's pure-Go BLAS so the module builds without cgo.
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	checkGemm(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	ta, tb := blas.NoTrans, blas.NoTrans
+	if transA {
+		ta = blas.Trans
+	}
+	if transB {
+		tb = blas.Trans
+	}
+	blas32.Implementation().Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SetBLASThreads is a no-op for gonum (single-threaded per call).
+func SetBLASThreads(n int) {}
+
+// BLASThreads is 1: each gonum call runs on its caller's goroutine, so concurrent calls are
+// fine (see the threading policy in threads.go).
+func BLASThreads() int { return 1 }

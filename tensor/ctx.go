@@ -1,0 +1,187 @@
+package tensor
+
+import "fmt"
+
+// Ctx runs tensor ops for one forward pass. It owns the scratch memory the ops allocate (an
+// arena reused across passes, so a streaming session does not churn the garbage collector)
+// and, when training, the tape that records each op for the backward pass. The model code is
+// written once against Ctx; inference and training differ only in whether a tape is attached.
+//
+// A Ctx is not safe for concurrent use: each stream (Session) and each training worker owns
+// one.
+type Ctx struct {
+	free map[int][][]float32 // released buffers by length
+	used [][]float32         // buffers handed out since the last Reset
+}
+
+// NewCtx returns an empty context.
+func NewCtx() *Ctx { return &Ctx{free: make(map[int][][]float32)} }
+
+// New returns a tensor whose storage comes from the arena. Its contents are undefined: every
+// op overwrites its whole output. The tensor is valid until the next Reset.
+func (c *Ctx) New(shape ...int) *T {
+	n := Numel(shape)
+	var buf []float32
+	if l := c.free[n]; len(l) > 0 {
+		buf = l[len(l)-1]
+		c.free[n] = l[:len(l)-1]
+	} else {
+		buf = make([]float32, n)
+	}
+	c.used = append(c.used, buf)
+	return &T{Shape: append([]int(nil), shape...), Data: buf}
+}
+
+// Zeros is New with the contents cleared.
+func (c *Ctx) Zeros(shape ...int) *T {
+	t := c.New(shape...)
+	clear(t.Data)
+	return t
+}
+
+// Reset returns every buffer handed out since the last Reset to the arena. Tensors obtained
+// from the context must not be used afterwards; copy what must outlive the pass.
+func (c *Ctx) Reset() {
+	for _, b := range c.used {
+		c.free[len(b)] = append(c.free[len(b)], b)
+	}
+	c.used = c.used[:0]
+}
+
+func rows(x *T) (r, cols int) {
+	cols = x.Shape[len(x.Shape)-1]
+	return len(x.Data) / cols, cols
+}
+
+// Linear returns x·wᵀ + b for x [.., K], w [N, K], b [N] or nil.
+func (c *Ctx) Linear(x, w, b *T) *T {
+	m, k := rows(x)
+	if w.Shape[1] != k {
+		panic(fmt.Sprintf("tensor: linear x %v w %v", x.Shape, w.Shape))
+	}
+	n := w.Shape[0]
+	out := c.New(outShape(x.Shape, n)...)
+	var bd []float32
+	if b != nil {
+		bd = b.Data
+	}
+	Linear(out.Data, x.Data, w.Data, bd, m, k, n)
+	return out
+}
+
+// LinearF16 is Linear with the weight [N, K] stored as IEEE half precision.
+func (c *Ctx) LinearF16(x *T, w []uint16, n int, b *T) *T {
+	m, k := rows(x)
+	if len(w) != n*k {
+		panic(fmt.Sprintf("tensor: linear f16 x %v w %d values for %d outputs", x.Shape, len(w), n))
+	}
+	out := c.New(outShape(x.Shape, n)...)
+	var bd []float32
+	if b != nil {
+		bd = b.Data
+	}
+	LinearF16(out.Data, x.Data, w, bd, m, k, n)
+	return out
+}
+
+func outShape(in []int, last int) []int {
+	s := append([]int(nil), in...)
+	s[len(s)-1] = last
+	return s
+}
+
+// LayerNorm normalises over the last dimension with torch's biased variance.
+func (c *Ctx) LayerNorm(x, gamma, beta *T, eps float32) *T {
+	r, cols := rows(x)
+	out := c.New(x.Shape...)
+	var g, b []float32
+	if gamma != nil {
+		g = gamma.Data
+	}
+	if beta != nil {
+		b = beta.Data
+	}
+	LayerNorm(out.Data, x.Data, g, b, r, cols, eps)
+	return out
+}
+
+// GELU is the exact erf GELU.
+func (c *Ctx) GELU(x *T) *T {
+	out := c.New(x.Shape...)
+	GELU(out.Data, x.Data)
+	return out
+}
+
+// ReLU is max(x, 0).
+func (c *Ctx) ReLU(x *T) *T {
+	out := c.New(x.Shape...)
+	ReLU(out.Data, x.Data)
+	return out
+}
+
+// Add returns a + b (same shape).
+func (c *Ctx) Add(a, b *T) *T {
+	if !SameShape(a.Shape, b.Shape) {
+		panic(fmt.Sprintf("tensor: add %v + %v", a.Shape, b.Shape))
+	}
+	out := c.New(a.Shape...)
+	Add(out.Data, a.Data, b.Data)
+	return out
+}
+
+// AddRows returns x [R, C] plus rows offset…offset+R-1 of table [*, C] (positional embeddings).
+func (c *Ctx) AddRows(x, table *T, offset int) *T {
+	r, cols := rows(x)
+	if table.Shape[1] != cols || offset+r > table.Shape[0] {
+		panic(fmt.Sprintf("tensor: add rows %v from table %v at %d", x.Shape, table.Shape, offset))
+	}
+	out := c.New(x.Shape...)
+	Add(out.Data, x.Data, table.Data[offset*cols:(offset+r)*cols])
+	return out
+}
+
+// Embedding returns the rows of table [V, C] for ids, as [len(ids), C].
+func (c *Ctx) Embedding(table *T, ids []int) *T {
+	cols := table.Shape[1]
+	out := c.New(len(ids), cols)
+	for i, id := range ids {
+		copy(out.Data[i*cols:(i+1)*cols], table.Data[id*cols:(id+1)*cols])
+	}
+	return out
+}
+
+// Conv1d convolves time-major x [Tin, Cin] with w [Cout, Cin, KW] and b [Cout], giving
+// [Tout, Cout].
+func (c *Ctx) Conv1d(x, w, b *T, stride, pad int) *T {
+	tin, cin := x.Shape[0], x.Shape[1]
+	cout, kw := w.Shape[0], w.Shape[2]
+	if w.Shape[1] != cin {
+		panic(fmt.Sprintf("tensor: conv1d x %v w %v", x.Shape, w.Shape))
+	}
+	tout := Conv1dOut(tin, kw, stride, pad)
+	out := c.New(tout, cout)
+	var bd []float32
+	if b != nil {
+		bd = b.Data
+	}
+	Conv1d(out.Data, x.Data, w.Data, bd, tin, cin, cout, kw, stride, pad)
+	return out
+}
+
+// Attention is multi-head attention over head-blocked q [Tq, H·D], k, v [Tk, H·D]; see
+// AttentionNaive for the exact semantics (scale 1/√D, causal offset for cached decoding).
+func (c *Ctx) Attention(q, k, v *T, heads int, causal bool) *T {
+	tq, w := q.Shape[0], q.Shape[1]
+	tk := k.Shape[0]
+	out := c.New(tq, w)
+	Attention(out.Data, q.Data, k.Data, v.Data, tq, tk, heads, w/heads, causal)
+	return out
+}
+
+// Transpose returns the [C, R] transpose of x [R, C].
+func (c *Ctx) Transpose(x *T) *T {
+	r, cols := x.Shape[0], x.Shape[1]
+	out := c.New(cols, r)
+	Transpose(out.Data, x.Data, r, cols)
+	return out
+}
