@@ -146,3 +146,56 @@ func (l *loader) fill(t *tensor.T, name string, optional bool, w16 *[]uint16) (b
 	}
 	return true, nil
 }
+
+// Collect is the inverse of Load: it returns every tensor reachable from v through `ckpt`
+// tags, keyed by full name, in declaration order. Half-precision Linear weights are widened
+// to float32.
+func Collect(v any) (map[string]*tensor.T, []string) {
+	out := map[string]*tensor.T{}
+	var order []string
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if !v.IsNil() {
+				walk(v.Elem(), prefix)
+			}
+			return
+		case reflect.Slice:
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i), join(prefix, fmt.Sprint(i)))
+			}
+			return
+		case reflect.Struct:
+		default:
+			return
+		}
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag, ok := f.Tag.Lookup("ckpt")
+			if !ok || !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(tag, ",")
+			full := join(prefix, name)
+			fv := v.Field(i)
+			if f.Type != tensorType {
+				walk(fv, full)
+				continue
+			}
+			tt, _ := fv.Interface().(*tensor.T)
+			if tt == nil {
+				if lin, ok := v.Addr().Interface().(*Linear); ok && f.Name == "W" && lin.W16 != nil {
+					tt = tensor.FromData(lin.Weight(), lin.Out, lin.In)
+				} else {
+					continue
+				}
+			}
+			out[full] = tt
+			order = append(order, full)
+		}
+	}
+	walk(reflect.ValueOf(v), "")
+	return out, order
+}

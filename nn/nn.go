@@ -12,7 +12,7 @@ import (
 type Linear struct {
 	W   *tensor.T `ckpt:"weight"` // [Out, In]; nil when the weight is kept in W16
 	W16 []uint16  // [Out, In] IEEE half; used instead of W when set
-	B   *tensor.T `ckpt:"bias,optional"` // [Out] or nil (Whisper's k_proj has none)
+	B   *tensor.T `ckpt:"bias"` // [Out], or nil when the layer has none (Whisper's k_proj)
 
 	In, Out int
 }

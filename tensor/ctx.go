@@ -12,6 +12,7 @@ import "fmt"
 type Ctx struct {
 	free map[int][][]float32 // released buffers by length
 	used [][]float32         // buffers handed out since the last Reset
+	tape *Tape               // nil for inference; see tape.go
 }
 
 // NewCtx returns an empty context.
@@ -40,8 +41,13 @@ func (c *Ctx) Zeros(shape ...int) *T {
 }
 
 // Reset returns every buffer handed out since the last Reset to the arena. Tensors obtained
-// from the context must not be used afterwards; copy what must outlive the pass.
+// from the context must not be used afterwards; copy what must outlive the pass. An attached
+// tape drops the backward steps it recorded but did not run (they would read the recycled
+// buffers) and its activation gradients; gradients of watched tensors are kept.
 func (c *Ctx) Reset() {
+	if c.tape != nil {
+		c.tape.discard()
+	}
 	for _, b := range c.used {
 		c.free[len(b)] = append(c.free[len(b)], b)
 	}
@@ -66,11 +72,18 @@ func (c *Ctx) Linear(x, w, b *T) *T {
 		bd = b.Data
 	}
 	Linear(out.Data, x.Data, w.Data, bd, m, k, n)
+	if c.tape != nil {
+		c.tape.linear(out, x, w, b, m, k, n)
+	}
 	return out
 }
 
-// LinearF16 is Linear with the weight [N, K] stored as IEEE half precision.
+// LinearF16 is Linear with the weight [N, K] stored as IEEE half precision. It is
+// inference-only: with a tape attached it panics (train on float32 weights).
 func (c *Ctx) LinearF16(x *T, w []uint16, n int, b *T) *T {
+	if c.tape != nil {
+		inferenceOnly("LinearF16")
+	}
 	m, k := rows(x)
 	if len(w) != n*k {
 		panic(fmt.Sprintf("tensor: linear f16 x %v w %d values for %d outputs", x.Shape, len(w), n))
@@ -102,6 +115,9 @@ func (c *Ctx) LayerNorm(x, gamma, beta *T, eps float32) *T {
 		b = beta.Data
 	}
 	LayerNorm(out.Data, x.Data, g, b, r, cols, eps)
+	if c.tape != nil {
+		c.tape.layerNorm(out, x, gamma, beta, r, cols, eps)
+	}
 	return out
 }
 
@@ -109,6 +125,9 @@ func (c *Ctx) LayerNorm(x, gamma, beta *T, eps float32) *T {
 func (c *Ctx) GELU(x *T) *T {
 	out := c.New(x.Shape...)
 	GELU(out.Data, x.Data)
+	if c.tape != nil {
+		c.tape.unary(out, x, GELUBackward)
+	}
 	return out
 }
 
@@ -116,6 +135,9 @@ func (c *Ctx) GELU(x *T) *T {
 func (c *Ctx) ReLU(x *T) *T {
 	out := c.New(x.Shape...)
 	ReLU(out.Data, x.Data)
+	if c.tape != nil {
+		c.tape.unary(out, x, ReLUBackward)
+	}
 	return out
 }
 
@@ -126,6 +148,9 @@ func (c *Ctx) Add(a, b *T) *T {
 	}
 	out := c.New(a.Shape...)
 	Add(out.Data, a.Data, b.Data)
+	if c.tape != nil {
+		c.tape.add(out, a, b)
+	}
 	return out
 }
 
@@ -137,6 +162,9 @@ func (c *Ctx) AddRows(x, table *T, offset int) *T {
 	}
 	out := c.New(x.Shape...)
 	Add(out.Data, x.Data, table.Data[offset*cols:(offset+r)*cols])
+	if c.tape != nil {
+		c.tape.addRows(out, x, table, offset, r, cols)
+	}
 	return out
 }
 
@@ -146,6 +174,9 @@ func (c *Ctx) Embedding(table *T, ids []int) *T {
 	out := c.New(len(ids), cols)
 	for i, id := range ids {
 		copy(out.Data[i*cols:(i+1)*cols], table.Data[id*cols:(id+1)*cols])
+	}
+	if c.tape != nil {
+		c.tape.embedding(out, table, ids, cols)
 	}
 	return out
 }
@@ -165,6 +196,9 @@ func (c *Ctx) Conv1d(x, w, b *T, stride, pad int) *T {
 		bd = b.Data
 	}
 	Conv1d(out.Data, x.Data, w.Data, bd, tin, cin, cout, kw, stride, pad)
+	if c.tape != nil {
+		c.tape.conv1d(out, x, w, b, tin, cin, cout, kw, stride, pad)
+	}
 	return out
 }
 
@@ -175,6 +209,9 @@ func (c *Ctx) Attention(q, k, v *T, heads int, causal bool) *T {
 	tk := k.Shape[0]
 	out := c.New(tq, w)
 	Attention(out.Data, q.Data, k.Data, v.Data, tq, tk, heads, w/heads, causal)
+	if c.tape != nil {
+		c.tape.attention(out, q, k, v, tq, tk, heads, w/heads, causal)
+	}
 	return out
 }
 
@@ -183,5 +220,53 @@ func (c *Ctx) Transpose(x *T) *T {
 	r, cols := x.Shape[0], x.Shape[1]
 	out := c.New(cols, r)
 	Transpose(out.Data, x.Data, r, cols)
+	if c.tape != nil {
+		c.tape.transpose(out, x, r, cols)
+	}
+	return out
+}
+
+// Rows returns rows from…to-1 of x viewed as [R, C] (C the last dimension), as a [to-from, C]
+// view sharing x's storage. Unlike FromData on a sub-slice it records its backward, so
+// slicing inside the model (the decoder keeping its last positions) stays differentiable.
+func (c *Ctx) Rows(x *T, from, to int) *T {
+	r, cols := rows(x)
+	if from < 0 || to > r || from > to {
+		panic(fmt.Sprintf("tensor: rows %d:%d of %v", from, to, x.Shape))
+	}
+	out := FromData(x.Data[from*cols:to*cols], to-from, cols)
+	if c.tape != nil {
+		c.tape.rows(out, x, from, to, cols)
+	}
+	return out
+}
+
+// LogSoftmax returns x − logsumexp(x) over the last dimension (CTC's input, distillation's
+// log-probabilities).
+func (c *Ctx) LogSoftmax(x *T) *T {
+	r, cols := rows(x)
+	out := c.New(x.Shape...)
+	parallelFor(r, max(1, grainElems/max(1, cols)), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			LogSoftmax(out.Data[i*cols:(i+1)*cols], x.Data[i*cols:(i+1)*cols])
+		}
+	})
+	if c.tape != nil {
+		c.tape.logSoftmax(out, x, r, cols)
+	}
+	return out
+}
+
+// ScaleGrad returns x unchanged in the forward pass and multiplies the gradient flowing back
+// through it by s. It weights one objective of several (joint CTC/attention training:
+// λ·CTC + (1−λ)·CE, or a per-token mean) without touching the forward values: the losses
+// return float64s, so the weight is applied where their gradients enter the graph. Without a
+// tape it returns x itself.
+func (c *Ctx) ScaleGrad(x *T, s float32) *T {
+	if c.tape == nil {
+		return x
+	}
+	out := &T{Shape: append([]int(nil), x.Shape...), Data: x.Data}
+	c.tape.scaleGrad(out, x, s)
 	return out
 }

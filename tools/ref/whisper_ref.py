@@ -33,8 +33,10 @@ every torch version (on torch 1.13 SDPA does not exist and that path runs anyway
 
 Outputs (paths under --out):
   audio/ref.wav                    input clip (committed; --make-audio recreates it, see below)
-  whisper-ref/mel<n_mels>.npy      log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)[:, :3000],
-                                   exactly what transcribe.py feeds the encoder for window one
+  whisper-ref/mel<n_mels>.npy      pad_or_trim(mel[:, :content_frames], 3000) with
+                                   mel = log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES):
+                                   exactly what transcribe.py decodes window one from (frames
+                                   after the audio are 0.0, not the log floor)
   whisper-ref/<config>/encoder.npy encoder output rows (meta.json "encoder_rows"; null = all)
   whisper-ref/<config>/logits.npy  decoder logits rows for the prompt (meta.json "logits_rows")
   whisper-ref/<config>/meta.json   dims, seed, tokens, greedy ids, provenance, max |value|s
@@ -417,7 +419,9 @@ def run_config(name, cfg, args, wa, wm, audio, commit, mels):
 
     n_mels = d["n_mels"]
     if n_mels not in mels:
-        mel = wa.log_mel_spectrogram(torch.from_numpy(audio), n_mels, padding=wa.N_SAMPLES)[:, : wa.N_FRAMES]
+        full = wa.log_mel_spectrogram(torch.from_numpy(audio), n_mels, padding=wa.N_SAMPLES)
+        content_frames = full.shape[-1] - wa.N_FRAMES  # as transcribe.py
+        mel = wa.pad_or_trim(full[:, :content_frames], wa.N_FRAMES)
         mels[n_mels] = save_npy(os.path.join(args.out, "whisper-ref", "mel%d.npy" % n_mels), mel.numpy())
     mel = mels[n_mels]
     assert mel.shape == (n_mels, 2 * d["n_audio_ctx"]), mel.shape

@@ -86,3 +86,7 @@ func (m *Model) eachLinear(f func(*nn.Linear)) {
 func NewRandom(d Dims, seed uint64, opts LoadOptions) (*Model, error) {
 	return Load(d, MapSource(RandomCheckpoint(d, seed)), nil, opts)
 }
+
+// Tensors returns the model's weights keyed by Hugging Face name, in checkpoint order
+// (half-precision weights widened to float32).
+func (m *Model) Tensors() (map[string]*tensor.T, []string) { return nn.Collect(m) }

@@ -36,9 +36,18 @@ func (s *State) Encode(mel *tensor.T) *tensor.T {
 	if mel.Shape[0] != s.m.Dims.NMels {
 		panic(fmt.Sprintf("whisper: mel has %d bins, model wants %d", mel.Shape[0], s.m.Dims.NMels))
 	}
-	xa := s.m.Encoder.Forward(s.ctx, mel)
+	xa := s.m.Encoder.Forward(s.ctx, mel).Clone()
 	s.SetAudio(xa)
-	return xa.Clone()
+	return xa
+}
+
+// EncodeInPlace is Encode without returning a copy of the features.
+func (s *State) EncodeInPlace(mel *tensor.T) {
+	defer s.ctx.Reset()
+	if mel.Shape[0] != s.m.Dims.NMels {
+		panic(fmt.Sprintf("whisper: mel has %d bins, model wants %d", mel.Shape[0], s.m.Dims.NMels))
+	}
+	s.SetAudio(s.m.Encoder.Forward(s.ctx, mel))
 }
 
 // SetAudio installs audio features xa [T, C] (from Encode or elsewhere) for decoding.

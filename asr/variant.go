@@ -1,0 +1,248 @@
+// Package asr ties the speech-recognition pieces together: it opens model variants from disk
+// (Hugging Face folders, chorus variant folders, whisper.cpp ggml files) into a model plus
+// tokenizer, and transcribes audio with them. The pieces live in sub-packages: audio, mel,
+// tokenizer, formats, models/whisper, decode, transcribe.
+package asr
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/chorus-asr/chorus/asr/formats"
+	"github.com/chorus-asr/chorus/asr/mel"
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/asr/tokenizer"
+)
+
+// ErrUnsupportedModel is returned for files and folders chorus cannot load as a model.
+var ErrUnsupportedModel = errors.New("unsupported model")
+
+// Variant is a loaded model ready to serve: weights, tokenizer (nil when the folder has no
+// tokenizer files; commands that take token ids still work) and where it came from.
+type Variant struct {
+	Name      string
+	Path      string
+	Format    string // "hf" or "ggml"
+	Model     *whisper.Model
+	Tokenizer *tokenizer.Tokenizer
+	Config    *formats.HFConfig
+}
+
+// OpenOptions tune Open.
+type OpenOptions struct {
+	// F16 keeps large weights in half precision (f32 compute). Default true in the CLI.
+	F16 bool
+}
+
+// Open loads a model from a Hugging Face or chorus variant folder (config.json +
+// model.safetensors or model.safetensors.zst, optional vocab.json/merges.txt), or from a
+// whisper.cpp ggml file.
+func Open(path string, opts OpenOptions) (*Variant, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open model: %w", err)
+	}
+	if st.IsDir() {
+		return OpenFS(os.DirFS(path), ".", path, opts)
+	}
+	return openGGML(path, opts)
+}
+
+// OpenFS loads a variant folder from a file system (an embedded model uses embed.FS).
+func OpenFS(fsys fs.FS, dir, name string, opts OpenOptions) (*Variant, error) {
+	cfgBytes, err := fs.ReadFile(fsys, filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: %w: no config.json (%v)", name, ErrUnsupportedModel, err)
+	}
+	cfg, err := formats.ParseHFConfig(cfgBytes)
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: config.json: %w", name, err)
+	}
+	var ck *formats.Checkpoint
+	for _, f := range []string{"model.safetensors", "model.safetensors.zst"} {
+		r, err := fsys.Open(filepath.Join(dir, f))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open model %s: %w", name, err)
+		}
+		ck, err = formats.ReadSafetensorsFrom(r)
+		r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("open model %s: %s: %w", name, f, err)
+		}
+		break
+	}
+	if ck == nil {
+		return nil, fmt.Errorf("open model %s: %w: no model.safetensors or model.safetensors.zst", name, ErrUnsupportedModel)
+	}
+	v, err := build(name, "hf", cfg, ck, opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := fs.Stat(fsys, filepath.Join(dir, "vocab.json")); err == nil {
+		tok, err := tokenizer.LoadFS(fsys, dir)
+		if err != nil {
+			return nil, fmt.Errorf("open model %s: tokenizer: %w", name, err)
+		}
+		v.Tokenizer = tok
+	}
+	v.Path = name
+	return v, nil
+}
+
+func openGGML(path string, opts OpenOptions) (*Variant, error) {
+	g, err := formats.ReadGGMLFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: %w", path, err)
+	}
+	v, err := build(filepath.Base(path), "ggml", g.HParams.HFConfig(), g.Checkpoint, opts)
+	if err != nil {
+		return nil, err
+	}
+	v.Path = path
+	return v, nil
+}
+
+// DimsFromConfig maps a Hugging Face config to model dimensions.
+func DimsFromConfig(c *formats.HFConfig) whisper.Dims {
+	return whisper.Dims{
+		NMels: c.NumMelBins, NAudioCtx: c.MaxSourcePositions, NAudioState: c.DModel,
+		NAudioHead: c.EncoderAttnHeads, NAudioLayer: c.EncoderLayers,
+		NVocab: c.VocabSize, NTextCtx: c.MaxTargetPositions, NTextState: c.DModel,
+		NTextHead: c.DecoderAttnHeads, NTextLayer: c.DecoderLayers,
+		EncoderFFN: c.EncoderFFNDim, DecoderFFN: c.DecoderFFNDim, Activation: c.Activation(),
+	}
+}
+
+// ConfigFromDims is the inverse of DimsFromConfig, for writing variants.
+func ConfigFromDims(d whisper.Dims) *formats.HFConfig {
+	g := formats.GGMLHParams{
+		NVocab: d.NVocab, NAudioCtx: d.NAudioCtx, NAudioState: d.NAudioState, NAudioHead: d.NAudioHead,
+		NAudioLayer: d.NAudioLayer, NTextCtx: d.NTextCtx, NTextState: d.NTextState, NTextHead: d.NTextHead,
+		NTextLayer: d.NTextLayer, NMels: d.NMels,
+	}
+	c := g.HFConfig()
+	if d.EncoderFFN > 0 {
+		c.EncoderFFNDim = d.EncoderFFN
+	}
+	if d.DecoderFFN > 0 {
+		c.DecoderFFNDim = d.DecoderFFN
+	}
+	if d.Activation != "" {
+		c.ActivationFunction = d.Activation
+	}
+	return c
+}
+
+func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, opts OpenOptions) (*Variant, error) {
+	d := DimsFromConfig(cfg)
+	if cfg.DModel <= 0 {
+		return nil, fmt.Errorf("open model %s: config d_model %d", name, cfg.DModel)
+	}
+	m, err := whisper.Load(d, checkpointSource{ck}, ck.Names(), whisper.LoadOptions{F16: opts.F16})
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: %w", name, err)
+	}
+	return &Variant{Name: name, Format: format, Model: m, Config: cfg}, nil
+}
+
+// checkpointSource adapts a formats.Checkpoint to nn.Source.
+type checkpointSource struct{ ck *formats.Checkpoint }
+
+func (s checkpointSource) Lookup(name string) ([]int, []float32, []uint16, bool) {
+	t := s.ck.Get(name)
+	if t == nil {
+		return nil, nil, nil, false
+	}
+	switch t.DType {
+	case formats.F32:
+		return t.Shape, t.F32, nil, true
+	case formats.F16:
+		return t.Shape, nil, t.F16, true
+	}
+	return t.Shape, t.ToF32(), nil, true
+}
+
+// Checkpoint converts a model's weights back into a checkpoint with Hugging Face names, for
+// writing variants and exporting ggml.
+func Checkpoint(m *whisper.Model) (*formats.Checkpoint, error) {
+	ts, order := m.Tensors()
+	return formats.CheckpointFromTensors(ts, order)
+}
+
+// SaveOptions tune Save.
+type SaveOptions struct {
+	Compress bool // write model.safetensors.zst instead of model.safetensors
+	F16      bool // store weights in half precision
+}
+
+// Save writes m (and tok, when not nil) as a Hugging Face-compatible variant folder:
+// config.json, model.safetensors[.zst], tokenizer files. Files are written atomically.
+func Save(dir string, m *whisper.Model, cfg *formats.HFConfig, tok *tokenizer.Tokenizer, opts SaveOptions) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
+	if cfg == nil {
+		cfg = ConfigFromDims(m.Dims)
+	}
+	ck, err := Checkpoint(m)
+	if err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
+	if opts.F16 {
+		for _, n := range ck.Names() {
+			if t := ck.Get(n); len(t.Shape) >= 2 {
+				ck.Tensors[n] = t.Convert(formats.F16)
+			}
+		}
+		cfg.TorchDType = "float16"
+	}
+	if err := formats.WriteHFConfigFile(filepath.Join(dir, "config.json"), cfg); err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
+	name := "model.safetensors"
+	if opts.Compress {
+		name += ".zst"
+	}
+	if err := formats.WriteSafetensorsFile(filepath.Join(dir, name), ck, opts.Compress); err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
+	if tok != nil {
+		if err := tok.Save(dir); err != nil {
+			return fmt.Errorf("save model: tokenizer: %w", err)
+		}
+	}
+	return nil
+}
+
+// ExportGGML writes m as a whisper.cpp ggml model file, with chorus's computed mel filters
+// and, when tok is not nil, its ordinary tokens (whisper.cpp derives the special tokens).
+func ExportGGML(path string, m *whisper.Model, tok *tokenizer.Tokenizer, f16 bool) error {
+	ck, err := Checkpoint(m)
+	if err != nil {
+		return fmt.Errorf("export ggml: %w", err)
+	}
+	filters, err := mel.Filters(m.Dims.NMels)
+	if err != nil {
+		return fmt.Errorf("export ggml: %w", err)
+	}
+	g := &formats.GGMLFile{
+		HParams:    formats.GGMLHParamsFromHF(ConfigFromDims(m.Dims)),
+		MelFilters: formats.MelFilters{NMel: m.Dims.NMels, NFFT: len(filters) / m.Dims.NMels, Data: filters},
+		Checkpoint: ck,
+	}
+	if tok != nil {
+		for id := 0; id < tok.Size() && !tok.IsSpecial(id); id++ {
+			g.Tokens = append(g.Tokens, tok.TokenBytes(id))
+		}
+	}
+	if err := formats.WriteGGMLFile(path, g, f16); err != nil {
+		return fmt.Errorf("export ggml: %w", err)
+	}
+	return nil
+}

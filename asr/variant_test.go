@@ -1,0 +1,126 @@
+package asr
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/tensor"
+)
+
+var smallDims = whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 64, NAudioHead: 2, NAudioLayer: 2,
+	NVocab: 400, NTextCtx: 64, NTextState: 64, NTextHead: 2, NTextLayer: 2}
+
+// logitsOf runs a fixed window and prompt through m.
+func logitsOf(t *testing.T, m *whisper.Model) []float32 {
+	t.Helper()
+	mel := tensor.New(m.Dims.NMels, 3000)
+	tensor.SeededUniform(mel.Data, 3, "mel", 0, 1)
+	st := m.NewState(1)
+	st.Encode(mel)
+	return st.AllLogits(0, []int{1, 5, 17, 42}).Data
+}
+
+func maxDiff(a, b []float32) float64 {
+	var d float64
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}
+
+func TestVariantRoundTrip(t *testing.T) {
+	ref, err := whisper.NewRandom(smallDims, 1, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := logitsOf(t, ref)
+	for _, c := range []struct {
+		name string
+		save SaveOptions
+		open OpenOptions
+		tol  float64
+	}{
+		{"f32", SaveOptions{}, OpenOptions{}, 0},
+		{"zst", SaveOptions{Compress: true}, OpenOptions{}, 0},
+		{"f32-open-f16", SaveOptions{}, OpenOptions{F16: true}, 2e-2},
+		{"f16-zst", SaveOptions{Compress: true, F16: true}, OpenOptions{F16: true}, 2e-2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := Save(dir, ref, nil, nil, c.save); err != nil {
+				t.Fatal(err)
+			}
+			v, err := Open(dir, c.open)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := maxDiff(logitsOf(t, v.Model), want); d > c.tol {
+				t.Errorf("logits differ by %g (tol %g)", d, c.tol)
+			}
+		})
+	}
+}
+
+func TestGGMLRoundTrip(t *testing.T) {
+	ref, err := whisper.NewRandom(smallDims, 1, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := logitsOf(t, ref)
+	for _, f16 := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "ggml-small.bin")
+		if err := ExportGGML(path, ref, nil, f16); err != nil {
+			t.Fatal(err)
+		}
+		v, err := Open(path, OpenOptions{F16: f16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tol := 0.0
+		if f16 {
+			tol = 2e-2
+		}
+		if d := maxDiff(logitsOf(t, v.Model), want); d > tol {
+			t.Errorf("f16=%v: logits differ by %g (tol %g)", f16, d, tol)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	ref, _ := whisper.NewRandom(smallDims, 1, whisper.LoadOptions{})
+	if err := Save(dir, ref, nil, nil, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Drop a tensor: the error names it.
+	ck, _ := Checkpoint(ref)
+	delete(ck.Tensors, "model.decoder.layers.1.fc2.bias")
+	var order []string
+	for _, n := range ck.Order {
+		if n != "model.decoder.layers.1.fc2.bias" {
+			order = append(order, n)
+		}
+	}
+	ck.Order = order
+	bad := t.TempDir()
+	cfg, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	os.WriteFile(filepath.Join(bad, "config.json"), cfg, 0o644)
+	if err := writeCk(filepath.Join(bad, "model.safetensors"), ck); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, want string }{
+		{bad, "model.decoder.layers.1.fc2.bias"},
+		{t.TempDir(), "no config.json"},
+		{filepath.Join(dir, "config.json"), "ggml"},
+		{filepath.Join(dir, "nope"), "no such file"},
+	} {
+		_, err := Open(c.path, OpenOptions{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Open(%s) = %v, want error containing %q", c.path, err, c.want)
+		}
+	}
+}

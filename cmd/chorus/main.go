@@ -1,0 +1,29 @@
+// Command chorus is the one binary of the chorus speech-recognition server: serve, transcribe,
+// train, eval, models and bench. It parses flags and calls into the packages; it holds no
+// logic of its own.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	root := &cobra.Command{
+		Use:           "chorus",
+		Short:         "Streaming speech recognition with expert-routed Whisper models",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(transcribeCmd(), modelsCmd(), benchCmd(), dataCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "chorus:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,305 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+)
+
+// This file holds the fast kernels. Each has the signature and semantics of its naive twin in
+// ops_naive.go (the suffix-free name); the differences are float32 arithmetic where the
+// references use float64, with error bounds stated per kernel and checked by the tests.
+// Kernels panic on slices too short for the declared shapes: that is a programming error, and
+// the C kernels must never read out of bounds.
+
+// SmallM is the largest row count that Linear, LinearF16 and Attention's score products hand
+// to chorus's own streaming kernel instead of a GEMM library. Below it, a GEMM library spends
+// its time packing operands (OpenBLAS took 165 µs for 1×384×1536, chorus's kernel ~25 µs);
+// above it, the library's register blocking wins. Measured crossover on the 2-core EPYC:
+// see the BenchmarkLinearSmallM table in the package tests.
+const SmallM = 8
+
+// parallel grains: below these many floats of work per goroutine, splitting costs more than
+// it saves (a goroutine start and join is ~1-2 µs).
+const (
+	grainElems = 1 << 15 // elementwise ops and row kernels
+	grainMACs  = 1 << 17 // multiply-adds of the small-m GEMM kernels
+)
+
+func need(name string, s []float32, n int) {
+	if len(s) < n {
+		panic(fmt.Sprintf("tensor: %s has %d values, need %d", name, len(s), n))
+	}
+}
+
+// Linear: out[M,N] = x[M,K]·w[N,K]ᵀ + b[N] (b may be nil); w has PyTorch's [out,in] layout.
+// Rows m <= SmallM use chorus's streaming kernel (split over output columns on Threads()
+// goroutines); larger m use Sgemm with the bias preloaded into out (beta = 1), which costs the
+// same as the zero fill a beta = 0 call does. Error: float32 accumulation, |err| ~ 1e-7·Σ|x·w|.
+func Linear(out, x, w, b []float32, m, k, n int) {
+	need("linear x", x, m*k)
+	need("linear w", w, n*k)
+	need("linear out", out, m*n)
+	if b != nil {
+		need("linear bias", b, n)
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		fillBias(out, b, m, n)
+		return
+	}
+	if m <= SmallM && simdLevel > 0 {
+		gemmNTParallel(m, n, k, x, w, nil, b, out)
+		return
+	}
+	beta := float32(0)
+	if b != nil {
+		fillBias(out, b, m, n)
+		beta = 1
+	}
+	sgemmRows(m, n, k, x, w, beta, out)
+}
+
+// splitRows is the fewest rows per goroutine when sgemmRows splits a GEMM: below ~64 rows
+// each call's packing of the weight stops paying for itself.
+const splitRows = 64
+
+// sgemmRows computes out = x·wᵀ + beta·out for x [M,K], w [N,K]. With one OpenBLAS thread and
+// several chorus threads it splits the rows over goroutines, one single-threaded Sgemm each
+// (each packs w itself, which is cheap next to the product); otherwise it is one Sgemm call
+// that OpenBLAS may split. See threads.go for why chorus prefers doing the split itself.
+func sgemmRows(m, n, k int, x, w []float32, beta float32, out []float32) {
+	if BLASThreads() > 1 || Threads() == 1 || m < 2*splitRows || m*n*k < 4*grainMACs {
+		Sgemm(false, true, m, n, k, 1, x, k, w, k, beta, out, n)
+		return
+	}
+	parallelFor(m, splitRows, func(lo, hi int) {
+		Sgemm(false, true, hi-lo, n, k, 1, x[lo*k:], k, w, k, beta, out[lo*n:], n)
+	})
+}
+
+// fillBias sets each of the m rows of out[M,N] to b, or to zero when b is nil.
+func fillBias(out, b []float32, m, n int) {
+	for i := 0; i < m; i++ {
+		if b == nil {
+			clear(out[i*n : (i+1)*n])
+		} else {
+			copy(out[i*n:(i+1)*n], b[:n])
+		}
+	}
+}
+
+// gemmNTParallel runs the small-m kernel for out = x·wᵀ + b with w in f32 (w) or f16 (wh),
+// splitting the output columns into Threads() blocks (multiples of 16, so each block starts
+// on a fresh cache line of out for most shapes) when the product is big enough to pay for it.
+func gemmNTParallel(m, n, k int, x, w []float32, wh []uint16, b, out []float32) {
+	blocks := n * m * k / grainMACs
+	run := func(lo, hi int) {
+		lo, hi = lo*16, min(hi*16, n)
+		if lo >= hi {
+			return
+		}
+		var bb []float32
+		if b != nil {
+			bb = b[lo:hi]
+		}
+		if wh != nil {
+			gemmNTF16Kernel(m, hi-lo, k, 1, x, k, wh[lo*k:], k, bb, out[lo:], n)
+		} else {
+			gemmNTKernel(m, hi-lo, k, 1, x, k, w[lo*k:], k, bb, out[lo:], n)
+		}
+	}
+	cols16 := (n + 15) / 16
+	if blocks < 2 {
+		run(0, cols16)
+		return
+	}
+	parallelFor(cols16, max(1, cols16/blocks), run)
+}
+
+// LayerNorm normalises each of R rows of C values: (x-mean)/sqrt(var+eps)·gamma + beta with
+// the biased variance (torch.nn.LayerNorm). gamma and beta may be nil. Sums are in float64 and
+// x-mean keeps full relative precision (mean split into two floats), so the result is within
+// a few float32 ulps of the float64 reference; rows run in parallel on Threads() goroutines.
+func LayerNorm(out, x, gamma, beta []float32, rows, cols int, eps float32) {
+	need("layernorm x", x, rows*cols)
+	need("layernorm out", out, rows*cols)
+	if gamma != nil {
+		need("layernorm gamma", gamma, cols)
+	}
+	if beta != nil {
+		need("layernorm beta", beta, cols)
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	parallelFor(rows, max(1, grainElems/cols), func(lo, hi int) {
+		layerNormKernel(out[lo*cols:hi*cols], x[lo*cols:hi*cols], gamma, beta, hi-lo, cols, eps)
+	})
+}
+
+// Softmax applies a numerically stable softmax to each of R rows of C values, in place.
+// Exponentials are float32 (~2 ulp) and the row sum is float64; relative error per entry is
+// below ~3e-7 plus |x-max|·6e-8 (the rounding of x-max). A row holding a NaN, or whose max is
+// ±Inf, becomes all NaN, as in the float64 reference.
+func Softmax(x []float32, rows, cols int) {
+	need("softmax x", x, rows*cols)
+	if rows == 0 || cols == 0 {
+		return
+	}
+	parallelFor(rows, max(1, grainElems/cols), func(lo, hi int) {
+		softmaxKernel(x[lo*cols:hi*cols], hi-lo, cols, cols, -1)
+	})
+}
+
+// LogSoftmax writes x - log(Σ exp x) for one row (the decoder's token log-probabilities).
+// Same error model as Softmax, in absolute terms: ~1e-7·max(1, |out|).
+func LogSoftmax(out, x []float32) {
+	need("log-softmax out", out, len(x))
+	if len(x) == 0 {
+		return
+	}
+	logSoftmaxKernel(out, x)
+}
+
+// GELU is the exact erf form torch.nn.GELU uses by default: x·½(1+erf(x/√2)). erf comes from
+// piecewise polynomials fitted for float32 (tools/fit_erf.py): |err| <= ~1.2e-7·max(1,|x|)
+// against the float64 reference, and GELU(-Inf) is NaN as in torch.
+func GELU(out, x []float32) {
+	need("gelu out", out, len(x))
+	parallelFor(len(x), grainElems, func(lo, hi int) { geluKernel(out[lo:hi], x[lo:hi]) })
+}
+
+// ReLU: max(x, 0). NaN stays NaN (as torch.relu).
+func ReLU(out, x []float32) {
+	need("relu out", out, len(x))
+	parallelFor(len(x), grainElems, func(lo, hi int) {
+		o := out[lo:hi]
+		for i, v := range x[lo:hi] {
+			if v < 0 {
+				v = 0
+			}
+			o[i] = v
+		}
+	})
+}
+
+// Add: out = a + b elementwise (out may alias a or b).
+func Add(out, a, b []float32) {
+	need("add b", b, len(a))
+	need("add out", out, len(a))
+	parallelFor(len(a), grainElems, func(lo, hi int) {
+		o, bb := out[lo:hi], b[lo:hi]
+		for i, v := range a[lo:hi] {
+			o[i] = v + bb[i]
+		}
+	})
+}
+
+// AddInPlace: dst += src elementwise (residual connections).
+func AddInPlace(dst, src []float32) {
+	need("add dst", dst, len(src))
+	parallelFor(len(src), grainElems, func(lo, hi int) {
+		d := dst[lo:hi]
+		for i, v := range src[lo:hi] {
+			d[i] += v
+		}
+	})
+}
+
+// Scale: x *= s elementwise, in place.
+func Scale(x []float32, s float32) {
+	parallelFor(len(x), grainElems, func(lo, hi int) {
+		p := x[lo:hi]
+		for i := range p {
+			p[i] *= s
+		}
+	})
+}
+
+// Transpose writes the [C, R] transpose of in [R, C] to out, in 32×32 blocks so both sides
+// are walked a cache line at a time (a plain double loop misses on every write for large R).
+func Transpose(out, in []float32, rows, cols int) {
+	need("transpose in", in, rows*cols)
+	need("transpose out", out, rows*cols)
+	const bs = 32
+	for r0 := 0; r0 < rows; r0 += bs {
+		r1 := min(r0+bs, rows)
+		for c0 := 0; c0 < cols; c0 += bs {
+			c1 := min(c0+bs, cols)
+			for r := r0; r < r1; r++ {
+				row := in[r*cols : r*cols+c1]
+				for c := c0; c < c1; c++ {
+					out[c*rows+r] = row[c]
+				}
+			}
+		}
+	}
+}
+
+// ArgMax returns the index of the largest value (the first on ties), ignoring NaNs; -1 when x
+// is empty or all NaN.
+func ArgMax(x []float32) int {
+	best, bv := -1, float32(math.Inf(-1))
+	for i, v := range x {
+		if v > bv || (best < 0 && v == bv) {
+			best, bv = i, v
+		}
+	}
+	return best
+}
+
+// Conv1d is a 1-D convolution with zero padding on time-major data: x [Tin, Cin],
+// w [Cout, Cin, KW] (PyTorch's layout), b [Cout] or nil, out [Tout, Cout]; see Conv1dNaive.
+// It lays the input out as im2col rows ordered [KW, Cin] (so each tap is one contiguous copy
+// of Cin values), permutes the weight to the same order, and runs one Linear:
+// out = col[Tout, KW·Cin]·w'[Cout, KW·Cin]ᵀ + b. Scratch comes from a pool.
+func Conv1d(out, x, w, b []float32, tin, cin, cout, kw, stride, pad int) {
+	if stride < 1 || kw < 1 || pad < 0 {
+		panic(fmt.Sprintf("tensor: conv1d kw %d stride %d pad %d", kw, stride, pad))
+	}
+	tout := Conv1dOut(tin, kw, stride, pad)
+	if tout < 0 {
+		tout = 0
+	}
+	need("conv1d x", x, tin*cin)
+	need("conv1d w", w, cout*cin*kw)
+	need("conv1d out", out, tout*cout)
+	if b != nil {
+		need("conv1d bias", b, cout)
+	}
+	if tout == 0 || cout == 0 {
+		return
+	}
+	kk := kw * cin
+	wp := getScratch(cout * kk)
+	defer putScratch(wp)
+	wt := *wp
+	for o := 0; o < cout; o++ {
+		src := w[o*kk : (o+1)*kk]
+		dst := wt[o*kk : (o+1)*kk]
+		for c := 0; c < cin; c++ {
+			for j := 0; j < kw; j++ {
+				dst[j*cin+c] = src[c*kw+j]
+			}
+		}
+	}
+	colp := getScratch(tout * kk)
+	defer putScratch(colp)
+	col := *colp
+	parallelFor(tout, max(1, grainElems/kk), func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			row := col[t*kk : (t+1)*kk]
+			for j := 0; j < kw; j++ {
+				dst := row[j*cin : (j+1)*cin]
+				if ti := t*stride + j - pad; ti >= 0 && ti < tin {
+					copy(dst, x[ti*cin:(ti+1)*cin])
+				} else {
+					clear(dst)
+				}
+			}
+		}
+	})
+	Linear(out, col, wt, b, tout, kk, cout)
+}

@@ -1,0 +1,48 @@
+//go:build cgo && !noblas
+
+// SIMD kernels behind the cgo build of package tensor (see simd_cgo.go).
+//
+// Every function here has a pure-Go twin (simd_go.go) that the !cgo || noblas build uses and
+// that the cgo build falls back to on CPUs without AVX2+FMA+F16C (chorus_simd_level() == 0).
+// Callers guarantee valid pointers and sizes: the Go wrappers check bounds before calling.
+// Matrices are row-major with explicit leading dimensions (elements, not bytes).
+#ifndef CHORUS_SIMD_H
+#define CHORUS_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// 0: no usable SIMD (use the Go kernels); 1: AVX2+FMA+F16C; 2: also AVX-512 F/BW/VL/DQ.
+int chorus_simd_level(void);
+
+// IEEE binary16 <-> binary32, round to nearest even, NaNs quieted with payload kept (F16C).
+void chorus_f16_to_f32(float *dst, const uint16_t *src, size_t n);
+void chorus_f32_to_f16(uint16_t *dst, const float *src, size_t n);
+
+// out[i*ldo+j] = alpha * sum_p x[i*ldx+p]*w[j*ldw+p] + (bias ? bias[j] : 0), i<m, j<n.
+// Streams each weight row once for all m rows: meant for small m (decode), where a GEMM
+// library spends its time packing.
+void chorus_gemm_nt_f32(long m, long n, long k, float alpha, const float *x, long ldx,
+                        const float *w, long ldw, const float *bias, float *out, long ldo);
+void chorus_gemm_nt_f16(long m, long n, long k, float alpha, const float *x, long ldx,
+                        const uint16_t *w, long ldw, const float *bias, float *out, long ldo);
+
+// c[i*ldc+j] = sum_p a[i*lda+p]*b[p*ldb+j], i<m, j<n (overwrites c). Small m only.
+void chorus_gemm_nn_small(long m, long n, long k, const float *a, long lda, const float *b,
+                          long ldb, float *c, long ldc);
+
+// out = x*Phi(x) with the exact erf, |error| <= ~1.2e-7*max(1,|x|).
+void chorus_gelu(float *out, const float *x, size_t n);
+
+// Row softmax in place on rows of length cols spaced ld apart. With causal >= 0, row i keeps
+// its first min(cols, causal+i+1) >= 1 entries and the rest are set to 0.
+void chorus_softmax_rows(float *x, long rows, long cols, long ld, long causal);
+
+// out = x - logsumexp(x) for one row of n >= 1 values.
+void chorus_log_softmax(float *out, const float *x, size_t n);
+
+// LayerNorm of rows x[r*cols ...] with biased variance; gamma/beta may be NULL.
+void chorus_layernorm_rows(float *out, const float *x, const float *gamma, const float *beta,
+                           long rows, long cols, float eps);
+
+#endif

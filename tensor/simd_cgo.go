@@ -1,0 +1,129 @@
+//go:build cgo && !noblas
+
+package tensor
+
+/*
+#cgo CFLAGS: -O3
+#cgo LDFLAGS: -lm
+#include "simd.h"
+*/
+import "C"
+
+import "unsafe"
+
+// simdLevel is what simd.c can run here: 0 none (Go twins are used), 1 AVX2+FMA+F16C,
+// 2 also AVX-512.
+var simdLevel = int(C.chorus_simd_level())
+
+// SIMD names the vector kernels compiled in and usable on this CPU.
+func SIMD() string {
+	switch simdLevel {
+	case 2:
+		return "avx2+fma+f16c (avx512 cpu)"
+	case 1:
+		return "avx2+fma+f16c"
+	}
+	return "go"
+}
+
+func fptr(s []float32) *C.float {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(&s[0]))
+}
+
+func hptr(s []uint16) *C.uint16_t {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.uint16_t)(unsafe.Pointer(&s[0]))
+}
+
+func geluKernel(out, x []float32) {
+	if simdLevel == 0 || len(x) == 0 {
+		geluGo(out, x)
+		return
+	}
+	_ = out[len(x)-1]
+	C.chorus_gelu(fptr(out), fptr(x), C.size_t(len(x)))
+}
+
+// softmaxKernel: rows of cols values spaced ld apart in x; causal < 0 for no mask, else row i
+// keeps min(cols, causal+i+1) entries. The caller checked bounds.
+func softmaxKernel(x []float32, rows, cols, ld, causal int) {
+	if simdLevel == 0 || rows == 0 || cols == 0 {
+		softmaxRowsGo(x, rows, cols, ld, causal)
+		return
+	}
+	_ = x[(rows-1)*ld+cols-1]
+	C.chorus_softmax_rows(fptr(x), C.long(rows), C.long(cols), C.long(ld), C.long(causal))
+}
+
+func logSoftmaxKernel(out, x []float32) {
+	if simdLevel == 0 || len(x) == 0 {
+		logSoftmaxGo(out, x)
+		return
+	}
+	_ = out[len(x)-1]
+	C.chorus_log_softmax(fptr(out), fptr(x), C.size_t(len(x)))
+}
+
+func layerNormKernel(out, x, gamma, beta []float32, rows, cols int, eps float32) {
+	if simdLevel == 0 || rows == 0 || cols == 0 {
+		layerNormGo(out, x, gamma, beta, rows, cols, eps)
+		return
+	}
+	_ = out[rows*cols-1]
+	_ = x[rows*cols-1]
+	C.chorus_layernorm_rows(fptr(out), fptr(x), fptr(gamma), fptr(beta), C.long(rows), C.long(cols), C.float(eps))
+}
+
+func f16ToF32Kernel(dst []float32, src []uint16) {
+	if simdLevel == 0 || len(src) == 0 {
+		f16ToF32Go(dst, src)
+		return
+	}
+	_ = dst[len(src)-1]
+	C.chorus_f16_to_f32(fptr(dst), hptr(src), C.size_t(len(src)))
+}
+
+func f32ToF16Kernel(dst []uint16, src []float32) {
+	if simdLevel == 0 || len(src) == 0 {
+		f32ToF16Go(dst, src)
+		return
+	}
+	_ = dst[len(src)-1]
+	C.chorus_f32_to_f16(hptr(dst), fptr(src), C.size_t(len(src)))
+}
+
+// gemmNTKernel computes out[i*ldo+j] = alpha·x_i·w_jᵀ + bias[j] for i < m, j < n with chorus's
+// small-m kernel and reports false when none is available (the caller then uses Sgemm). The
+// caller checked bounds (m, n, k >= 1).
+func gemmNTKernel(m, n, k int, alpha float32, x []float32, ldx int, w []float32, ldw int, bias, out []float32, ldo int) bool {
+	if simdLevel == 0 {
+		return false
+	}
+	C.chorus_gemm_nt_f32(C.long(m), C.long(n), C.long(k), C.float(alpha), fptr(x), C.long(ldx),
+		fptr(w), C.long(ldw), fptr(bias), fptr(out), C.long(ldo))
+	return true
+}
+
+// gemmNTF16Kernel is gemmNTKernel with an IEEE-half weight.
+func gemmNTF16Kernel(m, n, k int, alpha float32, x []float32, ldx int, w []uint16, ldw int, bias, out []float32, ldo int) bool {
+	if simdLevel == 0 {
+		return false
+	}
+	C.chorus_gemm_nt_f16(C.long(m), C.long(n), C.long(k), C.float(alpha), fptr(x), C.long(ldx),
+		hptr(w), C.long(ldw), fptr(bias), fptr(out), C.long(ldo))
+	return true
+}
+
+// gemmNNKernel computes c = a·b (overwriting c) for small m, or reports false.
+func gemmNNKernel(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) bool {
+	if simdLevel == 0 {
+		return false
+	}
+	C.chorus_gemm_nn_small(C.long(m), C.long(n), C.long(k), fptr(a), C.long(lda), fptr(b), C.long(ldb), fptr(c), C.long(ldc))
+	return true
+}

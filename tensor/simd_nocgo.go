@@ -1,0 +1,39 @@
+//go:build !cgo || noblas
+
+package tensor
+
+// This build has no C kernels: every kernel is its pure-Go twin (simd_go.go), and the small-m
+// GEMM paths report false so Linear, LinearF16 and Attention use Sgemm (gonum).
+
+const simdLevel = 0
+
+// SIMD names the vector kernels compiled in and usable on this CPU.
+func SIMD() string { return "go" }
+
+func geluKernel(out, x []float32) { geluGo(out, x) }
+
+func softmaxKernel(x []float32, rows, cols, ld, causal int) {
+	softmaxRowsGo(x, rows, cols, ld, causal)
+}
+
+func logSoftmaxKernel(out, x []float32) { logSoftmaxGo(out, x) }
+
+func layerNormKernel(out, x, gamma, beta []float32, rows, cols int, eps float32) {
+	layerNormGo(out, x, gamma, beta, rows, cols, eps)
+}
+
+func f16ToF32Kernel(dst []float32, src []uint16) { f16ToF32Go(dst, src) }
+
+func f32ToF16Kernel(dst []uint16, src []float32) { f32ToF16Go(dst, src) }
+
+func gemmNTKernel(m, n, k int, alpha float32, x []float32, ldx int, w []float32, ldw int, bias, out []float32, ldo int) bool {
+	return false
+}
+
+func gemmNTF16Kernel(m, n, k int, alpha float32, x []float32, ldx int, w []uint16, ldw int, bias, out []float32, ldo int) bool {
+	return false
+}
+
+func gemmNNKernel(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) bool {
+	return false
+}
