@@ -223,6 +223,10 @@ func Save(dir string, m *whisper.Model, cfg *formats.HFConfig, tok *tokenizer.To
 // ExportGGML writes m as a whisper.cpp ggml model file, with chorus's computed mel filters
 // and, when tok is not nil, its ordinary tokens (whisper.cpp derives the special tokens).
 func ExportGGML(path string, m *whisper.Model, tok *tokenizer.Tokenizer, f16 bool) error {
+	if a := m.Dims.Activation; a != "" && a != "gelu" {
+		// whisper.cpp hard-codes GELU: a ReLU variant would load there and compute nonsense.
+		return fmt.Errorf("export ggml: whisper.cpp supports only GELU feed-forward layers, model uses %s", a)
+	}
 	ck, err := Checkpoint(m)
 	if err != nil {
 		return fmt.Errorf("export ggml: %w", err)

@@ -5,27 +5,39 @@ import (
 	"math"
 )
 
-// attnScoreFloats bounds one work item's score block (rows × visible keys): 64 Ki floats,
-// 256 KiB, so the block that the score GEMM writes is still in L2 when softmax and the ·V GEMM
-// read it. 1500×1500 encoder attention thus runs as 6 heads × 35 row blocks of 43 rows.
-var attnScoreFloats = 1 << 16
+// attnScoreFloats bounds one work item's score block (query rows × visible keys): 128 Ki
+// floats, 512 KiB, so the scores are still in L2 when the softmax and the ·V product read them.
+// A variable so tests can force many small blocks.
+var attnScoreFloats = 1 << 17
+
+// attnStreamRows is the most query rows Attention serves with the streaming small-m kernels
+// (decoding: one row per sequence, a few during prompt prefill); more rows pay for packing K
+// and use the fused kernel.
+const attnStreamRows = 4
 
 // Attention is multi-head scaled dot-product attention on time-major, head-blocked data:
 // q [Tq, H·D], k and v [Tk, H·D], out [Tq, H·D]; head h owns columns h·D…h·D+D-1. Scores are
 // q·kᵀ/√D; with causal set, query i sits at position Tk-Tq+i and sees keys up to it (so the
 // same call serves prefill and cached decoding). See AttentionNaive.
 //
-// Work is split into (head, block of query rows) items. Per item: S = Q_blk·K_hᵀ/√D read
-// straight from the strided head columns (lda = H·D), a row softmax that also applies the
-// causal limit, then O_blk = S·V_h written into out's head columns. Causal blocks only compute
-// the keys their last row can see. Blocks of <= SmallM rows use chorus's streaming kernels
-// (decoding: no GEMM packing for a 1×Tk product), larger ones Sgemm.
+// Work is split into (head, block of query rows) items, each: scores for the block against the
+// keys its last row can see, a row softmax that applies the causal limit, then the ·V product
+// written into out's head columns. Three implementations, by size:
 //
-// Threading: items run on Threads() goroutines, each with its own pooled score buffer, when
-// their GEMMs are chorus kernels or BLASThreads() == 1; otherwise the items run in order so
-// each Sgemm gets all OpenBLAS threads, and only the softmax is split across goroutines
-// (threads.go has the reasoning). Error: as Linear and Softmax, ~1e-6 relative.
+//   - Tq > attnStreamRows with the C kernels (prefill, encoder): fused. K is packed once per head into
+//     panels of 32 keys (16 with AVX2 only); register-blocked tiles compute 8×32 (AVX2: 6×16)
+//     scores, the softmax leaves its 1/sum to the ·V tiles of 6×64 (AVX2: 3×32) outputs, all
+//     in chorus's own code, so no OpenBLAS call and no OpenBLAS threads are involved.
+//   - Tq <= attnStreamRows with the C kernels (decoding): the streaming small-m kernels read
+//     q, K and V in place; there is too little work per key to pay for packing.
+//   - Otherwise (pure-Go build): Sgemm for both products on the strided head columns.
+//
+// Threading: items run on Threads() goroutines with per-goroutine pooled scratch, except on
+// the Sgemm path with BLASThreads() > 1, where they run in order so each Sgemm gets all the
+// OpenBLAS threads and only the softmax is split (threads.go). Error: as Linear and Softmax,
+// ~1e-6 relative.
 func Attention(out, q, k, v []float32, tq, tk, heads, d int, causal bool) {
+	dims("attention", tq, tk, heads, d)
 	w := heads * d
 	need("attention q", q, tq*w)
 	need("attention k", k, tk*w)
@@ -40,41 +52,87 @@ func Attention(out, q, k, v []float32, tq, tk, heads, d int, causal bool) {
 	if causal && tq > tk {
 		panic(fmt.Sprintf("tensor: causal attention with %d queries but only %d keys", tq, tk))
 	}
-	scale := float32(1 / math.Sqrt(float64(d)))
-	rb := max(1, min(tq, attnScoreFloats/tk))
-	nb := (tq + rb - 1) / rb
-	items := heads * nb
+	a := attnArgs{out: out, q: q, k: k, v: v, tq: tq, tk: tk, heads: heads, d: d, w: w, causal: causal,
+		scale: float32(1 / math.Sqrt(float64(d)))}
+	if tq > attnStreamRows && attnFused() {
+		a.fused()
+	} else {
+		a.gemm()
+	}
+}
 
-	own := rb <= SmallM && simdLevel > 0 // every product is a chorus kernel
-	workers := 1
-	if macs := tq * tk * w * 2; macs >= 2*grainMACs && (own || BLASThreads() == 1) {
-		workers = min(Threads(), items)
+type attnArgs struct {
+	out, q, k, v        []float32
+	tq, tk, heads, d, w int
+	causal              bool
+	scale               float32
+	rb, nb              int // query rows per block, blocks per head
+}
+
+// block returns the rows [i0, i1) of block blk, how many keys they see, and the causal offset
+// of their first row for the softmax (-1 when not causal).
+func (a *attnArgs) block(blk int) (i0, i1, kn, off int) {
+	i0 = blk * a.rb
+	i1 = min(i0+a.rb, a.tq)
+	kn, off = a.tk, -1
+	if a.causal {
+		kn = a.tk - a.tq + i1
+		off = a.tk - a.tq + i0
 	}
-	bufs := make([]*[]float32, workers)
-	for i := range bufs {
-		bufs[i] = getScratch(rb * tk)
+	return
+}
+
+// workers is how many goroutines the items may use: several only when the whole call is worth
+// a goroutine start and, on the Sgemm path, OpenBLAS is single-threaded.
+func (a *attnArgs) workers(blasFree bool) int {
+	if a.tq*a.tk*a.w*2 < 2*grainMACs || !(blasFree || BLASThreads() == 1) {
+		return 1
 	}
-	defer func() {
-		for _, p := range bufs {
-			putScratch(p)
+	return min(Threads(), a.heads*a.nb)
+}
+
+func (a *attnArgs) fused() {
+	pw := attnPanel()
+	kpad := (a.tk + pw - 1) / pw * pw
+	// Blocks of whole 24-row groups (the tiles are 6 or 8 rows) when the scores allow.
+	a.rb = min(a.tq, max(24, attnScoreFloats/kpad/24*24))
+	a.nb = (a.tq + a.rb - 1) / a.rb
+	kp := getScratch(a.heads * kpad * a.d)
+	defer putScratch(kp)
+	parallelFor(a.heads, max(1, grainElems/(a.tk*a.d)), func(lo, hi int) {
+		for h := lo; h < hi; h++ {
+			attnPackK((*kp)[h*kpad*a.d:], a.k[h*a.d:], a.w, a.tk, a.d, pw)
 		}
-	}()
+	})
+	workers := a.workers(true)
+	sn, qn := a.rb*kpad, 8*a.d+a.rb
+	buf := getScratch(workers * (sn + qn))
+	defer putScratch(buf)
+	parallelItems(a.heads*a.nb, workers, func(wk, it int) {
+		h, blk := it%a.heads, it/a.heads
+		i0, i1, kn, off := a.block(blk)
+		s := (*buf)[wk*(sn+qn) : (wk+1)*(sn+qn)]
+		attnRows(i1-i0, kn, a.d, a.scale, a.q[i0*a.w+h*a.d:], a.w, (*kp)[h*kpad*a.d:],
+			a.v[h*a.d:], a.w, s[:sn], s[sn:], off, a.out[i0*a.w+h*a.d:], a.w)
+	})
+}
 
-	parallelItems(items, workers, func(wk, it int) {
-		h, blk := it%heads, it/heads
-		i0 := blk * rb
-		i1 := min(i0+rb, tq)
+func (a *attnArgs) gemm() {
+	a.rb = max(1, min(a.tq, attnScoreFloats/a.tk))
+	a.nb = (a.tq + a.rb - 1) / a.rb
+	own := a.rb <= attnStreamRows && simdLevel > 0 // every product is a chorus kernel
+	workers := a.workers(own)
+	buf := getScratch(workers * a.rb * a.tk)
+	defer putScratch(buf)
+	w, d := a.w, a.d
+	parallelItems(a.heads*a.nb, workers, func(wk, it int) {
+		h, blk := it%a.heads, it/a.heads
+		i0, i1, kn, off := a.block(blk)
 		rows := i1 - i0
-		kn, off := tk, -1
-		if causal {
-			kn = tk - tq + i1 // keys visible to the block's last row
-			off = tk - tq + i0
-		}
-		s := (*bufs[wk])[:rows*kn]
-		qh, kh, vh, oh := q[i0*w+h*d:], k[h*d:], v[h*d:], out[i0*w+h*d:]
-
-		if rows > SmallM || !gemmNTKernel(rows, kn, d, scale, qh, w, kh, w, nil, s, kn) {
-			Sgemm(false, true, rows, kn, d, scale, qh, w, kh, w, 0, s, kn)
+		s := (*buf)[wk*a.rb*a.tk : wk*a.rb*a.tk+rows*kn]
+		qh, kh, vh, oh := a.q[i0*w+h*d:], a.k[h*d:], a.v[h*d:], a.out[i0*w+h*d:]
+		if rows > attnStreamRows || !gemmNTKernel(rows, kn, d, a.scale, qh, w, kh, w, nil, s, kn) {
+			Sgemm(false, true, rows, kn, d, a.scale, qh, w, kh, w, 0, s, kn)
 		}
 		if workers == 1 && rows*kn >= 2*grainElems {
 			parallelFor(rows, max(1, grainElems/kn), func(lo, hi int) {
@@ -87,7 +145,7 @@ func Attention(out, q, k, v []float32, tq, tk, heads, d int, causal bool) {
 		} else {
 			softmaxKernel(s, rows, kn, kn, off)
 		}
-		if rows > SmallM || !gemmNNKernel(rows, d, kn, s, kn, vh, w, oh, w) {
+		if rows > attnStreamRows || !gemmNNKernel(rows, d, kn, s, kn, vh, w, oh, w) {
 			Sgemm(false, false, rows, d, kn, 1, s, kn, vh, w, 0, oh, w)
 		}
 	})

@@ -40,16 +40,27 @@ func TestAttention(t *testing.T) {
 				{"blas2", 2, 2, 1 << 16},
 				{"small-blocks", 2, 1, 3 * s.tk}, // several row blocks per head
 				{"row-at-a-time", 2, 1, s.tk},
+				{"avx2", 2, 1, 1 << 16}, // the AVX2 tiles even where AVX-512 is available
 			} {
 				got := randSlice(r, s.tq*w, 5)
 				old := attnScoreFloats
 				attnScoreFloats = c.scoreFloats
+				if c.name == "avx2" {
+					setSIMDLevel(1)
+				}
 				withThreads(t, c.chorus, c.blas, func() {
 					Attention(got, q, k, v, s.tq, s.tk, s.heads, s.d, s.causal)
 				})
+				setSIMDLevel(simdLevel)
 				attnScoreFloats = old
 				checkClose(t, c.name, got, want, []float32{attnAtol}, 0)
 			}
+			// The Sgemm path, which the pure-Go build takes for every shape.
+			got := randSlice(r, s.tq*w, 5)
+			a := attnArgs{out: got, q: q, k: k, v: v, tq: s.tq, tk: s.tk, heads: s.heads, d: s.d, w: w,
+				causal: s.causal, scale: float32(1 / math.Sqrt(float64(s.d)))}
+			withThreads(t, 2, 1, a.gemm)
+			checkClose(t, "gemm path", got, want, []float32{attnAtol}, 0)
 		})
 	}
 }

@@ -12,7 +12,7 @@ import (
 // forwards (below): each case draws float32 inputs, forms the scalar L = Σ r·out for a random
 // r, and compares the twin's gradients (computed with dout = r) against
 // (L(x+h) − L(x−h)) / 2h in float64 with h = 1e-6. In float64 that difference is accurate to
-// ~1e-9 (truncation h²·L''' ≈ 1e-12, rounding 1e-16/h = 1e-10), so the tolerance is set by the
+// ~1e-9 (truncation h²·L⁽³⁾ ≈ 1e-12, rounding 1e-16/h = 1e-10), so the tolerance is set by the
 // twins' float32 arithmetic: dot products of at most a few hundred terms accumulate relative
 // error ≲ 1e-6 of Σ|terms|, which is bounded by the largest gradient of the tensor. Hence
 // |got − want| ≤ 2e-5·max|want| + 1e-6. Each reference forward is itself checked against the
@@ -456,7 +456,7 @@ func TestAttentionBackward(t *testing.T) {
 	for _, s := range []struct {
 		tq, tk, heads, d int
 		causal           bool
-		block            int // attnScoreFloats override (0: default) to force row blocks
+		block            int // attnBackScoreFloats override (0: default) to force row blocks
 	}{
 		{1, 1, 1, 1, false, 0}, {3, 3, 1, 4, false, 0}, {4, 4, 2, 3, true, 0},
 		{2, 5, 2, 3, true, 0}, {5, 7, 3, 2, false, 0}, {6, 6, 2, 2, true, 12},
@@ -464,9 +464,9 @@ func TestAttentionBackward(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
 			if s.block > 0 {
-				old := attnScoreFloats
-				attnScoreFloats = s.block
-				defer func() { attnScoreFloats = old }()
+				old := attnBackScoreFloats
+				attnBackScoreFloats = s.block
+				defer func() { attnBackScoreFloats = old }()
 			}
 			w := s.heads * s.d
 			q, k, v := randSlice(r, s.tq*w, 1.5), randSlice(r, s.tk*w, 1.5), randSlice(r, s.tk*w, 1)

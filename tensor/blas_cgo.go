@@ -9,6 +9,7 @@ package tensor
 import "C"
 
 import (
+	"os"
 	"sync/atomic"
 	"unsafe"
 )
@@ -45,7 +46,17 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // cgo call (see the threading policy in threads.go).
 var blasThreads atomic.Int32
 
-func init() { blasThreads.Store(int32(C.openblas_get_num_threads())) }
+func init() {
+	// chorus splits work itself (threads.go): OpenBLAS runs single-threaded unless the user
+	// asked otherwise through OpenBLAS's own environment variables.
+	for _, v := range []string{"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"} {
+		if os.Getenv(v) != "" {
+			blasThreads.Store(int32(C.openblas_get_num_threads()))
+			return
+		}
+	}
+	SetBLASThreads(1)
+}
 
 // SetBLASThreads sets how many threads one GEMM call may use (n < 1 means 1). chorus
 // parallelises across heads and streams itself, and on small shapes a second BLAS thread

@@ -154,18 +154,41 @@ func (c *Ctx) Add(a, b *T) *T {
 	return out
 }
 
-// AddRows returns x [R, C] plus rows offset…offset+R-1 of table [*, C] (positional embeddings).
+// AddRows returns x [R, C] (or [B, R, C]: each item alike) plus rows offset…offset+R-1 of
+// table [*, C] (positional embeddings).
 func (c *Ctx) AddRows(x, table *T, offset int) *T {
-	r, cols := rows(x)
+	bs, r, cols := batchDims(x)
 	if table.Shape[1] != cols || offset+r > table.Shape[0] {
 		panic(fmt.Sprintf("tensor: add rows %v from table %v at %d", x.Shape, table.Shape, offset))
 	}
 	out := c.New(x.Shape...)
-	Add(out.Data, x.Data, table.Data[offset*cols:(offset+r)*cols])
+	rows := table.Data[offset*cols : (offset+r)*cols]
+	for i := range bs {
+		Add(out.Data[i*r*cols:(i+1)*r*cols], x.Data[i*r*cols:(i+1)*r*cols], rows)
+	}
 	if c.tape != nil {
-		c.tape.addRows(out, x, table, offset, r, cols)
+		c.tape.addRows(out, x, table, bs, offset, r, cols)
 	}
 	return out
+}
+
+// batchDims splits a 2-D [R, C] or 3-D [B, R, C] shape into (B, R, C); B is 1 for 2-D.
+func batchDims(x *T) (b, r, cols int) {
+	switch len(x.Shape) {
+	case 2:
+		return 1, x.Shape[0], x.Shape[1]
+	case 3:
+		return x.Shape[0], x.Shape[1], x.Shape[2]
+	}
+	panic(fmt.Sprintf("tensor: want [R, C] or [B, R, C], got %v", x.Shape))
+}
+
+// withBatch returns shape [rows, cols] prefixed with b when the input was batched.
+func withBatch(batched bool, b, r, cols int) []int {
+	if batched {
+		return []int{b, r, cols}
+	}
+	return []int{r, cols}
 }
 
 // Embedding returns the rows of table [V, C] for ids, as [len(ids), C].
@@ -181,47 +204,69 @@ func (c *Ctx) Embedding(table *T, ids []int) *T {
 	return out
 }
 
-// Conv1d convolves time-major x [Tin, Cin] with w [Cout, Cin, KW] and b [Cout], giving
-// [Tout, Cout].
+// EmbeddingBatch is Embedding for batch sequences of equal length laid out one after another
+// in ids, returning [batch, len(ids)/batch, C].
+func (c *Ctx) EmbeddingBatch(table *T, ids []int, batch int) *T {
+	if batch <= 0 || len(ids)%batch != 0 {
+		panic(fmt.Sprintf("tensor: %d ids in %d sequences", len(ids), batch))
+	}
+	out := c.Embedding(table, ids)
+	out.Shape = []int{batch, len(ids) / batch, table.Shape[1]}
+	return out
+}
+
+// Conv1d convolves time-major x [Tin, Cin] (or a batch [B, Tin, Cin]) with w [Cout, Cin, KW]
+// and b [Cout], giving [Tout, Cout] (or [B, Tout, Cout]).
 func (c *Ctx) Conv1d(x, w, b *T, stride, pad int) *T {
-	tin, cin := x.Shape[0], x.Shape[1]
+	bs, tin, cin := batchDims(x)
 	cout, kw := w.Shape[0], w.Shape[2]
 	if w.Shape[1] != cin {
 		panic(fmt.Sprintf("tensor: conv1d x %v w %v", x.Shape, w.Shape))
 	}
 	tout := Conv1dOut(tin, kw, stride, pad)
-	out := c.New(tout, cout)
+	out := c.New(withBatch(len(x.Shape) == 3, bs, tout, cout)...)
 	var bd []float32
 	if b != nil {
 		bd = b.Data
 	}
-	Conv1d(out.Data, x.Data, w.Data, bd, tin, cin, cout, kw, stride, pad)
+	for i := range bs {
+		Conv1d(out.Data[i*tout*cout:(i+1)*tout*cout], x.Data[i*tin*cin:(i+1)*tin*cin], w.Data, bd, tin, cin, cout, kw, stride, pad)
+	}
 	if c.tape != nil {
-		c.tape.conv1d(out, x, w, b, tin, cin, cout, kw, stride, pad)
+		c.tape.conv1d(out, x, w, b, bs, tin, cin, cout, kw, stride, pad)
 	}
 	return out
 }
 
-// Attention is multi-head attention over head-blocked q [Tq, H·D], k, v [Tk, H·D]; see
-// AttentionNaive for the exact semantics (scale 1/√D, causal offset for cached decoding).
+// Attention is multi-head attention over head-blocked q [Tq, H·D], k, v [Tk, H·D] (or batches
+// [B, Tq, H·D], [B, Tk, H·D], each item attending only within itself); see AttentionNaive for
+// the exact semantics (scale 1/√D, causal offset for cached decoding).
 func (c *Ctx) Attention(q, k, v *T, heads int, causal bool) *T {
-	tq, w := q.Shape[0], q.Shape[1]
-	tk := k.Shape[0]
-	out := c.New(tq, w)
-	Attention(out.Data, q.Data, k.Data, v.Data, tq, tk, heads, w/heads, causal)
+	bs, tq, w := batchDims(q)
+	kb, tk, kw := batchDims(k)
+	if kb != bs || kw != w || !SameShape(k.Shape, v.Shape) {
+		panic(fmt.Sprintf("tensor: attention q %v k %v v %v", q.Shape, k.Shape, v.Shape))
+	}
+	out := c.New(q.Shape...)
+	for i := range bs {
+		qs, ks := i*tq*w, i*tk*w
+		Attention(out.Data[qs:qs+tq*w], q.Data[qs:qs+tq*w], k.Data[ks:ks+tk*w], v.Data[ks:ks+tk*w], tq, tk, heads, w/heads, causal)
+	}
 	if c.tape != nil {
-		c.tape.attention(out, q, k, v, tq, tk, heads, w/heads, causal)
+		c.tape.attention(out, q, k, v, bs, tq, tk, heads, w/heads, causal)
 	}
 	return out
 }
 
-// Transpose returns the [C, R] transpose of x [R, C].
+// Transpose returns the [C, R] transpose of x [R, C] (or [B, C, R] of [B, R, C]).
 func (c *Ctx) Transpose(x *T) *T {
-	r, cols := x.Shape[0], x.Shape[1]
-	out := c.New(cols, r)
-	Transpose(out.Data, x.Data, r, cols)
+	bs, r, cols := batchDims(x)
+	out := c.New(withBatch(len(x.Shape) == 3, bs, cols, r)...)
+	for i := range bs {
+		Transpose(out.Data[i*r*cols:(i+1)*r*cols], x.Data[i*r*cols:(i+1)*r*cols], r, cols)
+	}
 	if c.tape != nil {
-		c.tape.transpose(out, x, r, cols)
+		c.tape.transpose(out, x, bs, r, cols)
 	}
 	return out
 }
@@ -260,8 +305,10 @@ func (c *Ctx) LogSoftmax(x *T) *T {
 // ScaleGrad returns x unchanged in the forward pass and multiplies the gradient flowing back
 // through it by s. It weights one objective of several (joint CTC/attention training:
 // λ·CTC + (1−λ)·CE, or a per-token mean) without touching the forward values: the losses
-// return float64s, so the weight is applied where their gradients enter the graph. Without a
-// tape it returns x itself.
+// return float64s, so the weight is applied where their gradients enter the graph. Apply it
+// to the loss op's own input (ctx.CrossEntropy(ctx.ScaleGrad(logits, 1−λ), …)): placed
+// further up, it scales only the gradients of what lies above it, not of the weights in
+// between. Without a tape it returns x itself.
 func (c *Ctx) ScaleGrad(x *T, s float32) *T {
 	if c.tape == nil {
 		return x

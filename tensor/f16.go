@@ -101,6 +101,7 @@ var f16TileFloats = 1 << 18
 // m the weight is converted tile by tile (~1 MiB of float32) into pooled scratch and each tile
 // is one Sgemm; tiles run concurrently only when BLASThreads() == 1 (threads.go).
 func LinearF16(out, x []float32, w []uint16, b []float32, m, k, n int) {
+	dims("linear-f16", m, k, n)
 	need("linear-f16 x", x, m*k)
 	need("linear-f16 out", out, m*n)
 	if len(w) < n*k {

@@ -11,12 +11,13 @@ import (
 // Kernels panic on slices too short for the declared shapes: that is a programming error, and
 // the C kernels must never read out of bounds.
 
-// SmallM is the largest row count that Linear, LinearF16 and Attention's score products hand
-// to chorus's own streaming kernel instead of a GEMM library. Below it, a GEMM library spends
-// its time packing operands (OpenBLAS took 165 µs for 1×384×1536, chorus's kernel ~25 µs);
-// above it, the library's register blocking wins. Measured crossover on the 2-core EPYC:
-// see the BenchmarkLinearSmallM table in the package tests.
-const SmallM = 8
+// SmallM is the largest row count that Linear and LinearF16 hand to chorus's own streaming
+// kernel instead of a GEMM library. A GEMM library packs its operands first, which dominates
+// small products: single-threaded on the 2-core EPYC (AVX-512 kernel), 1×384×1536 took 37 µs
+// with chorus's kernel and 150 µs with OpenBLAS, 16×384×1536 190 µs against 284 µs, and
+// OpenBLAS only catches up between 32 and 64 rows. The kernel also streams an f16 weight
+// once for all rows, converting it in registers.
+const SmallM = 16
 
 // parallel grains: below these many floats of work per goroutine, splitting costs more than
 // it saves (a goroutine start and join is ~1-2 µs).
@@ -24,6 +25,15 @@ const (
 	grainElems = 1 << 15 // elementwise ops and row kernels
 	grainMACs  = 1 << 17 // multiply-adds of the small-m GEMM kernels
 )
+
+// dims panics when a shape argument is negative.
+func dims(name string, d ...int) {
+	for _, v := range d {
+		if v < 0 {
+			panic(fmt.Sprintf("tensor: %s with negative size in %v", name, d))
+		}
+	}
+}
 
 func need(name string, s []float32, n int) {
 	if len(s) < n {
@@ -36,6 +46,7 @@ func need(name string, s []float32, n int) {
 // goroutines); larger m use Sgemm with the bias preloaded into out (beta = 1), which costs the
 // same as the zero fill a beta = 0 call does. Error: float32 accumulation, |err| ~ 1e-7·Σ|x·w|.
 func Linear(out, x, w, b []float32, m, k, n int) {
+	dims("linear", m, k, n)
 	need("linear x", x, m*k)
 	need("linear w", w, n*k)
 	need("linear out", out, m*n)
@@ -123,6 +134,7 @@ func gemmNTParallel(m, n, k int, x, w []float32, wh []uint16, b, out []float32) 
 // x-mean keeps full relative precision (mean split into two floats), so the result is within
 // a few float32 ulps of the float64 reference; rows run in parallel on Threads() goroutines.
 func LayerNorm(out, x, gamma, beta []float32, rows, cols int, eps float32) {
+	dims("layernorm", rows, cols)
 	need("layernorm x", x, rows*cols)
 	need("layernorm out", out, rows*cols)
 	if gamma != nil {
@@ -144,6 +156,7 @@ func LayerNorm(out, x, gamma, beta []float32, rows, cols int, eps float32) {
 // below ~3e-7 plus |x-max|·6e-8 (the rounding of x-max). A row holding a NaN, or whose max is
 // ±Inf, becomes all NaN, as in the float64 reference.
 func Softmax(x []float32, rows, cols int) {
+	dims("softmax", rows, cols)
 	need("softmax x", x, rows*cols)
 	if rows == 0 || cols == 0 {
 		return
@@ -221,6 +234,7 @@ func Scale(x []float32, s float32) {
 // Transpose writes the [C, R] transpose of in [R, C] to out, in 32×32 blocks so both sides
 // are walked a cache line at a time (a plain double loop misses on every write for large R).
 func Transpose(out, in []float32, rows, cols int) {
+	dims("transpose", rows, cols)
 	need("transpose in", in, rows*cols)
 	need("transpose out", out, rows*cols)
 	const bs = 32
@@ -256,6 +270,7 @@ func ArgMax(x []float32) int {
 // of Cin values), permutes the weight to the same order, and runs one Linear:
 // out = col[Tout, KW·Cin]·w'[Cout, KW·Cin]ᵀ + b. Scratch comes from a pool.
 func Conv1d(out, x, w, b []float32, tin, cin, cout, kw, stride, pad int) {
+	dims("conv1d", tin, cin, cout)
 	if stride < 1 || kw < 1 || pad < 0 {
 		panic(fmt.Sprintf("tensor: conv1d kw %d stride %d pad %d", kw, stride, pad))
 	}
@@ -272,19 +287,25 @@ func Conv1d(out, x, w, b []float32, tin, cin, cout, kw, stride, pad int) {
 	if tout == 0 || cout == 0 {
 		return
 	}
+	if cin == 0 {
+		fillBias(out, b, tout, cout)
+		return
+	}
 	kk := kw * cin
 	wp := getScratch(cout * kk)
 	defer putScratch(wp)
 	wt := *wp
-	for o := 0; o < cout; o++ {
-		src := w[o*kk : (o+1)*kk]
-		dst := wt[o*kk : (o+1)*kk]
-		for c := 0; c < cin; c++ {
-			for j := 0; j < kw; j++ {
-				dst[j*cin+c] = src[c*kw+j]
+	parallelFor(cout, max(1, grainElems/kk), func(lo, hi int) {
+		for o := lo; o < hi; o++ {
+			src := w[o*kk : (o+1)*kk]
+			dst := wt[o*kk : (o+1)*kk]
+			for c := 0; c < cin; c++ {
+				for j := 0; j < kw; j++ {
+					dst[j*cin+c] = src[c*kw+j]
+				}
 			}
 		}
-	}
+	})
 	colp := getScratch(tout * kk)
 	defer putScratch(colp)
 	col := *colp

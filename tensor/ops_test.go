@@ -14,7 +14,9 @@ var linearShapes = []struct{ m, k, n int }{
 	{4, 5, 0}, {300, 64, 100}, {257, 100, 130},
 }
 
-func TestLinear(t *testing.T) {
+func TestLinear(t *testing.T) { eachLevel(t, testLinear) }
+
+func testLinear(t *testing.T) {
 	r := newRNG(1)
 	for _, s := range linearShapes {
 		for _, bias := range []bool{false, true} {
@@ -48,9 +50,14 @@ func TestLinearKernelStrides(t *testing.T) {
 	if simdLevel == 0 {
 		t.Skip("no SIMD kernels in this build")
 	}
+	eachLevel(t, testLinearKernelStrides)
+}
+
+func testLinearKernelStrides(t *testing.T) {
 	r := newRNG(2)
 	for _, s := range []struct{ m, n, k, ldx, ldw, ldo int }{
 		{1, 5, 3, 7, 9, 6}, {3, 13, 64, 384, 384, 20}, {8, 17, 9, 9, 11, 17}, {2, 1, 1, 1, 1, 1},
+		{5, 9, 17, 17, 17, 9}, {7, 33, 40, 50, 40, 33}, {1, 9, 16, 16, 16, 9}, {4, 4, 31, 31, 31, 4},
 	} {
 		x := randSlice(r, (s.m-1)*s.ldx+s.k, 1)
 		w := randSlice(r, (s.n-1)*s.ldw+s.k, 1)
@@ -120,7 +127,9 @@ func TestLayerNorm(t *testing.T) {
 // rounded to float32 before the exp, which costs |x-max|·2⁻²⁴ relative (inputs here span ±16).
 const softmaxRtol = 2e-6
 
-func TestSoftmax(t *testing.T) {
+func TestSoftmax(t *testing.T) { eachLevel(t, testSoftmax) }
+
+func testSoftmax(t *testing.T) {
 	r := newRNG(4)
 	for _, s := range []struct{ rows, cols int }{{1, 1}, {1, 7}, {2, 8}, {3, 9}, {4, 100}, {30, 1500}, {1, 51865}} {
 		x := randSlice(r, s.rows*s.cols, 16)
@@ -151,7 +160,9 @@ func TestSoftmax(t *testing.T) {
 	}
 }
 
-func TestLogSoftmax(t *testing.T) {
+func TestLogSoftmax(t *testing.T) { eachLevel(t, testLogSoftmax) }
+
+func testLogSoftmax(t *testing.T) {
 	r := newRNG(5)
 	for _, n := range []int{1, 2, 7, 8, 9, 51865} {
 		x := randSlice(r, n, 20)
@@ -221,7 +232,9 @@ func geluTol(x []float32) []float32 {
 	return t
 }
 
-func TestGELU(t *testing.T) {
+func TestGELU(t *testing.T) { eachLevel(t, testGELU) }
+
+func testGELU(t *testing.T) {
 	var x []float32
 	for i := -10 << 12; i <= 10<<12; i++ {
 		x = append(x, float32(i)/(1<<12))
@@ -333,7 +346,7 @@ func TestConv1d(t *testing.T) {
 	for _, s := range []struct{ tin, cin, cout, kw, stride, pad int }{
 		{1, 1, 1, 1, 1, 0}, {5, 3, 4, 3, 1, 1}, {6, 3, 4, 3, 2, 1}, {7, 2, 5, 3, 2, 1},
 		{10, 4, 3, 5, 3, 2}, {3, 2, 2, 3, 1, 0}, {2, 2, 2, 3, 1, 2}, {40, 80, 24, 3, 1, 1},
-		{40, 24, 24, 3, 2, 1}, {8, 5, 7, 1, 1, 0}, {4, 3, 2, 7, 1, 3},
+		{40, 24, 24, 3, 2, 1}, {8, 5, 7, 1, 1, 0}, {4, 3, 2, 7, 1, 3}, {3, 0, 2, 3, 1, 1},
 	} {
 		for _, bias := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%+v/bias=%v", s, bias), func(t *testing.T) {
@@ -388,4 +401,33 @@ func TestParallelHelpers(t *testing.T) {
 		t.Fatalf("scratch len %d cap %d", len(*p), cap(*p))
 	}
 	putScratch(p)
+}
+
+// TestShapePanics: bad shapes are programming errors and must panic before any C kernel reads
+// out of bounds.
+func TestShapePanics(t *testing.T) {
+	f := make([]float32, 64)
+	h := make([]uint16, 64)
+	for name, fn := range map[string]func(){
+		"linear negative":   func() { Linear(f, f, f, nil, -1, 2, 2) },
+		"linear short w":    func() { Linear(f, f, f[:5], nil, 2, 3, 2) },
+		"linear short bias": func() { Linear(f, f, f, f[:1], 2, 3, 2) },
+		"linear-f16 short":  func() { LinearF16(f, f, h[:5], nil, 2, 3, 2) },
+		"layernorm short":   func() { LayerNorm(f[:10], f, nil, nil, 2, 6, 1e-5) },
+		"softmax short":     func() { Softmax(f[:10], 2, 6) },
+		"gelu short out":    func() { GELU(f[:3], f[:4]) },
+		"conv1d stride 0":   func() { Conv1d(f, f, f, nil, 4, 2, 2, 3, 0, 1) },
+		"conv1d short x":    func() { Conv1d(f, f[:7], f, nil, 4, 2, 2, 3, 1, 1) },
+		"transpose short":   func() { Transpose(f[:5], f, 2, 3) },
+		"f16 dst short":     func() { F16ToF32Slice(f[:3], h[:4]) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			fn()
+		}()
+	}
 }

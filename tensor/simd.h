@@ -45,4 +45,19 @@ void chorus_log_softmax(float *out, const float *x, size_t n);
 void chorus_layernorm_rows(float *out, const float *x, const float *gamma, const float *beta,
                            long rows, long cols, float eps);
 
+// Fused attention for one head. chorus_attn_panel is the key-panel width of the kernels in use
+// (16 or 32). chorus_attn_pack_k packs K_h [tk, d] (row stride ldk) into panels of pw keys: kp
+// needs ceil(tk/pw)*pw*d floats. chorus_attn_rows then computes, for `rows` query rows q
+// (stride ldq) against the first kn keys: S = scale·q·Kᵀ into s (rows × ceil(kn/pw)*pw
+// floats), the row softmax (causal as chorus_softmax_rows), and out = S·V with v of stride
+// ldv. qt is scratch for 8*d + rows floats.
+long chorus_attn_panel(void);
+void chorus_attn_pack_k(float *kp, const float *k, long ldk, long tk, long d, long pw);
+void chorus_attn_rows(long rows, long kn, long d, float scale, const float *q, long ldq,
+                      const float *kp, const float *v, long ldv, float *s, float *qt,
+                      long causal, float *out, long ldo);
+
+// chorus_set_level overrides the detected level for kernels that have several (tests).
+void chorus_set_level(int level);
+
 #endif

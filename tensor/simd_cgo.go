@@ -127,3 +127,25 @@ func gemmNNKernel(m, n, k int, a []float32, lda int, b []float32, ldb int, c []f
 	C.chorus_gemm_nn_small(C.long(m), C.long(n), C.long(k), fptr(a), C.long(lda), fptr(b), C.long(ldb), fptr(c), C.long(ldc))
 	return true
 }
+
+// attnFused reports whether the fused attention kernels are available.
+func attnFused() bool { return simdLevel > 0 }
+
+// attnPanel is the key-panel width of the fused attention kernels in use (16 or 32).
+func attnPanel() int { return int(C.chorus_attn_panel()) }
+
+// setSIMDLevel makes the C kernels that have AVX-512 variants use the AVX2 (1) or AVX-512 (2)
+// one, so tests cover both on one machine. Not for concurrent use with running kernels.
+func setSIMDLevel(level int) { C.chorus_set_level(C.int(level)) }
+
+// attnPackK packs head columns k (tk rows of stride ldk, d values) into panels of pw keys in
+// kp (ceil(tk/pw)·pw·d floats). The caller checked bounds.
+func attnPackK(kp, k []float32, ldk, tk, d, pw int) {
+	C.chorus_attn_pack_k(fptr(kp), fptr(k), C.long(ldk), C.long(tk), C.long(d), C.long(pw))
+}
+
+// attnRows runs scores, softmax and ·V for rows query rows of one head (see simd.h).
+func attnRows(rows, kn, d int, scale float32, q []float32, ldq int, kp, v []float32, ldv int, s, qt []float32, causal int, out []float32, ldo int) {
+	C.chorus_attn_rows(C.long(rows), C.long(kn), C.long(d), C.float(scale), fptr(q), C.long(ldq),
+		fptr(kp), fptr(v), C.long(ldv), fptr(s), fptr(qt), C.long(causal), fptr(out), C.long(ldo))
+}

@@ -37,3 +37,17 @@ func gemmNTF16Kernel(m, n, k int, alpha float32, x []float32, ldx int, w []uint1
 func gemmNNKernel(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) bool {
 	return false
 }
+
+func attnFused() bool { return false }
+
+func attnPanel() int { return 16 }
+
+func setSIMDLevel(level int) {}
+
+func attnPackK(kp, k []float32, ldk, tk, d, pw int) {
+	panic("tensor: no fused attention in this build")
+}
+
+func attnRows(rows, kn, d int, scale float32, q []float32, ldq int, kp, v []float32, ldv int, s, qt []float32, causal int, out []float32, ldo int) {
+	panic("tensor: no fused attention in this build")
+}

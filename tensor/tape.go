@@ -277,7 +277,7 @@ func (t *Tape) add(out, a, b *T) {
 	})
 }
 
-func (t *Tape) addRows(out, x, table *T, offset, r, cols int) {
+func (t *Tape) addRows(out, x, table *T, bs, offset, r, cols int) {
 	nx, nt := t.needs(x), t.needs(table)
 	if !nx && !nt {
 		return
@@ -287,7 +287,10 @@ func (t *Tape) addRows(out, x, table *T, offset, r, cols int) {
 			AddInPlace(t.Grad(x).Data, dout)
 		}
 		if nt {
-			AddInPlace(t.Grad(table).Data[offset*cols:(offset+r)*cols], dout)
+			g := t.Grad(table).Data[offset*cols : (offset+r)*cols]
+			for i := range bs {
+				AddInPlace(g, dout[i*r*cols:(i+1)*r*cols])
+			}
 		}
 	})
 }
@@ -323,31 +326,56 @@ func (t *Tape) embedding(out, table *T, ids []int, cols int) {
 	t.record(out, func(dout []float32) { EmbeddingBackward(t.Grad(table).Data, dout, ids, cols) })
 }
 
-func (t *Tape) conv1d(out, x, w, b *T, tin, cin, cout, kw, stride, pad int) {
+func (t *Tape) conv1d(out, x, w, b *T, bs, tin, cin, cout, kw, stride, pad int) {
 	nx, nw, nb := t.needs(x), t.needs(w), t.needs(b)
 	if !nx && !nw && !nb {
 		return
 	}
+	tout := Conv1dOut(tin, kw, stride, pad)
 	t.record(out, func(dout []float32) {
-		Conv1dBackward(t.gradIf(nx, x), t.gradIf(nw, w), t.gradIf(nb, b), dout, x.Data, w.Data, tin, cin, cout, kw, stride, pad)
+		dx, dw, db := t.gradIf(nx, x), t.gradIf(nw, w), t.gradIf(nb, b)
+		for i := range bs {
+			var dxi []float32
+			if dx != nil {
+				dxi = dx[i*tin*cin : (i+1)*tin*cin]
+			}
+			Conv1dBackward(dxi, dw, db, dout[i*tout*cout:(i+1)*tout*cout], x.Data[i*tin*cin:(i+1)*tin*cin], w.Data, tin, cin, cout, kw, stride, pad)
+		}
 	})
 }
 
-func (t *Tape) attention(out, q, k, v *T, tq, tk, heads, d int, causal bool) {
+func (t *Tape) attention(out, q, k, v *T, bs, tq, tk, heads, d int, causal bool) {
 	nq, nk, nv := t.needs(q), t.needs(k), t.needs(v)
 	if !nq && !nk && !nv {
 		return
 	}
+	w := heads * d
 	t.record(out, func(dout []float32) {
-		AttentionBackward(t.gradIf(nq, q), t.gradIf(nk, k), t.gradIf(nv, v), dout, q.Data, k.Data, v.Data, tq, tk, heads, d, causal)
+		dq, dk, dv := t.gradIf(nq, q), t.gradIf(nk, k), t.gradIf(nv, v)
+		part := func(g []float32, off, n int) []float32 {
+			if g == nil {
+				return nil
+			}
+			return g[off : off+n]
+		}
+		for i := range bs {
+			qs, ks := i*tq*w, i*tk*w
+			AttentionBackward(part(dq, qs, tq*w), part(dk, ks, tk*w), part(dv, ks, tk*w), dout[qs:qs+tq*w],
+				q.Data[qs:qs+tq*w], k.Data[ks:ks+tk*w], v.Data[ks:ks+tk*w], tq, tk, heads, d, causal)
+		}
 	})
 }
 
-func (t *Tape) transpose(out, x *T, r, cols int) {
+func (t *Tape) transpose(out, x *T, bs, r, cols int) {
 	if !t.needs(x) {
 		return
 	}
-	t.record(out, func(dout []float32) { TransposeBackward(t.Grad(x).Data, dout, r, cols) })
+	t.record(out, func(dout []float32) {
+		dx := t.Grad(x).Data
+		for i := range bs {
+			TransposeBackward(dx[i*r*cols:(i+1)*r*cols], dout[i*r*cols:(i+1)*r*cols], r, cols)
+		}
+	})
 }
 
 func (t *Tape) logSoftmax(out, x *T, r, cols int) {

@@ -11,29 +11,37 @@ import (
 //
 // Two thread counts are in play, and they are set separately:
 //
-//   - Threads (SetThreads) is how many goroutines one chorus kernel call may use for its own
-//     loops: LayerNorm and softmax rows, GELU, the small-m GEMV kernels (split over output
-//     columns), f16 conversion, and the heads of Attention. It defaults to GOMAXPROCS.
-//   - BLASThreads (SetBLASThreads) is how many threads one OpenBLAS call may use. OpenBLAS
-//     keeps this process-wide; chorus never changes it behind the caller's back.
+//   - Threads (SetThreads) is how many goroutines one chorus kernel call may use: LayerNorm,
+//     softmax and GELU rows, the small-m GEMM kernels (split over output columns), the fused
+//     attention (split over heads × query blocks), f16 conversion, and large GEMMs split by
+//     rows. It defaults to GOMAXPROCS.
+//   - BLASThreads (SetBLASThreads) is how many threads one OpenBLAS call may use. OpenBLAS keeps
+//     it process-wide. This package sets it to 1 at start-up unless OPENBLAS_NUM_THREADS (or
+//     GOTO_NUM_THREADS, OMP_NUM_THREADS) is set, so that chorus does the splitting itself.
 //
-// How they interact:
+// Why chorus splits rather than OpenBLAS: after a multi-threaded call, OpenBLAS's worker
+// threads spin (sched_yield) for a while before sleeping, and on a 2-core machine they then
+// compete with the goroutines of the next chorus kernel; concurrent multi-threaded calls
+// also serialise inside OpenBLAS. One Whisper-tiny encoder layer (1500 frames) measured
+// 208–220 ms with Threads 2/BLAS 1 against 253–283 ms with Threads 2/BLAS 2 (busy shared
+// machine, same run). A 1500×384×1536 GEMM split into two single-threaded row halves ran at
+// 140–172 GFLOPS against OpenBLAS's own two threads at 169–197.
 //
-//   - Decode-size products (m <= SmallM rows) never reach OpenBLAS: Linear and LinearF16 run
-//     chorus's own kernel, which streams the weight once for all rows and splits the output
-//     columns over Threads goroutines. So one- to eight-row products do not pay for OpenBLAS
-//     threads (a second OpenBLAS thread made 8×384×1536 slower, see docs/STACK.md).
-//   - A kernel that would issue several GEMMs at once (Attention heads, LinearF16 tiles) does so
-//     only when BLASThreads() == 1. With more OpenBLAS threads, concurrent calls would contend
-//     for the same OpenBLAS thread pool (its level-3 driver serialises them behind a lock), so
-//     the kernel issues its GEMMs one after another and lets OpenBLAS split each one, while its
-//     own non-BLAS work (softmax, conversion) still uses Threads goroutines.
-//   - Large single GEMMs (the encoder's 1500×384×1536) are one Sgemm call, split by OpenBLAS.
+// What each kernel does:
 //
-// Recommended settings on a 2-core machine: one stream at a time (CLI, benchmarks):
-// SetBLASThreads(2), SetThreads(2). A server decoding many streams concurrently:
-// SetBLASThreads(1), SetThreads(1) or 2, and parallelism across streams. Both setters are safe
-// to call at any time; a call in flight keeps the values it started with.
+//   - m <= SmallM rows (decoding) never reach OpenBLAS: Linear and LinearF16 use chorus's
+//     streaming kernel with the output columns split over Threads goroutines.
+//   - Larger Linear: with BLASThreads() == 1, rows are split over Threads goroutines, one
+//     single-threaded Sgemm each (each packs the weight again, ~1% of the product); with more
+//     BLAS threads, one Sgemm call that OpenBLAS splits.
+//   - Attention with the C kernels involves no BLAS at all. Kernels that would issue several
+//     Sgemm calls at once (LinearF16 tiles, the pure-Go attention path) do so only when
+//     BLASThreads() == 1, and otherwise issue them in order.
+//
+// Settings: the defaults (Threads = GOMAXPROCS, BLASThreads = 1) suit a single stream. A
+// server decoding many streams concurrently on few cores may prefer SetThreads(1) and
+// parallelism across streams. Both setters are safe to call at any time; a kernel call in
+// flight keeps the values it started with.
 
 var threads atomic.Int32
 

@@ -89,3 +89,29 @@ func withThreads(t testing.TB, chorus, blas int, f func()) {
 	}()
 	f()
 }
+
+// simdLevels lists the C kernel levels this machine can run (none in the pure-Go build); tests
+// run each under every level so the AVX2 variants are covered on AVX-512 machines too.
+func simdLevels() []int {
+	var l []int
+	for i := 1; i <= simdLevel; i++ {
+		l = append(l, i)
+	}
+	return l
+}
+
+// eachLevel runs f under every level in simdLevels (once, unchanged, when there is none).
+func eachLevel(t *testing.T, f func(t *testing.T)) {
+	levels := simdLevels()
+	if len(levels) == 0 {
+		f(t)
+		return
+	}
+	for _, l := range levels {
+		t.Run(fmt.Sprint("level", l), func(t *testing.T) {
+			setSIMDLevel(l)
+			defer setSIMDLevel(simdLevel)
+			f(t)
+		})
+	}
+}

@@ -83,7 +83,7 @@ func (c *Clip) Interleaved() []float32 {
 	n := c.Frames()
 	out := make([]float32, n*len(c.Samples))
 	for ch, s := range c.Samples {
-		for i, v := range s {
+		for i, v := range s[:min(len(s), n)] {
 			out[i*len(c.Samples)+ch] = v
 		}
 	}
@@ -140,9 +140,9 @@ func downmixInto(dst []float32, channels [][]float32) []float32 {
 func Decode(r io.Reader) (*Clip, error) { return DecodeLimit(r, 0) }
 
 // DecodeLimit is Decode that stops with ErrTooLong once the clip would exceed
-// maxDur (0 means no limit). WAV input never allocates much more than its own
-// size however large its header claims the data to be; the limit matters for
-// FLAC.
+// maxDur (0 means no limit). WAV input allocates in proportion to its own
+// size (at most 4 bytes per sample, 8 for 8-bit audio counting slice growth)
+// however large its header claims the data to be; the limit matters for FLAC.
 func DecodeLimit(r io.Reader, maxDur time.Duration) (*Clip, error) {
 	var c clipSink
 	if err := decode(r, maxDur, &c); err != nil {

@@ -119,3 +119,24 @@ func TestDecodeFLACLimit(t *testing.T) {
 		t.Errorf("100 ms clip, 50 ms limit: got %v, want ErrTooLong", err)
 	}
 }
+
+// panicReader serves its data once, then panics: it stands in for a decoder
+// bug that panics midway through a stream.
+type panicReader struct{ data []byte }
+
+func (r *panicReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		panic("boom")
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+func TestDecodeFLACRecoversPanic(t *testing.T) {
+	good := readFixture(t, "s16.flac")
+	_, err := Decode(&panicReader{data: good[:200]})
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "panic (boom)") {
+		t.Errorf("got %v, want ErrMalformed reporting the panic", err)
+	}
+}

@@ -102,8 +102,9 @@ func besselI0(x float64) float64 {
 // emitted as soon as the input it depends on has arrived: input up to half a
 // filter length past n/to, 3.2 ms for 44.1k→16k and 6.4 ms for 8k→16k.
 //
-// A Resampler is not safe for concurrent use; use one per stream. The filter
-// tables behind it are shared and read-only.
+// Make one with NewResampler (the zero value is not usable). A Resampler is
+// not safe for concurrent use; use one per stream. The filter tables behind
+// it are shared and read-only.
 type Resampler struct {
 	from, to int
 	l, m     int64     // to/gcd, from/gcd: output n sits at input time n·m/l

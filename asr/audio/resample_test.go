@@ -1,6 +1,7 @@
 package audio
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -338,4 +339,38 @@ func BenchmarkResample44kTo16k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(60/(b.Elapsed().Seconds()/float64(b.N)), "x-realtime")
+}
+
+// Streams on separate goroutines share cached filter tables; each must still
+// get the one-shot result (run with -race to check the sharing).
+func TestResamplerConcurrentStreams(t *testing.T) {
+	x := noise(5000, 11)
+	rates := []int{44100, 48000, 8000, 22050}
+	want := make(map[int][]float32)
+	for _, from := range rates {
+		want[from] = mustResample(t, x, from, WhisperRate)
+	}
+	errs := make(chan error, 16)
+	for g := range 16 {
+		go func() {
+			from := rates[g%len(rates)]
+			r, err := NewResampler(from, WhisperRate)
+			if err != nil {
+				errs <- err
+				return
+			}
+			got := append(r.Process(x[:1234]), r.Process(x[1234:])...)
+			got = append(got, r.Flush()...)
+			if maxAbsDiff(got, want[from]) != 0 {
+				errs <- fmt.Errorf("goroutine %d (%d Hz): output differs from one-shot", g, from)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }

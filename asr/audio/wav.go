@@ -312,8 +312,9 @@ const (
 // WriteWAV writes interleaved samples (frame-major: L0 R0 L1 R1 …) as a
 // canonical RIFF/WAVE file. PCM16 clamps to [-1, 1) and rounds x*32768 to the
 // nearest integer, the inverse of the decoder's /32768, so 16-bit audio
-// round-trips exactly. Float32 writes a fact chunk, as the WAV spec asks of
-// non-PCM formats.
+// round-trips exactly (NaN becomes 0). Float32 writes a fact chunk, as the
+// WAV spec asks of non-PCM formats, and refuses NaN and infinities, which
+// Decode would reject.
 func WriteWAV(w io.Writer, samples []float32, rate, channels int, format Format) error {
 	if channels < 1 || channels > math.MaxUint16 {
 		return fmt.Errorf("write wav: %d channels", channels)
@@ -323,6 +324,13 @@ func WriteWAV(w io.Writer, samples []float32, rate, channels int, format Format)
 	}
 	if len(samples)%channels != 0 {
 		return fmt.Errorf("write wav: %d samples are not whole frames of %d channels", len(samples), channels)
+	}
+	if format == Float32 {
+		for i, v := range samples {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("write wav: non-finite sample %v at index %d", v, i)
+			}
+		}
 	}
 	var bytesPer int
 	var tag uint16

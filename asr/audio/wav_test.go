@@ -391,22 +391,24 @@ func TestWriteWAVMatchesSox(t *testing.T) {
 }
 
 func TestWriteWAVBadArguments(t *testing.T) {
+	nan := []float32{float32(math.NaN())}
 	tests := []struct {
 		name     string
-		n        int
+		samples  []float32
 		rate     int
 		channels int
 		format   Format
 	}{
-		{"zero channels", 2, 16000, 0, PCM16},
-		{"zero rate", 2, 0, 1, PCM16},
-		{"partial frame", 3, 16000, 2, PCM16},
-		{"unknown format", 2, 16000, 1, Format(9)},
-		{"frame too wide", 40000, 16000, 20000, Float32},
+		{"zero channels", make([]float32, 2), 16000, 0, PCM16},
+		{"zero rate", make([]float32, 2), 0, 1, PCM16},
+		{"partial frame", make([]float32, 3), 16000, 2, PCM16},
+		{"unknown format", make([]float32, 2), 16000, 1, Format(9)},
+		{"frame too wide", make([]float32, 40000), 16000, 20000, Float32},
+		{"NaN float", nan, 16000, 1, Float32},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := WriteWAV(&bytes.Buffer{}, make([]float32, tt.n), tt.rate, tt.channels, tt.format); err == nil {
+			if err := WriteWAV(&bytes.Buffer{}, tt.samples, tt.rate, tt.channels, tt.format); err == nil {
 				t.Error("no error")
 			}
 		})

@@ -12,13 +12,15 @@ package formats
 //
 // There is no alignment padding anywhere.
 //
-// ref: ggml-org/whisper.cpp src/whisper.cpp whisper_model_load (magic and hparams ~L1496-L1560,
-// ftype %= GGML_QNT_VERSION_FACTOR ~L1549, mel filters ~L1576, vocab ~L1588-L1660, expected
-// tensor types and shapes ~L1757-L1840, tensor records ~L1860-L1930: n_dims must be 0..4, the
-// name must be known, ne[0..2] and the element count must match, the byte size must match the
-// expected type); models/convert-pt-to-ggml.py L268-L337 (writer: conv biases reshaped to
-// [n, 1]; 1-D tensors, conv biases and positional embeddings stay f32 in f16 files; dims
-// written reversed); ggml/include/ggml.h (GGML_FILE_MAGIC, GGML_QNT_VERSION_FACTOR, ggml_type).
+// ref: ggml-org/whisper.cpp @233fe1f src/whisper.cpp whisper_model_load: magic and hparams
+// L1495-L1575 (ftype %= GGML_QNT_VERSION_FACTOR at L1551), mel filters L1576-L1586, vocab
+// L1588-L1665, expected tensor types and shapes L1730-L1840, tensor records L1861-L1955
+// (n_dims must be 0..4, the name must be known, ne[0..2] and the element count must match,
+// the byte size must match the expected type; a file with no tensors loads as an empty test
+// model, L1947). models/convert-pt-to-ggml.py L268-L337: the writer reshapes conv biases to
+// [n, 1], keeps 1-D tensors, conv biases and positional embeddings in f32 in f16 files, and
+// writes dims reversed. ggml/include/ggml.h: GGML_FILE_MAGIC, GGML_QNT_VERSION_FACTOR,
+// enum ggml_type.
 
 import (
 	"bufio"

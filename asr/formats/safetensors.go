@@ -7,11 +7,12 @@ package formats
 //	                                "<name>": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}, ...}
 //	        data                   tensor bytes, little-endian, C order; offsets are relative to here
 //
-// ref: huggingface/safetensors safetensors/src/tensor.rs — prepare() (writer: tensors sorted
-// by descending dtype, then name; header padded with spaces to a multiple of 8 bytes),
-// read_metadata() (header ≤ 100 MB, valid UTF-8 JSON) and Metadata::validate() (tensors sorted
-// by offset must tile the data section exactly: each begins where the previous ended, its
-// length is numel × dtype size, and the last one ends at the end of the file).
+// ref: huggingface/safetensors @000a16f safetensors/src/tensor.rs — prepare() (writer:
+// tensors sorted by descending dtype, then name; header padded with spaces to a multiple of 8
+// bytes), read_metadata() (header ≤ 100 MB, valid UTF-8 JSON) and Metadata::validate()
+// (tensors sorted by offset must tile the data section exactly: each begins where the
+// previous ended, its length is numel × dtype size, and the last one ends at the end of the
+// file).
 //
 // chorus adds transparent zstd: a stream that begins with a zstd frame is decompressed first.
 // That is unambiguous: the zstd magic read as a header length is ~4.2 GB, far above the
@@ -516,6 +517,11 @@ func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	// CreateTemp makes the file 0600; model files are meant to be read by other users
+	// (a server running under its own account).
+	if err = tmp.Chmod(0o644); err != nil {
 		return err
 	}
 	if err = tmp.Close(); err != nil {

@@ -82,7 +82,9 @@ func New(d Dims) (*Model, error) {
 	attn := func(c int) Attention {
 		return Attention{Q: nn.NewLinear(c, c, true), K: nn.NewLinear(c, c, false), V: nn.NewLinear(c, c, true), Out: nn.NewLinear(c, c, true)}
 	}
-	mlp := func(c, f int) MLP { return MLP{FC1: nn.NewLinear(c, f, true), FC2: nn.NewLinear(f, c, true), relu: relu} }
+	mlp := func(c, f int) MLP {
+		return MLP{FC1: nn.NewLinear(c, f, true), FC2: nn.NewLinear(f, c, true), relu: relu}
+	}
 	e, t := d.NAudioState, d.NTextState
 	m := &Model{Dims: d}
 	m.Encoder = Encoder{
@@ -158,8 +160,9 @@ func (m *MLP) Forward(ctx *tensor.Ctx, x *tensor.T) *tensor.T {
 	return m.FC2.Forward(ctx, h)
 }
 
-// Self is self-attention on x [S, C]. With a cache, the new keys and values are appended to
-// it and the queries attend to everything cached (causal when asked).
+// Self is self-attention on x [S, C] (or [B, S, C]). With a cache, the new keys and values
+// are appended to it and the queries attend to everything cached (causal when asked); with
+// cache nil (training) they attend within x.
 func (a *Attention) Self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, cache *KV) *tensor.T {
 	q := a.Q.Forward(ctx, x)
 	k := a.K.Forward(ctx, x)
@@ -170,48 +173,71 @@ func (a *Attention) Self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, c
 	return a.Out.Forward(ctx, ctx.Attention(q, k, v, heads, causal))
 }
 
+// Cross is attention from x [S, C] to audio keys and values k, v [T, C] (batched alike).
 // Whisper multiplies q and k each by D^-¼ before their product; the kernel applies the
 // equivalent 1/√D to the scores once.
-
-// Cross is attention from x [S, C] to the projected audio features held in kv.
-func (a *Attention) Cross(ctx *tensor.Ctx, x *tensor.T, heads int, kv *KV) *tensor.T {
+func (a *Attention) Cross(ctx *tensor.Ctx, x, k, v *tensor.T, heads int) *tensor.T {
 	q := a.Q.Forward(ctx, x)
-	return a.Out.Forward(ctx, ctx.Attention(q, kv.K(), kv.V(), heads, false))
+	return a.Out.Forward(ctx, ctx.Attention(q, k, v, heads, false))
+}
+
+// Forward runs one decoder block on x [S, C] (or [B, S, C]). self is the self-attention
+// cache (nil: no cache, training), k, v the audio keys and values.
+func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, self *KV, k, v *tensor.T) *tensor.T {
+	x = ctx.Add(x, l.Attn.Self(ctx, l.AttnLN.Forward(ctx, x), heads, true, self))
+	x = ctx.Add(x, l.Cross.Cross(ctx, l.CrossLN.Forward(ctx, x), k, v, heads))
+	return ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
 }
 
 // Forward runs the decoder on tokens (one sequence) whose first position is offset (the
 // number of tokens already in the self-attention caches) and returns logits [S, V] for the
-// last `keep` positions (keep ≤ 0: all). caches holds one self- and one cross-attention
-// cache per layer; the cross caches must have been filled by CrossCaches.
+// last `keep` positions (keep ≤ 0: all). c holds one self- and one cross-attention cache per
+// layer; the cross caches must have been filled by CrossCaches.
 func (d *Decoder) Forward(ctx *tensor.Ctx, tokens []int, c *Caches, keep int) *tensor.T {
 	offset := c.Len()
 	if offset+len(tokens) > d.Pos.Shape[0] {
 		panic(fmt.Sprintf("whisper: %d tokens exceed the %d text positions", offset+len(tokens), d.Pos.Shape[0]))
 	}
-	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens), d.Pos, offset)
+	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, 1), d.Pos, offset)
 	for i := range d.Layers {
-		l := &d.Layers[i]
-		x = ctx.Add(x, l.Attn.Self(ctx, l.AttnLN.Forward(ctx, x), d.heads, true, c.Self[i]))
-		x = ctx.Add(x, l.Cross.Cross(ctx, l.CrossLN.Forward(ctx, x), d.heads, c.Cross[i]))
-		x = ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
+		x = d.Layers[i].Forward(ctx, x, d.heads, c.Self[i], c.Cross[i].K(), c.Cross[i].V())
 	}
 	if keep > 0 && keep < len(tokens) {
-		x = tensor.FromData(x.Data[(len(tokens)-keep)*x.Shape[1]:], keep, x.Shape[1])
+		x = ctx.Rows(x, len(tokens)-keep, len(tokens))
 	}
-	x = d.LN.Forward(ctx, x)
-	return d.Tok.Forward(ctx, x) // logits = x·Eᵀ, the tied projection
+	return d.Tok.Forward(ctx, d.LN.Forward(ctx, x)) // logits = x·Eᵀ, the tied projection
 }
 
-func (d *Decoder) tokenEmbedding(ctx *tensor.Ctx, tokens []int) *tensor.T {
+// ForwardTrain runs the decoder on batch sequences of equal length (tokens laid out one after
+// another, padded by the caller) against audio features xa [B, T, C], without caches, and
+// returns logits [B, S, V]. Everything it computes is recorded when ctx has a tape.
+func (d *Decoder) ForwardTrain(ctx *tensor.Ctx, tokens []int, batch int, xa *tensor.T) *tensor.T {
+	if len(tokens)/batch > d.Pos.Shape[0] {
+		panic(fmt.Sprintf("whisper: %d tokens exceed the %d text positions", len(tokens)/batch, d.Pos.Shape[0]))
+	}
+	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, batch), d.Pos, 0)
+	for i := range d.Layers {
+		l := &d.Layers[i]
+		x = l.Forward(ctx, x, d.heads, nil, l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa))
+	}
+	return d.Tok.Forward(ctx, d.LN.Forward(ctx, x))
+}
+
+// tokenEmbedding returns [S, C] (batch 1) or [B, S/B, C] embeddings of tokens.
+func (d *Decoder) tokenEmbedding(ctx *tensor.Ctx, tokens []int, batch int) *tensor.T {
+	if d.Tok.W16 == nil {
+		if batch > 1 {
+			return ctx.EmbeddingBatch(d.Tok.W, tokens, batch)
+		}
+		return ctx.Embedding(d.Tok.W, tokens)
+	}
 	c := d.Tok.In
 	out := ctx.New(len(tokens), c)
 	for i, id := range tokens {
-		row := out.Data[i*c : (i+1)*c]
-		if d.Tok.W16 != nil {
-			tensor.F16ToF32Slice(row, d.Tok.W16[id*c:(id+1)*c])
-		} else {
-			copy(row, d.Tok.W.Data[id*c:(id+1)*c])
-		}
+		tensor.F16ToF32Slice(out.Data[i*c:(i+1)*c], d.Tok.W16[id*c:(id+1)*c])
+	}
+	if batch > 1 {
+		out.Shape = []int{batch, len(tokens) / batch, c}
 	}
 	return out
 }
