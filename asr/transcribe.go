@@ -5,19 +5,32 @@ import (
 	"fmt"
 
 	"github.com/chorus-asr/chorus/asr/decode"
+	"github.com/chorus-asr/chorus/asr/mel"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/tensor"
 )
 
 // window adapts a whisper.State to transcribe.Window.
-type window struct{ *whisper.State }
+type window struct {
+	*whisper.State
+	content bool // encode only the frames that hold audio (models trained without padding)
+	buf     []float32
+}
 
 func (w window) AllLogits(seq int, t []int) []float32 { return w.State.AllLogits(seq, t).Data }
 
-func (w window) EncodeWindow(m []float32, nMels, frames int) error {
+func (w *window) EncodeWindow(m []float32, nMels, frames, content int) error {
 	if nMels != w.Model().Dims.NMels {
 		return fmt.Errorf("mel has %d bins, model wants %d", nMels, w.Model().Dims.NMels)
+	}
+	if w.content && content < frames {
+		n := max(2, content+content%2) // the conv stem halves the frames
+		w.buf = w.buf[:0]
+		for b := range nMels {
+			w.buf = append(w.buf, m[b*frames:b*frames+n]...)
+		}
+		m, frames = w.buf, n
 	}
 	w.State.EncodeInPlace(tensor.FromData(m, nMels, frames))
 	return nil
@@ -40,6 +53,18 @@ func (v *Variant) Transcribe(ctx context.Context, samples []float32, o transcrib
 		return nil, err
 	}
 	seqs := max(o.Decode.BeamSize, o.Decode.BestOf, 1)
-	st := v.Model.NewState(seqs)
-	return transcribe.Audio(ctx, window{st}, dm, samples, v.Model.Dims.NMels, o)
+	w := &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent}
+	return transcribe.Audio(ctx, w, dm, samples, v.Model.Dims.NMels, o)
+}
+
+// TranscribeMel is Transcribe on a precomputed spectrogram laid out as mel.LogMel(samples,
+// nMels, mel.NSamples) gives it (the audio's frames followed by 30 s of padding).
+func (v *Variant) TranscribeMel(ctx context.Context, spec *mel.Spectrogram, o transcribe.Options) (*transcribe.Result, error) {
+	dm, err := v.DecodeModel()
+	if err != nil {
+		return nil, err
+	}
+	seqs := max(o.Decode.BeamSize, o.Decode.BestOf, 1)
+	w := &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent}
+	return transcribe.Transcribe(ctx, w, dm, spec, o)
 }

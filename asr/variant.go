@@ -5,6 +5,7 @@
 package asr
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,7 +30,18 @@ type Variant struct {
 	Model     *whisper.Model
 	Tokenizer *tokenizer.Tokenizer
 	Config    *formats.HFConfig
+	Chorus    ChorusConfig // the config's "chorus" block
 }
+
+// ChorusConfig is chorus's extension block in config.json.
+type ChorusConfig struct {
+	// EncoderWindow is "" (Whisper: every window padded to 30 s) or WindowContent (the model
+	// was trained on unpadded audio and encodes only the frames holding audio).
+	EncoderWindow string `json:"encoder_window,omitempty"`
+}
+
+// WindowContent marks models that encode only the audio frames of a window.
+const WindowContent = "content"
 
 // OpenOptions tune Open.
 type OpenOptions struct {
@@ -148,7 +160,13 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", name, err)
 	}
-	return &Variant{Name: name, Format: format, Model: m, Config: cfg}, nil
+	v := &Variant{Name: name, Format: format, Model: m, Config: cfg}
+	if len(cfg.Chorus) > 0 {
+		if err := json.Unmarshal(cfg.Chorus, &v.Chorus); err != nil {
+			return nil, fmt.Errorf("open model %s: config chorus block: %w", name, err)
+		}
+	}
+	return v, nil
 }
 
 // checkpointSource adapts a formats.Checkpoint to nn.Source.

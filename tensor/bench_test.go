@@ -131,9 +131,9 @@ func BenchmarkAttentionRowBlock(b *testing.B) {
 	tq, tk, h, d := 1500, 1500, 6, 64
 	q, k, v := randSlice(r, tq*h*d, 1), randSlice(r, tk*h*d, 1), randSlice(r, tk*h*d, 1)
 	out := make([]float32, tq*h*d)
-	for _, rows := range []int{16, 43, 128, 384, 1500} {
+	for _, rows := range []int{24, 72, 144, 384} {
 		old := attnScoreFloats
-		attnScoreFloats = rows * tk
+		attnScoreFloats = rows * (tk + 31) / 32 * 32
 		benchThreads(b, fmt.Sprintf("rows%d", rows), func(b *testing.B) {
 			for b.Loop() {
 				Attention(out, q, k, v, tq, tk, h, d, false)
@@ -236,5 +236,40 @@ func BenchmarkF16ToF32(b *testing.B) {
 			F16ToF32Slice(dst, src)
 		}
 		report(b, 0, 6*float64(n))
+	})
+}
+
+// BenchmarkEncoderLayer chains the kernels of one pre-norm transformer encoder layer at
+// Whisper-tiny size (T 1500, D 384, 6 heads, FFN 1536): the number the threading policy in
+// threads.go was chosen on.
+func BenchmarkEncoderLayer(b *testing.B) {
+	r := newRNG(111)
+	T, D, H, F := 1500, 384, 6, 1536
+	x := randSlice(r, T*D, 1)
+	g, be := randSlice(r, D, 1), randSlice(r, D, 1)
+	wq, wk, wv, wo := randSlice(r, D*D, 0.05), randSlice(r, D*D, 0.05), randSlice(r, D*D, 0.05), randSlice(r, D*D, 0.05)
+	bq, bv, bo := randSlice(r, D, 0.05), randSlice(r, D, 0.05), randSlice(r, D, 0.05)
+	w1, b1 := randSlice(r, F*D, 0.05), randSlice(r, F, 0.05)
+	w2, b2 := randSlice(r, D*F, 0.05), randSlice(r, D, 0.05)
+	h, q, k, v, att, o := make([]float32, T*D), make([]float32, T*D), make([]float32, T*D),
+		make([]float32, T*D), make([]float32, T*D), make([]float32, T*D)
+	f, f2, y := make([]float32, T*F), make([]float32, T*F), make([]float32, T*D)
+	flops := 2 * float64(T) * (4*float64(D*D) + 2*float64(D*F) + 2*float64(T*D))
+	benchThreads(b, "1500x384", func(b *testing.B) {
+		for b.Loop() {
+			LayerNorm(h, x, g, be, T, D, 1e-5)
+			Linear(q, h, wq, bq, T, D, D)
+			Linear(k, h, wk, nil, T, D, D)
+			Linear(v, h, wv, bv, T, D, D)
+			Attention(att, q, k, v, T, T, H, D/H, false)
+			Linear(o, att, wo, bo, T, D, D)
+			AddInPlace(o, x)
+			LayerNorm(h, o, g, be, T, D, 1e-5)
+			Linear(f, h, w1, b1, T, D, F)
+			GELU(f2, f)
+			Linear(y, f2, w2, b2, T, F, D)
+			AddInPlace(y, o)
+		}
+		report(b, flops, 0)
 	})
 }

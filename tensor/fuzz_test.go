@@ -14,6 +14,15 @@ func fuzzThreads(seed uint64) (chorus, blas int) {
 	return 1 + int(seed%3), 1 + int(seed>>2%2)
 }
 
+// fuzzLevel makes the C kernels use the AVX2 or the AVX-512 variant, chosen by the seed, and
+// returns the function that restores the detected level.
+func fuzzLevel(seed uint64) func() {
+	if simdLevel > 1 {
+		setSIMDLevel(1 + int(seed>>3%uint64(simdLevel)))
+	}
+	return func() { setSIMDLevel(simdLevel) }
+}
+
 func FuzzLinear(f *testing.F) {
 	for _, s := range []uint64{0, 1, 2, 3, 42, 1 << 40} {
 		f.Add(s, uint16(1), uint16(7), uint16(3), true)
@@ -21,6 +30,7 @@ func FuzzLinear(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, seed uint64, m, k, n uint16, bias bool) {
 		M, K, N := int(m%40), int(k%300), int(n%200)
+		defer fuzzLevel(seed)()
 		r := newRNG(seed)
 		x, w := randSlice(r, M*K, 1), randSlice(r, N*K, 1)
 		var b, ab []float32
@@ -58,6 +68,7 @@ func FuzzAttention(f *testing.F) {
 		if causal && TQ > TK {
 			TQ, TK = TK, TQ
 		}
+		defer fuzzLevel(seed)()
 		r := newRNG(seed)
 		w := H * D
 		q, k, v := randSlice(r, TQ*w, 1), randSlice(r, TK*w, 1), randSlice(r, TK*w, 1)
@@ -132,6 +143,7 @@ func FuzzSoftmax(f *testing.F) {
 		if !(math.Abs(float64(scale)) <= 16) {
 			return // the documented error grows with |x-max|; keep it in the tested range
 		}
+		defer fuzzLevel(seed)()
 		r := newRNG(seed)
 		x := randSlice(r, R*C, scale)
 		want := append([]float32(nil), x...)
@@ -146,6 +158,7 @@ func FuzzGELU(f *testing.F) {
 	f.Add(uint32(0), uint32(0x3f800000), uint32(0xc0a00000))
 	f.Add(uint32(0x7fc00000), uint32(0xff800000), uint32(0x00000001))
 	f.Fuzz(func(t *testing.T, a, b, c uint32) {
+		defer fuzzLevel(uint64(a ^ b ^ c))()
 		x := []float32{math.Float32frombits(a), math.Float32frombits(b), math.Float32frombits(c)}
 		for i := 0; i < 13; i++ { // pad to a full vector plus a tail
 			x = append(x, x[i%3]*float32(i+1)/7)

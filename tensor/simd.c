@@ -390,6 +390,22 @@ void chorus_gemm_nt_f16(long m, long n, long k, float alpha, const float *x, lon
 
 /* ---------------------------------------------------------------- small-m GEMM, b plain */
 
+// store32 writes a 32-column panel row, masked only when it is partial (nc < 32): masked
+// stores (vmaskmovps) are slow on AMD cores.
+AVX2_INLINE void store32(float *o, long nc, const __m256i *mk, __m256 a, __m256 b, __m256 c, __m256 d) {
+	if (nc == 32) {
+		_mm256_storeu_ps(o, a);
+		_mm256_storeu_ps(o + 8, b);
+		_mm256_storeu_ps(o + 16, c);
+		_mm256_storeu_ps(o + 24, d);
+	} else {
+		_mm256_maskstore_ps(o, mk[0], a);
+		_mm256_maskstore_ps(o + 8, mk[1], b);
+		_mm256_maskstore_ps(o + 16, mk[2], c);
+		_mm256_maskstore_ps(o + 24, mk[3], d);
+	}
+}
+
 // chorus_gemm_nn_small works on column panels of 32 (4 vectors) and row pairs: each b row
 // segment is loaded once per row pair and broadcast-multiplied, 8 accumulators in flight.
 AVX2 void chorus_gemm_nn_small(long m, long n, long k, const float *a, long lda, const float *b,
@@ -439,17 +455,9 @@ AVX2 void chorus_gemm_nn_small(long m, long n, long k, const float *a, long lda,
 				}
 			}
 			float *o = c + i * ldc + j;
-			_mm256_maskstore_ps(o, mk[0], c00);
-			_mm256_maskstore_ps(o + 8, mk[1], c01);
-			_mm256_maskstore_ps(o + 16, mk[2], c02);
-			_mm256_maskstore_ps(o + 24, mk[3], c03);
-			if (two) {
-				o += ldc;
-				_mm256_maskstore_ps(o, mk[0], c10);
-				_mm256_maskstore_ps(o + 8, mk[1], c11);
-				_mm256_maskstore_ps(o + 16, mk[2], c12);
-				_mm256_maskstore_ps(o + 24, mk[3], c13);
-			}
+			store32(o, nc, mk, c00, c01, c02, c03);
+			if (two)
+				store32(o + ldc, nc, mk, c10, c11, c12, c13);
 		}
 	}
 }
@@ -758,15 +766,22 @@ AVX2 void chorus_layernorm_rows(float *out, const float *x, const float *gamma, 
 		double var = hsumd(_mm256_add_pd(s0, s1)) / (double)cols;
 		__m256 vinv = _mm256_set1_ps((float)(1.0 / sqrt(var + (double)eps)));
 
-		for (j = 0; j < cols; j += 8) {
-			long rem = cols - j < 8 ? cols - j : 8;
-			__m256i m = mask8(rem);
-			__m256 y = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_maskload_ps(p + j, m), vh), vl), vinv);
+		// Full vectors with plain stores: a masked store (vmaskmovps) is slow on AMD cores.
+		for (j = 0; j < cv; j += 8) {
+			__m256 y = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + j), vh), vl), vinv);
 			if (gamma)
-				y = _mm256_mul_ps(y, _mm256_maskload_ps(gamma + j, m));
+				y = _mm256_mul_ps(y, _mm256_loadu_ps(gamma + j));
 			if (beta)
-				y = _mm256_add_ps(y, _mm256_maskload_ps(beta + j, m));
-			_mm256_maskstore_ps(o + j, m, y);
+				y = _mm256_add_ps(y, _mm256_loadu_ps(beta + j));
+			_mm256_storeu_ps(o + j, y);
+		}
+		if (j < cols) {
+			__m256 y = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_maskload_ps(p + j, tm), vh), vl), vinv);
+			if (gamma)
+				y = _mm256_mul_ps(y, _mm256_maskload_ps(gamma + j, tm));
+			if (beta)
+				y = _mm256_add_ps(y, _mm256_maskload_ps(beta + j, tm));
+			_mm256_maskstore_ps(o + j, tm, y);
 		}
 	}
 }
@@ -890,8 +905,8 @@ AVX2 static void attn_pv_avx2(long rows, long kn, long d, const float *p, long l
 			}
 			for (int r = 0; r < 3 && r < nr; r++) {
 				__m256 sc = _mm256_set1_ps(rinv[i + r]);
-				for (int c = 0; c < 4; c++)
-					_mm256_maskstore_ps(out + (i + r) * ldo + c0 + 8 * c, mk[c], _mm256_mul_ps(a[r][c], sc));
+				store32(out + (i + r) * ldo + c0, nc, mk, _mm256_mul_ps(a[r][0], sc), _mm256_mul_ps(a[r][1], sc),
+				        _mm256_mul_ps(a[r][2], sc), _mm256_mul_ps(a[r][3], sc));
 			}
 		}
 	}

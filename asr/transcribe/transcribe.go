@@ -27,8 +27,9 @@ type Window interface {
 	decode.Runner
 	// EncodeWindow runs the audio encoder on one window, mel[m*frames+t] for nMels bands
 	// and frames (3000) frames, makes it the audio every hypothesis attends to, and empties
-	// every hypothesis.
-	EncodeWindow(mel []float32, nMels, frames int) error
+	// every hypothesis. The first content frames hold audio, the rest zero padding: a model
+	// trained on unpadded audio may encode just those (Whisper's own checkpoints need all).
+	EncodeWindow(mel []float32, nMels, frames, content int) error
 }
 
 // Options control a transcription; they mirror the keyword arguments of OpenAI's transcribe()
@@ -200,7 +201,7 @@ func (t *run) language() error {
 	// pad_or_trim(mel, N_FRAMES) of the padded spectrogram: its first 3000 frames, padding
 	// frames included as they are (not zeroed as the decoding windows are).
 	t.fillWindow(0, windowFrames)
-	if err := t.w.EncodeWindow(t.window, t.spec.NMels, windowFrames); err != nil {
+	if err := t.w.EncodeWindow(t.window, t.spec.NMels, windowFrames, windowFrames); err != nil {
 		return fmt.Errorf("transcribe: encode: %w", err)
 	}
 	lang, _, err := decode.DetectLanguage(t.w, t.m.Specials)
@@ -261,7 +262,7 @@ func (t *run) loop(ctx context.Context, clips [][2]int) error {
 			timeOffset := float64(seek) * secondsPerFrame
 			size := min(windowFrames, t.contentFrames-seek, clip[1]-seek)
 			t.fillWindow(seek, size)
-			if err := t.w.EncodeWindow(t.window, t.spec.NMels, windowFrames); err != nil {
+			if err := t.w.EncodeWindow(t.window, t.spec.NMels, windowFrames, size); err != nil {
 				return fmt.Errorf("transcribe: encode window at %.2fs: %w", timeOffset, err)
 			}
 

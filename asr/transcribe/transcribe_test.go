@@ -68,7 +68,7 @@ func newFakeWindow(t *testing.T, seqs int, plans func(window, attempt int) plan)
 	return f
 }
 
-func (f *fakeWindow) EncodeWindow(m []float32, nMels, frames int) error {
+func (f *fakeWindow) EncodeWindow(m []float32, nMels, frames, content int) error {
 	if f.encErr != nil {
 		return f.encErr
 	}

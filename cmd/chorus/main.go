@@ -21,7 +21,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(transcribeCmd(), modelsCmd(), benchCmd(), dataCmd())
+	root.AddCommand(transcribeCmd(), modelsCmd(), benchCmd(), dataCmd(), trainCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "chorus:", err)
 		os.Exit(1)

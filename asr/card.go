@@ -1,0 +1,47 @@
+package asr
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteCard writes card (any JSON object) as dir/card.json, adding "files_sha256": the SHA-256
+// of every other file in dir, so a registry can verify a variant before serving it.
+func WriteCard(dir string, card any) error {
+	b, err := json.Marshal(card)
+	if err != nil {
+		return fmt.Errorf("card: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("card: %T is not a JSON object: %w", card, err)
+	}
+	sums := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("card: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || e.Name() == "card.json" || e.Name()[0] == '.' {
+			continue
+		}
+		s, err := fileSHA256(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("card: %w", err)
+		}
+		sums[e.Name()] = s
+	}
+	m["files_sha256"] = sums
+	out, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".card.json.tmp")
+	if err := os.WriteFile(tmp, append(out, '\n'), 0o644); err != nil {
+		return fmt.Errorf("card: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "card.json"))
+}
+

@@ -1,0 +1,292 @@
+package speech
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/asr/tokenizer"
+	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/trainer"
+)
+
+// Recipe is a training job as written in a recipe file (recipes/*.json): the model, the data,
+// the objective and the schedule. Paths are relative to the recipe's work folder unless
+// absolute.
+type Recipe struct {
+	Name string `json:"name"` // the variant it produces, e.g. "chorus-micro"
+	// From fine-tunes this variant (folder) instead of training from scratch.
+	From  string       `json:"from,omitempty"`
+	Model whisper.Dims `json:"model"` // n_vocab is set from the tokenizer
+	// Vocab is the size of the byte-level BPE learned from the training text (ordinary tokens,
+	// the 256 bytes included); Whisper's special tokens are added after them.
+	Vocab int `json:"vocab"`
+	Data  struct {
+		Train   []string `json:"train"` // manifests
+		Dev     string   `json:"dev"`
+		EvalN   int      `json:"eval_utterances"`
+		OnError string   `json:"on_error"` // "skip" (default) or "stop" for bad manifest lines
+	} `json:"data"`
+	Objective struct {
+		CTCWeight         float64     `json:"ctc_weight"`
+		LabelSmoothing    float32     `json:"label_smoothing"`
+		TimestampFraction float64     `json:"timestamp_fraction"`
+		SpecAugment       SpecAugment `json:"spec_augment"`
+	} `json:"objective"`
+	Batch struct {
+		Frames   int `json:"frames"`
+		MaxItems int `json:"max_items"`
+		Accum    int `json:"accum"`
+	} `json:"batch"`
+	Optim struct {
+		PeakLR      float64 `json:"peak_lr"`
+		FloorLR     float64 `json:"floor_lr"`
+		Warmup      int     `json:"warmup"`
+		Steps       int     `json:"steps"`
+		Schedule    string  `json:"schedule"` // cosine, linear or none
+		WeightDecay float64 `json:"weight_decay"`
+		Beta2       float64 `json:"beta2"`
+		ClipNorm    float64 `json:"clip_norm"`
+	} `json:"optim"`
+	Seed            uint64 `json:"seed"`
+	EvalEvery       int    `json:"eval_every"`
+	CheckpointEvery string `json:"checkpoint_every"` // Go duration, default 5m
+}
+
+// ReadRecipe parses a recipe file.
+func ReadRecipe(path string) (*Recipe, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("recipe: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var r Recipe
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("recipe %s: %w", path, err)
+	}
+	if r.Name == "" || len(r.Data.Train) == 0 || r.Optim.Steps <= 0 || r.Optim.PeakLR <= 0 {
+		return nil, fmt.Errorf("recipe %s: name, data.train, optim.steps and optim.peak_lr are required", path)
+	}
+	return &r, nil
+}
+
+// RunOptions are the command-line side of a training run.
+type RunOptions struct {
+	Work     string // work folder: tokenizer, checkpoints, logs, plots, the variant
+	Resume   bool
+	Steps    int // overrides optim.steps when > 0 (extends a finished run)
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+func (o RunOptions) path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(o.Work, p)
+}
+
+// Run trains a recipe: tokenizer (learned once, then reused), features, the trainer loop with
+// checkpoints, and finally the variant folder <work>/variant.
+func Run(ctx context.Context, r *Recipe, o RunOptions) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(o.Work, 0o755); err != nil {
+		return err
+	}
+	start := time.Now()
+	train, err := readManifests(r, o, log)
+	if err != nil {
+		return err
+	}
+	tok, err := ensureTokenizer(r, o, train, log)
+	if err != nil {
+		return err
+	}
+	dims := r.Model
+	dims.NVocab = tok.Size()
+	var dev *data.Manifest
+	if r.Data.Dev != "" {
+		if dev, err = data.ReadManifest(o.path(r.Data.Dev), data.ReadOptions{}); err != nil {
+			return err
+		}
+	}
+	var init *whisper.Model
+	if r.From != "" {
+		v, err := asr.Open(o.path(r.From), asr.OpenOptions{})
+		if err != nil {
+			return err
+		}
+		init = v.Model
+		dims = v.Model.Dims
+	}
+	log.Info("loading features", "utterances", len(train.Entries))
+	task, err := New(ctx, Options{
+		Dims: dims, Tokenizer: tok, Train: train, Dev: dev,
+		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
+		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
+		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment,
+		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init,
+		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
+	})
+	if err != nil {
+		return err
+	}
+	n, hours := task.Utterances()
+	log.Info("corpus ready", "utterances", n, "hours", fmt.Sprintf("%.2f", hours), "batches", task.Batches(), "load", time.Since(start).Round(time.Second))
+	shape := trainer.DecayCosine
+	switch r.Optim.Schedule {
+	case "linear":
+		shape = trainer.DecayLinear
+	case "none":
+		shape = trainer.DecayNone
+	}
+	every := 5 * time.Minute
+	if r.CheckpointEvery != "" {
+		if every, err = time.ParseDuration(r.CheckpointEvery); err != nil {
+			return fmt.Errorf("recipe checkpoint_every: %w", err)
+		}
+	}
+	steps := r.Optim.Steps
+	if o.Steps > 0 {
+		steps = o.Steps
+	}
+	cfg := trainer.Config{
+		Steps: steps, Accum: max(1, r.Batch.Accum), Seed: r.Seed,
+		Schedule:  trainer.WarmupDecay{Peak: r.Optim.PeakLR, Floor: r.Optim.FloorLR, Warmup: r.Optim.Warmup, Total: r.Optim.Steps, Shape: shape},
+		Optimizer: trainer.AdamWConfig{Beta2: r.Optim.Beta2, WeightDecay: r.Optim.WeightDecay},
+		ClipNorm:  r.Optim.ClipNorm, CheckpointDir: o.path("checkpoints"), CheckpointEvery: every,
+		Resume: o.Resume, EvalEvery: r.EvalEvery, LogCSV: o.path("train.csv"), PlotDir: o.path("plots"),
+		Progress: o.Progress, Logger: log,
+	}
+	runErr := trainer.Run(ctx, task, cfg)
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	if err := saveVariant(r, o, task, time.Since(start)); err != nil {
+		return err
+	}
+	return runErr
+}
+
+func readManifests(r *Recipe, o RunOptions, log *slog.Logger) (*data.Manifest, error) {
+	policy := data.Skip
+	if r.Data.OnError == "stop" {
+		policy = data.Stop
+	}
+	var all *data.Manifest
+	for _, p := range r.Data.Train {
+		m, err := data.ReadManifest(o.path(p), data.ReadOptions{OnError: policy,
+			Report: func(e *data.LineError) { log.Warn("bad manifest line", "err", e) }})
+		if err != nil {
+			return nil, err
+		}
+		// Entries of several manifests resolve against their own folders.
+		for i := range m.Entries {
+			if !filepath.IsAbs(m.Entries[i].AudioFilepath) {
+				m.Entries[i].AudioFilepath = filepath.Join(m.Dir, m.Entries[i].AudioFilepath)
+			}
+		}
+		if all == nil {
+			all = &data.Manifest{}
+		}
+		all.Entries = append(all.Entries, m.Entries...)
+	}
+	return all, nil
+}
+
+// ensureTokenizer loads <work>/tokenizer or learns it from the training text.
+func ensureTokenizer(r *Recipe, o RunOptions, train *data.Manifest, log *slog.Logger) (*tokenizer.Tokenizer, error) {
+	dir := o.path("tokenizer")
+	if _, err := os.Stat(filepath.Join(dir, "vocab.json")); err == nil {
+		return tokenizer.Load(dir)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if r.From != "" {
+		v, err := asr.Open(o.path(r.From), asr.OpenOptions{})
+		if err != nil {
+			return nil, err
+		}
+		if v.Tokenizer == nil {
+			return nil, fmt.Errorf("fine-tuning %s: it has no tokenizer", r.From)
+		}
+		return v.Tokenizer, v.Tokenizer.Save(dir)
+	}
+	texts := iter.Seq[string](func(yield func(string) bool) {
+		for _, e := range train.Entries {
+			if !yield(" " + e.Text) {
+				return
+			}
+		}
+	})
+	tok, err := tokenizer.Train(texts, r.Vocab, []string{"en"})
+	if err != nil {
+		return nil, fmt.Errorf("train tokenizer: %w", err)
+	}
+	log.Info("learned tokenizer", "tokens", tok.Size())
+	return tok, tok.Save(dir)
+}
+
+// Card is a variant's card.json.
+type Card struct {
+	Name      string            `json:"name"`
+	Parent    string            `json:"parent,omitempty"`
+	Recipe    *Recipe           `json:"recipe"`
+	Data      []string          `json:"data"`
+	Steps     int64             `json:"steps"`
+	WallTimeS float64           `json:"wall_time_s"`
+	Metrics   map[string]any    `json:"metrics,omitempty"`
+	Files     map[string]string `json:"files_sha256"`
+	Written   time.Time         `json:"written"`
+}
+
+func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error {
+	dir := o.path("variant")
+	cfg := asr.ConfigFromDims(task.Model().Dims)
+	cfg.Chorus, _ = json.Marshal(asr.ChorusConfig{EncoderWindow: asr.WindowContent})
+	if err := asr.Save(dir, task.Model(), cfg, task.o.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
+		return err
+	}
+	step, elapsed := latestStep(o.path("checkpoints"))
+	card := Card{Name: r.Name, Parent: r.From, Recipe: r, Data: r.Data.Train, Steps: step, WallTimeS: elapsed, Written: time.Now().UTC()}
+	if card.WallTimeS == 0 {
+		card.WallTimeS = wall.Seconds()
+	}
+	return asr.WriteCard(dir, card)
+}
+
+// latestStep reads the newest checkpoint's step and training time.
+func latestStep(dir string) (int64, float64) {
+	names, _ := filepath.Glob(filepath.Join(dir, "ckpt-*.chk"))
+	sort.Slice(names, func(i, j int) bool { return ckptStep(names[i]) > ckptStep(names[j]) })
+	for _, n := range names {
+		c, err := trainer.ReadCheckpointFile(n, 1<<34)
+		if err == nil {
+			return c.Meta.Step, c.Meta.Elapsed
+		}
+	}
+	return 0, 0
+}
+
+func ckptStep(name string) int64 {
+	var s int64
+	fmt.Sscanf(strings.TrimSuffix(filepath.Base(name), ".chk"), "ckpt-%d", &s)
+	return s
+}

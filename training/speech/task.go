@@ -1,0 +1,306 @@
+// Package speech is the speech-recognition training task: a Whisper model trained on a
+// manifest corpus with joint CTC/attention (the decoder's label-smoothed cross-entropy plus a
+// CTC loss on the encoder, which teaches the alignment to the audio early), length-bucketed
+// batches and SpecAugment. It plugs into training/trainer, which owns the loop, optimizer
+// and checkpoints.
+package speech
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/asr/tokenizer"
+	"github.com/chorus-asr/chorus/asr/transcribe"
+	"github.com/chorus-asr/chorus/tensor"
+	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/training/trainer"
+)
+
+// Options configure the task.
+type Options struct {
+	Dims      whisper.Dims
+	Tokenizer *tokenizer.Tokenizer
+	Train     *data.Manifest
+	Dev       *data.Manifest // optional: WER/CER on its first EvalUtterances entries
+	// BatchFrames bounds a batch's padded mel frames (items × longest item); MaxItems its
+	// utterance count.
+	BatchFrames, MaxItems int
+	CTCWeight             float64 // λ of λ·CTC + (1−λ)·CE
+	Smoothing             float32 // label smoothing of the cross-entropy
+	TimestampFraction     float64 // share of examples trained with timestamp tokens
+	SpecAugment           SpecAugment
+	EvalUtterances        int
+	Seed                  uint64
+	// Init, if set, starts from these weights (fine-tuning) instead of a fresh initialisation.
+	Init *whisper.Model
+	// Progress reports feature extraction.
+	Progress func(done, total int)
+	// Bad reports manifest entries whose audio could not be used.
+	Bad func(path string, err error)
+}
+
+// SpecAugment masks (Park et al., 2019): FreqMasks bands of up to F mel bins and TimeMasks
+// spans of up to T frames (at most TimeRatio of the utterance), set to zero.
+type SpecAugment struct {
+	FreqMasks, F int
+	TimeMasks, T int
+	TimeRatio    float64
+}
+
+// Task implements trainer.Task, trainer.Evaluator and trainer.Fingerprinter.
+type Task struct {
+	o       Options
+	m       *whisper.Model
+	ctcW    *tensor.T // [nText+1, C]: CTC head over the ordinary tokens plus blank
+	ctcB    *tensor.T
+	blank   int
+	utts    []*utterance
+	dev     []*utterance
+	batches [][]int
+	order   *trainer.Order
+	ctx     *tensor.Ctx
+	tape    *tensor.Tape
+	params  []trainer.Param
+	prefix  [2][]int // SOT sequences without and with timestamps
+	ignore  int
+}
+
+const ignoreIndex = -100
+
+// New loads the corpus features and builds the model.
+func New(ctx context.Context, o Options) (*Task, error) {
+	tok := o.Tokenizer
+	if tok == nil {
+		return nil, fmt.Errorf("speech: no tokenizer")
+	}
+	if tok.Size() != o.Dims.NVocab {
+		return nil, fmt.Errorf("speech: tokenizer has %d tokens, model vocabulary %d", tok.Size(), o.Dims.NVocab)
+	}
+	t := &Task{o: o, ignore: ignoreIndex}
+	sp := tok.Specials()
+	t.blank = sp.EOT // ordinary tokens are 0 … EOT−1; the CTC head's last row is blank
+	var err error
+	for i, ts := range []bool{false, true} {
+		if t.prefix[i], err = tok.SOTSequence("en", "transcribe", ts); err != nil {
+			return nil, fmt.Errorf("speech: %w", err)
+		}
+	}
+	maxFrames := 2 * o.Dims.NAudioCtx
+	bad := func(m *data.Manifest) func(int, error) {
+		return func(i int, err error) {
+			if o.Bad != nil {
+				o.Bad(m.Entries[i].AudioFilepath, err)
+			}
+		}
+	}
+	if t.utts, err = loadFeatures(ctx, o.Train, o.Dims.NMels, tok.Encode, maxFrames, o.Progress, bad(o.Train)); err != nil {
+		return nil, err
+	}
+	if len(t.utts) == 0 {
+		return nil, fmt.Errorf("speech: no usable training utterances")
+	}
+	if o.Dev != nil {
+		dev := &data.Manifest{Dir: o.Dev.Dir, Entries: o.Dev.Entries[:min(len(o.Dev.Entries), o.EvalUtterances)]}
+		if t.dev, err = loadFeatures(ctx, dev, o.Dims.NMels, tok.Encode, maxFrames, nil, bad(dev)); err != nil {
+			return nil, err
+		}
+	}
+	t.batches = makeBatches(t.utts, o.BatchFrames, o.MaxItems)
+	if t.order, err = trainer.NewOrder(o.Seed, len(t.batches)); err != nil {
+		return nil, err
+	}
+	if o.Init != nil {
+		t.m = o.Init
+	} else if t.m, err = NewScratch(o.Dims, o.Seed); err != nil {
+		return nil, err
+	}
+	c := o.Dims.NAudioState
+	t.ctcW = tensor.New(t.blank+1, c)
+	tensor.SeededUniform(t.ctcW.Data, o.Seed, "chorus.ctc_head.weight", 0, math.Sqrt(3/float64(c)))
+	t.ctcB = tensor.New(t.blank + 1)
+	t.ctx = tensor.NewTrainCtx()
+	t.tape = t.ctx.Tape()
+	ts, order := t.m.Tensors()
+	for _, name := range order {
+		w := ts[name]
+		if name == "model.encoder.embed_positions.weight" {
+			continue // fixed sinusoids, as in Whisper
+		}
+		t.params = append(t.params, trainer.Param{Name: name, W: w, Decay: trainer.DecayFor(name, w)})
+	}
+	t.params = append(t.params,
+		trainer.Param{Name: "chorus.ctc_head.weight", W: t.ctcW, Decay: true},
+		trainer.Param{Name: "chorus.ctc_head.bias", W: t.ctcB})
+	for i := range t.params {
+		t.tape.Watch(t.params[i].W)
+		t.params[i].Grad = t.tape.Grad(t.params[i].W) // the tape accumulates straight into it
+	}
+	return t, nil
+}
+
+// Model is the model being trained (weights update in place).
+func (t *Task) Model() *whisper.Model { return t.m }
+
+// Utterances is the number of training utterances and their total duration in hours.
+func (t *Task) Utterances() (int, float64) {
+	var d float64
+	for _, u := range t.utts {
+		d += u.duration
+	}
+	return len(t.utts), d / 3600
+}
+
+// Batches is the number of batches per epoch.
+func (t *Task) Batches() int { return len(t.batches) }
+
+// Params implements trainer.Task.
+func (t *Task) Params() []trainer.Param { return t.params }
+
+// Fingerprint implements trainer.Fingerprinter.
+func (t *Task) Fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%+v %d %d %g %g %g %+v %d\n", t.o.Dims, t.o.BatchFrames, t.o.MaxItems, t.o.CTCWeight,
+		t.o.Smoothing, t.o.TimestampFraction, t.o.SpecAugment, len(t.utts))
+	for _, u := range t.utts {
+		fmt.Fprintf(h, "%d %s\n", u.frames, u.text)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Step implements trainer.Task: forward and backward on one batch.
+func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer.StepResult, error) {
+	_, bi := t.order.At(b.Index)
+	items := t.batches[bi]
+	rng := rand.New(rand.NewPCG(b.Seed, uint64(b.Index)))
+	d := t.o.Dims
+	bs := len(items)
+	frames := 0
+	for _, i := range items {
+		frames = max(frames, t.utts[i].frames)
+	}
+	// Mel batch [B, M, F], zero padded (0 is what Whisper pads windows with), SpecAugmented.
+	melB := t.ctx.Zeros(bs, d.NMels, frames)
+	var audioSec float64
+	seqs := make([][]int, bs)
+	for j, i := range items {
+		u := t.utts[i]
+		audioSec += u.duration
+		base := j * d.NMels * frames
+		for m := range d.NMels {
+			tensor.F16ToF32Slice(melB.Data[base+m*frames:base+m*frames+u.frames], u.mel[m*u.frames:(m+1)*u.frames])
+		}
+		t.o.SpecAugment.apply(melB.Data[base:base+d.NMels*frames], d.NMels, frames, u.frames, rng)
+		seqs[j] = t.sequence(u, rng.Float64() < t.o.TimestampFraction)
+	}
+	s := 0
+	for _, q := range seqs {
+		s = max(s, len(q)-1)
+	}
+	if s > d.NTextCtx {
+		return trainer.StepResult{}, fmt.Errorf("speech: %d tokens exceed the %d text positions", s, d.NTextCtx)
+	}
+	inputs := make([]int, bs*s)
+	targets := make([]int, bs*s)
+	for j, q := range seqs {
+		for p := range s {
+			inputs[j*s+p], targets[j*s+p] = q[len(q)-1], t.ignore // padding: any token in, nothing out
+			if p < len(q)-1 {
+				inputs[j*s+p], targets[j*s+p] = q[p], q[p+1]
+			}
+		}
+	}
+
+	xa := t.m.Encoder.Forward(t.ctx, melB) // [B, F/2, C]
+	logits := t.m.Decoder.ForwardTrain(t.ctx, inputs, bs, xa)
+	lam := t.o.CTCWeight
+	ce := t.ctx.CrossEntropy(t.ctx.ScaleGrad(logits, float32(1-lam)), targets, t.o.Smoothing, t.ignore)
+	loss := (1 - lam) * ce
+	if lam > 0 {
+		h := t.ctx.Linear(xa, t.ctcW, t.ctcB) // [B, F/2, nText+1]
+		tEnc := frames / 2
+		var ctc float64
+		for j, i := range items {
+			u := t.utts[i]
+			rows := t.ctx.Rows(h, j*tEnc, j*tEnc+u.frames/2)
+			w := lam / float64(bs*max(1, len(u.tokens)))
+			l := t.ctx.CTCLoss(t.ctx.ScaleGrad(t.ctx.LogSoftmax(rows), float32(w)), u.tokens, t.blank)
+			if !math.IsInf(l, 0) {
+				ctc += l / float64(max(1, len(u.tokens)))
+			}
+		}
+		loss += lam * ctc / float64(bs)
+	}
+	if err := ctx.Err(); err != nil {
+		t.ctx.Reset()
+		return trainer.StepResult{}, err
+	}
+	t.tape.Backward()
+	t.ctx.Reset()
+	return trainer.StepResult{Loss: loss, Items: bs, Counters: map[string]float64{"audio_s": audioSec}}, nil
+}
+
+// sequence is the decoder's token sequence for u: the SOT sequence, the text (between
+// <|0.00|> and its end timestamp when timestamps are on) and EOT.
+func (t *Task) sequence(u *utterance, timestamps bool) []int {
+	sp := t.o.Tokenizer.Specials()
+	var q []int
+	if timestamps {
+		q = append(q, t.prefix[1]...)
+		q = append(q, sp.TimestampBegin)
+		q = append(q, u.tokens...)
+		end := min(int(math.Round(u.duration/0.02)), 1500)
+		q = append(q, sp.TimestampBegin+end)
+	} else {
+		q = append(q, t.prefix[0]...)
+		q = append(q, u.tokens...)
+	}
+	return append(q, sp.EOT)
+}
+
+// Eval implements trainer.Evaluator: greedy transcription of the dev utterances through the
+// inference path, scored with the project's normaliser.
+func (t *Task) Eval(ctx context.Context) (map[string]float64, error) {
+	if len(t.dev) == 0 {
+		return nil, nil
+	}
+	refs, hyps, err := t.Transcribe(ctx, t.dev)
+	if err != nil {
+		return nil, err
+	}
+	we, ww := metrics.WER(refs, hyps)
+	ce, cc := metrics.CER(refs, hyps)
+	return map[string]float64{"wer": float64(we) / float64(max(1, ww)), "cer": float64(ce) / float64(max(1, cc))}, nil
+}
+
+// Transcribe decodes utterances with the current weights (greedy, no timestamps).
+func (t *Task) Transcribe(ctx context.Context, us []*utterance) (refs, hyps []string, err error) {
+	v := t.Variant()
+	o := transcribe.DefaultOptions()
+	o.Temperatures = []float64{0}
+	o.Decode.WithoutTimestamps = true
+	o.ConditionOnPreviousText = false
+	for _, u := range us {
+		res, err := v.TranscribeMel(ctx, u.spectrogram(t.o.Dims.NMels), o)
+		if err != nil {
+			return nil, nil, err
+		}
+		refs = append(refs, u.text)
+		hyps = append(hyps, strings.TrimSpace(res.Text))
+	}
+	return refs, hyps, nil
+}
+
+// Variant wraps the current weights as a servable variant (content-length encoder windows).
+func (t *Task) Variant() *asr.Variant {
+	cfg := asr.ConfigFromDims(t.m.Dims)
+	return &asr.Variant{Name: "training", Model: t.m, Tokenizer: t.o.Tokenizer, Config: cfg,
+		Chorus: asr.ChorusConfig{EncoderWindow: asr.WindowContent}}
+}
