@@ -99,7 +99,8 @@ var f16TileFloats = 1 << 18
 // For m <= SmallM (decoding) chorus's kernel converts the weight in registers (F16C) as it
 // streams it once for all rows, split over output columns on Threads() goroutines. For larger
 // m the weight is converted tile by tile (~1 MiB of float32) into pooled scratch and each tile
-// is one Sgemm; tiles run concurrently only when BLASThreads() == 1 (threads.go).
+// is one Sgemm: tiles run concurrently when there are enough of them and BLASThreads() == 1,
+// otherwise in order with each product split by rows as in Linear (threads.go).
 func LinearF16(out, x []float32, w []uint16, b []float32, m, k, n int) {
 	dims("linear-f16", m, k, n)
 	need("linear-f16 x", x, m*k)
@@ -128,13 +129,22 @@ func LinearF16(out, x []float32, w []uint16, b []float32, m, k, n int) {
 	}
 	tile := max(16, f16TileFloats/k/16*16)
 	tiles := (n + tile - 1) / tile
-	workers := 1
-	if BLASThreads() == 1 {
-		workers = min(Threads(), tiles)
+	if BLASThreads() > 1 || tiles < Threads() {
+		// Few tiles (or OpenBLAS threads): tiles in order, each product split by rows.
+		p := getScratch(min(tile, n) * k)
+		defer putScratch(p)
+		for j0 := 0; j0 < n; j0 += tile {
+			j1 := min(j0+tile, n)
+			buf := (*p)[:(j1-j0)*k]
+			f16ToF32Kernel(buf, w[j0*k:j1*k])
+			sgemmRowsLd(m, j1-j0, k, x, buf, beta, out[j0:], n)
+		}
+		return
 	}
+	workers := Threads()
 	bufs := make([]*[]float32, workers)
 	for i := range bufs {
-		bufs[i] = getScratch(min(tile, n) * k)
+		bufs[i] = getScratch(tile * k)
 	}
 	parallelItems(tiles, workers, func(wk, t int) {
 		j0 := t * tile

@@ -17,8 +17,8 @@ func fuzzThreads(seed uint64) (chorus, blas int) {
 // fuzzLevel makes the C kernels use the AVX2 or the AVX-512 variant, chosen by the seed, and
 // returns the function that restores the detected level.
 func fuzzLevel(seed uint64) func() {
-	if simdLevel > 1 {
-		setSIMDLevel(1 + int(seed>>3%uint64(simdLevel)))
+	if levels := simdLevels(); len(levels) > 1 {
+		setSIMDLevel(levels[seed>>3%uint64(len(levels))])
 	}
 	return func() { setSIMDLevel(simdLevel) }
 }

@@ -4,10 +4,11 @@ import "math"
 
 //go:generate /usr/bin/python3 tools/fit_erf.py
 
-// erfAbs returns erf(a) for 0 <= a; a must not be NaN (it would index out of range), evaluated in float64 from the float32 tables
-// that simd.c evaluates in float32: a + a·Q(a²) below 0.5, a degree-8 polynomial per
-// half-unit interval up to 4, and 1 beyond (erf rounds to 1 in float32 from 3.92). The tables'
-// fit error is below 1e-9; see tools/fit_erf.py. math.Erf costs ~3× more and is float64.
+// erfAbs returns erf(a) for a >= 0 (not NaN, which would index out of range). It evaluates in
+// float64 the float32 tables that simd.c evaluates in float32: a + a·Q(a²) below 0.5, a
+// degree-8 polynomial per half-unit interval up to 4, and 1 beyond (erf rounds to 1 in
+// float32 from 3.92). The tables' fit error is below 1e-9; see tools/fit_erf.py. The Go GELU
+// built on it is ~1.8× faster than one on math.Erf; the C kernels are ~35× faster still.
 func erfAbs(a float64) float64 {
 	switch {
 	case a < 0.5:

@@ -13,10 +13,11 @@ import (
 
 // SmallM is the largest row count that Linear and LinearF16 hand to chorus's own streaming
 // kernel instead of a GEMM library. A GEMM library packs its operands first, which dominates
-// small products: single-threaded on the 2-core EPYC (AVX-512 kernel), 1×384×1536 took 37 µs
-// with chorus's kernel and 150 µs with OpenBLAS, 16×384×1536 190 µs against 284 µs, and
-// OpenBLAS only catches up between 32 and 64 rows. The kernel also streams an f16 weight
-// once for all rows, converting it in registers.
+// small products: single-threaded on the 2-core EPYC (AVX-512 kernel, thread CPU time),
+// 1×384×1536 took 60 µs with chorus's kernel and 148 µs with OpenBLAS, 8×384×1536 109 µs
+// against 207 µs, 16×384×1536 190 µs against 284 µs, and OpenBLAS only catches up between 32
+// and 64 rows. The kernel also streams an f16 weight once for all rows, converting it in
+// registers.
 const SmallM = 16
 
 // parallel grains: below these many floats of work per goroutine, splitting costs more than
@@ -81,12 +82,17 @@ const splitRows = 64
 // (each packs w itself, which is cheap next to the product); otherwise it is one Sgemm call
 // that OpenBLAS may split. See threads.go for why chorus prefers doing the split itself.
 func sgemmRows(m, n, k int, x, w []float32, beta float32, out []float32) {
+	sgemmRowsLd(m, n, k, x, w, beta, out, n)
+}
+
+// sgemmRowsLd is sgemmRows with out's row stride ldo (out may be a column block).
+func sgemmRowsLd(m, n, k int, x, w []float32, beta float32, out []float32, ldo int) {
 	if BLASThreads() > 1 || Threads() == 1 || m < 2*splitRows || m*n*k < 4*grainMACs {
-		Sgemm(false, true, m, n, k, 1, x, k, w, k, beta, out, n)
+		Sgemm(false, true, m, n, k, 1, x, k, w, k, beta, out, ldo)
 		return
 	}
 	parallelFor(m, splitRows, func(lo, hi int) {
-		Sgemm(false, true, hi-lo, n, k, 1, x[lo*k:], k, w, k, beta, out[lo*n:], n)
+		Sgemm(false, true, hi-lo, n, k, 1, x[lo*k:], k, w, k, beta, out[lo*ldo:], ldo)
 	})
 }
 

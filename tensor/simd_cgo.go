@@ -19,7 +19,7 @@ var simdLevel = int(C.chorus_simd_level())
 func SIMD() string {
 	switch simdLevel {
 	case 2:
-		return "avx2+fma+f16c (avx512 cpu)"
+		return "avx512+f16c"
 	case 1:
 		return "avx2+fma+f16c"
 	}

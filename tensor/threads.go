@@ -22,10 +22,11 @@ import (
 // Why chorus splits rather than OpenBLAS: after a multi-threaded call, OpenBLAS's worker
 // threads spin (sched_yield) for a while before sleeping, and on a 2-core machine they then
 // compete with the goroutines of the next chorus kernel; concurrent multi-threaded calls
-// also serialise inside OpenBLAS. One Whisper-tiny encoder layer (1500 frames) measured
-// 208–220 ms with Threads 2/BLAS 1 against 253–283 ms with Threads 2/BLAS 2 (busy shared
-// machine, same run). A 1500×384×1536 GEMM split into two single-threaded row halves ran at
-// 140–172 GFLOPS against OpenBLAS's own two threads at 169–197.
+// also serialise inside OpenBLAS. BenchmarkEncoderLayer (one Whisper-tiny encoder layer,
+// 1500 frames) measured 84–105 ms with Threads 2/BLAS 1 against 98–116 ms with Threads 2/
+// BLAS 2 in the same runs, on a shared 2-core EPYC. For a lone GEMM the two are close: a
+// 1500×384×1536 product split into two single-threaded row halves took 10.3–15.8 ms, with
+// OpenBLAS's own two threads 9.0–18.4 ms, depending on the load.
 //
 // What each kernel does:
 //
