@@ -8,7 +8,11 @@ PKGS    := ./...
 APT_PKGS := build-essential pkg-config libopenblas-dev espeak-ng sox flac protobuf-compiler
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test run bench proto fuzz lint clean
+DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes \
+	wordnet-base asterisk-core-sounds-en asterisk-core-sounds-en-wav npm sox
+CORPUS_N ?= 12000
+
+.PHONY: all deps deps-data build test run bench proto fuzz lint clean corpus train
 
 all: build
 
@@ -22,6 +26,23 @@ deps: .deps-stamp
 	fi
 	$(GO) mod download
 	@touch $@
+
+# deps-data installs the text-to-speech voices and text sources of the training corpus
+# (../shared/DATA.md lists what may be used).
+deps-data:
+	@missing=""; for p in $(DATA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# corpus synthesises the training corpus (deterministic for a given seed and N; resumable).
+corpus: build deps-data
+	./$(BIN) data synth --out corpus/v1 --n $(CORPUS_N) --seed 1
+
+# train trains (or resumes) the default model from its recipe, in the background-friendly
+# way: niced, checkpointing every few minutes, resumable with the same command.
+train: build
+	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro.json --work runs/chorus-micro --resume
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/chorus

@@ -24,8 +24,8 @@ import (
 )
 
 // Recipe is a training job as written in a recipe file (recipes/*.json): the model, the data,
-// the objective and the schedule. Paths are relative to the recipe's work folder unless
-// absolute.
+// the objective and the schedule. Data and model paths are relative to the current folder
+// (the repository root, where `make` runs) unless absolute.
 type Recipe struct {
 	Name string `json:"name"` // the variant it produces, e.g. "chorus-micro"
 	// From fine-tunes this variant (folder) instead of training from scratch.
@@ -123,13 +123,13 @@ func Run(ctx context.Context, r *Recipe, o RunOptions) error {
 	dims.NVocab = tok.Size()
 	var dev *data.Manifest
 	if r.Data.Dev != "" {
-		if dev, err = data.ReadManifest(o.path(r.Data.Dev), data.ReadOptions{}); err != nil {
+		if dev, err = data.ReadManifest(r.Data.Dev, data.ReadOptions{}); err != nil {
 			return err
 		}
 	}
 	var init *whisper.Model
 	if r.From != "" {
-		v, err := asr.Open(o.path(r.From), asr.OpenOptions{})
+		v, err := asr.Open(r.From, asr.OpenOptions{})
 		if err != nil {
 			return err
 		}
@@ -192,7 +192,7 @@ func readManifests(r *Recipe, o RunOptions, log *slog.Logger) (*data.Manifest, e
 	}
 	var all *data.Manifest
 	for _, p := range r.Data.Train {
-		m, err := data.ReadManifest(o.path(p), data.ReadOptions{OnError: policy,
+		m, err := data.ReadManifest(p, data.ReadOptions{OnError: policy,
 			Report: func(e *data.LineError) { log.Warn("bad manifest line", "err", e) }})
 		if err != nil {
 			return nil, err
@@ -220,7 +220,7 @@ func ensureTokenizer(r *Recipe, o RunOptions, train *data.Manifest, log *slog.Lo
 		return nil, err
 	}
 	if r.From != "" {
-		v, err := asr.Open(o.path(r.From), asr.OpenOptions{})
+		v, err := asr.Open(r.From, asr.OpenOptions{})
 		if err != nil {
 			return nil, err
 		}

@@ -78,20 +78,9 @@ const ignoreIndex = -100
 // New loads the corpus features and builds the model.
 func New(ctx context.Context, o Options) (*Task, error) {
 	tok := o.Tokenizer
-	if tok == nil {
-		return nil, fmt.Errorf("speech: no tokenizer")
-	}
-	if tok.Size() != o.Dims.NVocab {
-		return nil, fmt.Errorf("speech: tokenizer has %d tokens, model vocabulary %d", tok.Size(), o.Dims.NVocab)
-	}
-	t := &Task{o: o, ignore: ignoreIndex}
-	sp := tok.Specials()
-	t.blank = sp.EOT // ordinary tokens are 0 … EOT−1; the CTC head's last row is blank
-	var err error
-	for i, ts := range []bool{false, true} {
-		if t.prefix[i], err = tok.SOTSequence("en", "transcribe", ts); err != nil {
-			return nil, fmt.Errorf("speech: %w", err)
-		}
+	t, err := newTask(o)
+	if err != nil {
+		return nil, err
 	}
 	maxFrames := 2 * o.Dims.NAudioCtx
 	bad := func(m *data.Manifest) func(int, error) {
@@ -113,14 +102,45 @@ func New(ctx context.Context, o Options) (*Task, error) {
 			return nil, err
 		}
 	}
+	if err := t.build(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// newTask checks the options and prepares the token layout.
+func newTask(o Options) (*Task, error) {
+	tok := o.Tokenizer
+	if tok == nil {
+		return nil, fmt.Errorf("speech: no tokenizer")
+	}
+	if tok.Size() != o.Dims.NVocab {
+		return nil, fmt.Errorf("speech: tokenizer has %d tokens, model vocabulary %d", tok.Size(), o.Dims.NVocab)
+	}
+	t := &Task{o: o, ignore: ignoreIndex}
+	t.blank = tok.Specials().EOT // ordinary tokens are 0 … EOT−1; the CTC head's last row is blank
+	for i, ts := range []bool{false, true} {
+		var err error
+		if t.prefix[i], err = tok.SOTSequence("en", "transcribe", ts); err != nil {
+			return nil, fmt.Errorf("speech: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// build groups the loaded utterances into batches and sets up the model, the CTC head and
+// the tape.
+func (t *Task) build() error {
+	o := t.o
+	var err error
 	t.batches = makeBatches(t.utts, o.BatchFrames, o.MaxItems)
 	if t.order, err = trainer.NewOrder(o.Seed, len(t.batches)); err != nil {
-		return nil, err
+		return err
 	}
 	if o.Init != nil {
 		t.m = o.Init
 	} else if t.m, err = NewScratch(o.Dims, o.Seed); err != nil {
-		return nil, err
+		return err
 	}
 	c := o.Dims.NAudioState
 	t.ctcW = tensor.New(t.blank+1, c)
@@ -143,7 +163,7 @@ func New(ctx context.Context, o Options) (*Task, error) {
 		t.tape.Watch(t.params[i].W)
 		t.params[i].Grad = t.tape.Grad(t.params[i].W) // the tape accumulates straight into it
 	}
-	return t, nil
+	return nil
 }
 
 // Model is the model being trained (weights update in place).

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the server's Prometheus metrics. Each Server has its own registry, so that
+// several servers (tests, or an admin listener later) never collide on the global one.
+type metrics struct {
+	reg *prometheus.Registry
+
+	requests *prometheus.CounterVec   // endpoint, code
+	duration *prometheus.HistogramVec // endpoint
+	audio    *prometheus.CounterVec   // model
+	rtf      *prometheus.HistogramVec // model
+}
+
+// newMetrics registers the server's metrics; the model info and the in-flight count are read
+// from models and the admission gate at scrape time, so they have a single owner.
+func newMetrics(models Models, g *gate) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chorus_requests_total",
+			Help: "HTTP requests answered, by endpoint and status code.",
+		}, []string{"endpoint", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "chorus_request_duration_seconds",
+			Help: "Time to answer an HTTP request, upload and transcription included.",
+			// From probes (milliseconds) to long uploads transcribed on CPU (minutes).
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}, []string{"endpoint"}),
+		audio: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chorus_audio_seconds_total",
+			Help: "Seconds of audio transcribed, by model.",
+		}, []string{"model"}),
+		rtf: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "chorus_real_time_factor",
+			Help:    "Transcription compute time divided by audio duration, by model; below 1 is faster than real time.",
+			Buckets: []float64{.01, .02, .05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 10},
+		}, []string{"model"}),
+	}
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chorus_inflight_requests",
+		Help: "Transcription requests admitted and not yet answered.",
+	}, func() float64 { return float64(g.inflight()) })
+	m.reg.MustRegister(
+		m.requests, m.duration, m.audio, m.rtf, inflight,
+		modelInfoCollector{models},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// instrument counts and times h's requests under endpoint, a fixed route name, so that the
+// label's cardinality does not grow with whatever paths clients send.
+func (m *metrics) instrument(endpoint string, h http.Handler) http.Handler {
+	l := prometheus.Labels{"endpoint": endpoint}
+	return promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l),
+		promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l), h))
+}
+
+// handler serves the registry in the Prometheus exposition formats. A collector that fails
+// is logged and left out rather than failing the whole scrape.
+func (m *metrics) handler(log *slog.Logger) http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		Registry:      m.reg,
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	})
+}
+
+// modelInfoDesc is chorus_model_info.
+var modelInfoDesc = prometheus.NewDesc("chorus_model_info",
+	"Always 1: the variant each served model name currently runs on.", []string{"model", "variant"}, nil)
+
+// modelInfoCollector reads Models at scrape time, so chorus_model_info follows a hot swap
+// without the registry having to know about metrics.
+type modelInfoCollector struct{ models Models }
+
+func (c modelInfoCollector) Describe(ch chan<- *prometheus.Desc) { ch <- modelInfoDesc }
+
+func (c modelInfoCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, mi := range c.models.List() {
+		m, err := prometheus.NewConstMetric(modelInfoDesc, prometheus.GaugeValue, 1, mi.Name, mi.Variant)
+		if err != nil { // a name that is not valid UTF-8: report it, don't panic the scrape
+			m = prometheus.NewInvalidMetric(modelInfoDesc, err)
+		}
+		ch <- m
+	}
+}

@@ -1,0 +1,307 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/transcribe"
+)
+
+// Response formats of POST /v1/audio/transcriptions, as OpenAI names them.
+const (
+	formatJSON        = "json"
+	formatText        = "text"
+	formatSRT         = "srt"
+	formatVTT         = "vtt"
+	formatVerboseJSON = "verbose_json"
+)
+
+// openAIDefaultModel is the model name OpenAI clients send by default; it means whatever
+// this server serves by default, so those clients work unchanged.
+const openAIDefaultModel = "whisper-1"
+
+// maxPromptBytes is how much of a prompt is kept, from its end. The decoder keeps only the
+// last n_text_ctx/2-1 (223) prompt tokens, which are far fewer bytes than this, so cutting
+// changes nothing but spares tokenizing a huge prompt that would be dropped anyway.
+const maxPromptBytes = 8 << 10
+
+// transcriptionRequest is a parsed and checked POST /v1/audio/transcriptions form.
+type transcriptionRequest struct {
+	file        *multipart.FileHeader
+	model       string // as sent; "" and openAIDefaultModel mean the default
+	format      string
+	language    string // lower case; "" detects (multilingual) or means English
+	prompt      string
+	temperature float64
+}
+
+// transcriptions is POST /v1/audio/transcriptions: the OpenAI audio transcription API.
+func (s *Server) transcriptions(w http.ResponseWriter, r *http.Request) error {
+	if err := s.gate.enter(); err != nil {
+		return s.admissionError(err)
+	}
+	defer s.gate.leave()
+
+	req, err := s.parseTranscription(w, r)
+	if err != nil {
+		return err
+	}
+	name := req.model
+	if name == openAIDefaultModel {
+		name = ""
+	}
+	lease, err := s.models.Acquire(r.Context(), name)
+	switch {
+	case errors.Is(err, ErrModelNotFound):
+		return modelNotFound(req.model)
+	case errors.Is(err, ErrModelClosing):
+		return &apiError{status: http.StatusServiceUnavailable, typ: typeServer, code: "model_unavailable", retryAfter: 1,
+			msg: fmt.Sprintf("the model %q is being replaced; retry", req.model)}
+	case err != nil:
+		return fmt.Errorf("acquire model %q: %w", req.model, err)
+	}
+	defer lease.Release()
+
+	opts, err := req.options(lease)
+	if err != nil {
+		return err
+	}
+	samples, err := decodeUpload(req.file, s.cfg.MaxAudio)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := lease.Variant.Transcribe(r.Context(), samples, opts)
+	if err != nil {
+		return fmt.Errorf("transcribe with %s: %w", lease.Model.Variant, err)
+	}
+	compute := time.Since(start)
+	duration := float64(len(samples)) / audio.WhisperRate
+
+	body, contentType, err := render(req.format, res, duration)
+	if err != nil {
+		return fmt.Errorf("render %s: %w", req.format, err)
+	}
+	s.metrics.audio.WithLabelValues(lease.Model.Name).Add(duration)
+	rtf := 0.0
+	if duration > 0 {
+		rtf = compute.Seconds() / duration
+		s.metrics.rtf.WithLabelValues(lease.Model.Name).Observe(rtf)
+	}
+	s.log.Info("transcribed", "model", lease.Model.Name, "variant", lease.Model.Variant, "format", req.format,
+		"audio_s", duration, "compute", compute.Round(time.Millisecond), "rtf", rtf, "segments", len(res.Segments))
+	writeBody(w, http.StatusOK, contentType, body)
+	return nil
+}
+
+// admissionError answers a request the gate turned away.
+func (s *Server) admissionError(err error) *apiError {
+	if errors.Is(err, errDraining) {
+		return shuttingDown()
+	}
+	return &apiError{status: http.StatusTooManyRequests, typ: typeRateLimit, code: "rate_limit_exceeded", retryAfter: 1,
+		msg: fmt.Sprintf("the server is busy: all %d transcription slots are in use; retry shortly", s.cfg.MaxConcurrent)}
+}
+
+// parseTranscription reads the multipart form, at most MaxBodyBytes of it, and checks every
+// field except the language, which depends on the model.
+func (s *Server) parseTranscription(w http.ResponseWriter, r *http.Request) (*transcriptionRequest, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	// The whole body fits in memory by the limit above, so no part spills to a temporary
+	// file (net/http removes any that would once the handler returns).
+	if err := r.ParseMultipartForm(s.cfg.MaxBodyBytes); err != nil {
+		return nil, s.bodyError(err)
+	}
+	// Read the body to its end (an epilogue after the closing boundary, within the limit).
+	// Hitting its end starts net/http's background read of the connection, which is what
+	// cancels the request context, and so the transcription, when the client goes away.
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		return nil, s.bodyError(err)
+	}
+	form := r.MultipartForm
+	value := func(key string) string {
+		if v := form.Value[key]; len(v) > 0 {
+			return strings.TrimSpace(v[0])
+		}
+		return ""
+	}
+
+	req := &transcriptionRequest{model: value("model"), language: strings.ToLower(value("language"))}
+	switch files := form.File["file"]; {
+	case len(files) > 0:
+		req.file = files[0]
+	case len(form.Value["file"]) > 0:
+		return nil, badRequest("file", "file was sent as a text field; upload it as a file part (curl -F file=@audio.wav)")
+	default:
+		return nil, badRequest("file", "file is required: the audio to transcribe (WAV or FLAC)")
+	}
+
+	switch req.format = value("response_format"); req.format {
+	case "":
+		req.format = formatJSON
+	case formatJSON, formatText, formatSRT, formatVTT, formatVerboseJSON:
+	default:
+		return nil, badRequest("response_format", "response_format %q is not one of json, text, srt, verbose_json, vtt", req.format)
+	}
+
+	if t := value("temperature"); t != "" {
+		v, err := strconv.ParseFloat(t, 64)
+		if err != nil || !(v >= 0 && v <= 1) {
+			return nil, badRequest("temperature", "temperature %q is not a number between 0 and 1", t)
+		}
+		req.temperature = v
+	}
+
+	if st := value("stream"); st != "" {
+		stream, err := strconv.ParseBool(st)
+		if err != nil {
+			return nil, badRequest("stream", "stream %q is not a boolean", st)
+		}
+		if stream {
+			return nil, badRequest("stream", "streamed responses are not supported here; use the gRPC streaming API")
+		}
+	}
+	for _, g := range append(form.Value["timestamp_granularities[]"], form.Value["timestamp_granularities"]...) {
+		switch strings.TrimSpace(g) {
+		case "segment":
+		case "word":
+			return nil, badRequest("timestamp_granularities[]", "word-level timestamps are not supported; use segment")
+		default:
+			return nil, badRequest("timestamp_granularities[]", "timestamp granularity %q is not segment", g)
+		}
+	}
+
+	req.prompt = keepTail(value("prompt"), maxPromptBytes)
+	return req, nil
+}
+
+// bodyError answers a failure to read the request body as a multipart form.
+func (s *Server) bodyError(err error) *apiError {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge), errors.Is(err, multipart.ErrMessageTooLarge):
+		return &apiError{status: http.StatusRequestEntityTooLarge, typ: typeInvalidRequest, param: "file",
+			msg: fmt.Sprintf("the request body is larger than the %d-byte limit", s.cfg.MaxBodyBytes)}
+	case errors.Is(err, http.ErrNotMultipart), errors.Is(err, http.ErrMissingBoundary):
+		return badRequest("", "the request must be a multipart/form-data form with the audio in a part named file")
+	}
+	return badRequest("", "could not read the multipart form: %v", err)
+}
+
+// keepTail returns the last max bytes of s or fewer: it starts at a rune, and at a word when
+// the cut falls inside one that is not the whole tail.
+func keepTail(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := len(s) - max
+	for cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut++
+	}
+	if !isSpace(s[cut-1]) {
+		if i := strings.IndexAny(s[cut:], " \t\n"); i >= 0 {
+			cut += i + 1
+		}
+	}
+	return s[cut:]
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' }
+
+// options turns the request into transcription options for the leased model: OpenAI's
+// defaults, with temperature 0 meaning its fallback schedule and a higher temperature that
+// single temperature.
+func (req *transcriptionRequest) options(lease Lease) (transcribe.Options, error) {
+	o := transcribe.DefaultOptions()
+	o.InitialPrompt = req.prompt
+	if req.temperature > 0 {
+		o.Temperatures = []float64{req.temperature}
+	}
+	if req.language != "" {
+		dm, err := lease.Variant.DecodeModel()
+		if err != nil {
+			return o, err
+		}
+		if !dm.Specials.Multilingual {
+			if req.language != "en" {
+				return o, badRequest("language", "the model %q is English-only; language must be en or left out", lease.Model.Name)
+			}
+		} else if _, err := dm.Specials.LanguageToken(req.language); err != nil {
+			return o, badRequest("language", "language %q is not one the model %q knows; use an ISO-639-1 code such as en, de or ja",
+				req.language, lease.Model.Name)
+		}
+		o.Decode.Language = req.language
+	}
+	return o, nil
+}
+
+// decodeUpload decodes the uploaded file to 16 kHz mono. Input the decoder rejects is the
+// client's fault (400), audio over the limit too long (413).
+func decodeUpload(fh *multipart.FileHeader, maxDur time.Duration) ([]float32, error) {
+	f, err := fh.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open upload: %w", err)
+	}
+	defer f.Close()
+	samples, err := audio.Decode16kMono(f, maxDur)
+	switch {
+	case err == nil:
+		return samples, nil
+	case errors.Is(err, audio.ErrTooLong):
+		return nil, &apiError{status: http.StatusRequestEntityTooLarge, typ: typeInvalidRequest, param: "file",
+			msg: fmt.Sprintf("the audio is longer than the %v limit", maxDur)}
+	case errors.Is(err, audio.ErrUnsupported):
+		return nil, badRequest("file", "unsupported audio (%v); send WAV or FLAC", err)
+	}
+	// ErrMalformed, ErrTruncated, or a read error of an in-memory part: the bytes are bad.
+	return nil, badRequest("file", "could not decode the audio: %v", err)
+}
+
+// render encodes res in format with its content type.
+func render(format string, res *transcribe.Result, duration float64) ([]byte, string, error) {
+	var buf bytes.Buffer
+	text := strings.TrimSpace(res.Text)
+	switch format {
+	case formatText:
+		buf.WriteString(text)
+		buf.WriteByte('\n')
+		return buf.Bytes(), "text/plain; charset=utf-8", nil
+	case formatSRT:
+		err := transcribe.WriteSRT(&buf, res)
+		return buf.Bytes(), "application/x-subrip; charset=utf-8", err
+	case formatVTT:
+		err := transcribe.WriteVTT(&buf, res)
+		return buf.Bytes(), "text/vtt; charset=utf-8", err
+	}
+	var v any = struct {
+		Text string `json:"text"`
+	}{text}
+	if format == formatVerboseJSON {
+		segments := res.Segments
+		if segments == nil {
+			segments = []transcribe.Segment{}
+		}
+		v = struct {
+			Task     string               `json:"task"`
+			Language string               `json:"language"`
+			Duration float64              `json:"duration"`
+			Text     string               `json:"text"`
+			Segments []transcribe.Segment `json:"segments"`
+		}{"transcribe", res.Language, math.Round(duration*1000) / 1000, text, segments}
+	}
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(v)
+	return buf.Bytes(), "application/json", err
+}

@@ -1,0 +1,101 @@
+package speech
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/asr/tokenizer"
+	"github.com/chorus-asr/chorus/tensor"
+	"github.com/chorus-asr/chorus/training/trainer"
+)
+
+// microDims is the default model's architecture (recipes/chorus-micro.json) with the vocabulary
+// of the test tokenizer.
+func microDims(vocab int) whisper.Dims {
+	return whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 256, NAudioHead: 4, NAudioLayer: 4,
+		NVocab: vocab, NTextCtx: 224, NTextState: 256, NTextHead: 4, NTextLayer: 2,
+		EncoderFFN: 1024, DecoderFFN: 1024, Activation: "relu"}
+}
+
+// syntheticTask builds a task over n random utterances of the given frames (no corpus needed).
+func syntheticTask(t testing.TB, d func(int) whisper.Dims, n, frames, tokens int, o Options) *Task {
+	t.Helper()
+	tok, err := tokenizer.Load("../../asr/tokenizer/testdata/trained-en")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Tokenizer, o.Dims = tok, d(tok.Size())
+	task, err := newTask(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range n {
+		u := &utterance{frames: frames, mel: make([]uint16, o.Dims.NMels*frames), duration: float64(frames) / 100, text: "x"}
+		f := make([]float32, len(u.mel))
+		tensor.SeededUniform(f, uint64(i), "mel", 0, 1)
+		tensor.F32ToF16Slice(u.mel, f)
+		for range tokens {
+			u.tokens = append(u.tokens, 3+rng.IntN(200))
+		}
+		task.utts = append(task.utts, u)
+	}
+	if err := task.build(); err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+// TestStepLearns checks that a few optimizer steps on one repeated batch lower the loss: the
+// objective, the tape and the parameter wiring fit together.
+func TestStepLearns(t *testing.T) {
+	small := func(v int) whisper.Dims {
+		return whisper.Dims{NMels: 80, NAudioCtx: 100, NAudioState: 32, NAudioHead: 2, NAudioLayer: 1,
+			NVocab: v, NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "relu"}
+	}
+	task := syntheticTask(t, small, 2, 60, 6, Options{BatchFrames: 1000, MaxItems: 2, CTCWeight: 0.3, Smoothing: 0.1, Seed: 1})
+	opt, err := trainer.NewAdamW(task.Params(), trainer.AdamWConfig{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, last float64
+	for step := range 30 {
+		r, err := task.Step(context.Background(), trainer.Batch{Seed: 1, Index: 0}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.IsNaN(r.Loss) {
+			t.Fatal("NaN loss")
+		}
+		if step == 0 {
+			first = r.Loss
+		}
+		last = r.Loss
+		opt.Step(3e-3, 1)
+	}
+	t.Logf("loss %.3f → %.3f", first, last)
+	if last > 0.5*first {
+		t.Errorf("loss went from %.3f to %.3f in 30 steps on one batch", first, last)
+	}
+}
+
+// BenchmarkTrainStep times one forward+backward step of the default model's architecture on a
+// batch of 20 utterances of 4 s (the shape tools/ref/train_step_bench.py times in PyTorch).
+func BenchmarkTrainStep(b *testing.B) {
+	task := syntheticTask(b, microDims, 20, 400, 16, Options{BatchFrames: 8000, MaxItems: 20, CTCWeight: 0.3, Smoothing: 0.1, Seed: 1})
+	opt, err := trainer.NewAdamW(task.Params(), trainer.AdamWConfig{}, 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := task.Step(context.Background(), trainer.Batch{Seed: 1}, nil); err != nil {
+			b.Fatal(err)
+		}
+		opt.Step(1e-4, 1)
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
+}
