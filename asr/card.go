@@ -1,8 +1,12 @@
 package asr
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -45,3 +49,16 @@ func WriteCard(dir string, card any) error {
 	return os.Rename(tmp, filepath.Join(dir, "card.json"))
 }
 
+// FSFileSHA256 is the hex SHA-256 of a file in fsys (a variant folder, possibly embedded).
+func FSFileSHA256(fsys fs.FS, name string) (string, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

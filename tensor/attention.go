@@ -25,12 +25,14 @@ const attnStreamRows = 4
 // written into out's head columns. Three implementations, by size:
 //
 //   - Tq > attnStreamRows with the C kernels (prefill, encoder): fused. K is packed once per
-//     head into panels of 32 keys (16 with AVX2 only); register-blocked tiles compute 8×32
-//     (AVX2: 6×16) scores, the softmax leaves its 1/sum to the ·V tiles of 6×64 (AVX2: 3×32)
-//     outputs, all in chorus's own code, so no OpenBLAS call and no OpenBLAS threads are
-//     involved. 1500×1500, 6 heads of 64: 43 ms on one core against 52 ms for the Sgemm path.
+//     head into panels of 32 keys (KVPanel, the layout of KVCache's keys); register-blocked
+//     tiles compute 8×32 (AVX2: 6×16, two per panel) scores, the softmax leaves its 1/sum to
+//     the ·V tiles of 6×64 (AVX2: 3×32) outputs, all in chorus's own code, so no OpenBLAS
+//     call and no OpenBLAS threads are involved. 1500×1500, 6 heads of 64: 43 ms on one core
+//     against 52 ms for the Sgemm path.
 //   - Tq <= attnStreamRows with the C kernels (decoding): the streaming small-m kernels read
-//     q, K and V in place; there is too little work per key to pay for packing.
+//     q, K and V in place; there is too little work per key to pay for packing. (The model's
+//     decoding goes through AttentionKV, whose cache holds the keys packed already.)
 //   - Otherwise (pure-Go build): Sgemm for both products on the strided head columns.
 //
 // Threading: items run on Threads() goroutines with per-goroutine pooled scratch, except on

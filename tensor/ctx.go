@@ -10,24 +10,27 @@ import "fmt"
 // A Ctx is not safe for concurrent use: each stream (Session) and each training worker owns
 // one.
 type Ctx struct {
-	free map[int][][]float32 // released buffers by length
-	used [][]float32         // buffers handed out since the last Reset
-	tape *Tape               // nil for inference; see tape.go
+	free    map[int][][]float32 // released buffers by size class (see sizeClass)
+	touched map[int]bool        // size classes handed out since the last Reset
+	used    [][]float32         // buffers handed out since the last Reset
+	tape    *Tape               // nil for inference; see tape.go
 }
 
 // NewCtx returns an empty context.
-func NewCtx() *Ctx { return &Ctx{free: make(map[int][][]float32)} }
+func NewCtx() *Ctx { return &Ctx{free: make(map[int][][]float32), touched: make(map[int]bool)} }
 
 // New returns a tensor whose storage comes from the arena. Its contents are undefined: every
 // op overwrites its whole output. The tensor is valid until the next Reset.
 func (c *Ctx) New(shape ...int) *T {
 	n := Numel(shape)
+	cl := sizeClass(n)
+	c.touched[cl] = true
 	var buf []float32
-	if l := c.free[n]; len(l) > 0 {
-		buf = l[len(l)-1]
-		c.free[n] = l[:len(l)-1]
+	if l := c.free[cl]; len(l) > 0 {
+		buf = l[len(l)-1][:n]
+		c.free[cl] = l[:len(l)-1]
 	} else {
-		buf = make([]float32, n)
+		buf = make([]float32, n, cl)
 	}
 	c.used = append(c.used, buf)
 	return &T{Shape: append([]int(nil), shape...), Data: buf}
@@ -48,10 +51,37 @@ func (c *Ctx) Reset() {
 	if c.tape != nil {
 		c.tape.discard()
 	}
+	// Keep only the size classes this pass used: passes of different shapes (shuffled
+	// training batches) would otherwise leave the pool holding the union of all of them,
+	// many times one pass's footprint. Inference passes repeat their shapes and keep all.
+	for cl := range c.free {
+		if !c.touched[cl] {
+			delete(c.free, cl)
+		}
+	}
+	clear(c.touched)
 	for _, b := range c.used {
-		c.free[len(b)] = append(c.free[len(b)], b)
+		cl := cap(b)
+		c.free[cl] = append(c.free[cl], b)
 	}
 	c.used = c.used[:0]
+}
+
+// sizeClass rounds a buffer length up to one of a geometric series of capacities (steps of
+// 2^¼, at most 19% slack), so that passes whose shapes vary (training batches of different
+// lengths, decoding windows) reuse each other's buffers. Keyed by exact length, an arena
+// would keep every length it ever saw and grow without bound.
+func sizeClass(n int) int {
+	if n <= 256 {
+		return (n + 63) &^ 63
+	}
+	c := 256
+	for c < n {
+		c2 := c + c/4
+		c2 = (c2 + 63) &^ 63
+		c = c2
+	}
+	return c
 }
 
 func rows(x *T) (r, cols int) {
@@ -255,6 +285,21 @@ func (c *Ctx) Attention(q, k, v *T, heads int, causal bool) *T {
 	if c.tape != nil {
 		c.tape.attention(out, q, k, v, bs, tq, tk, heads, w/heads, causal)
 	}
+	return out
+}
+
+// AttentionKV is Attention of q [Tq, H·D] over the keys and values in cache kv (see
+// AttentionKV the kernel). It is inference-only: with a tape attached it panics.
+func (c *Ctx) AttentionKV(q *T, kv *KVCache, causal bool) *T {
+	if c.tape != nil {
+		inferenceOnly("AttentionKV")
+	}
+	tq, w := rows(q)
+	if len(q.Shape) != 2 || w != kv.Width() {
+		panic(fmt.Sprintf("tensor: attention-kv q %v for a cache of width %d", q.Shape, kv.Width()))
+	}
+	out := c.New(q.Shape...)
+	AttentionKV(out.Data, q.Data, kv, tq, causal)
 	return out
 }
 

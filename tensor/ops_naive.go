@@ -178,3 +178,14 @@ func AttentionNaive(out, q, k, v []float32, tq, tk, heads, d int, causal bool) {
 		}
 	}
 }
+
+// ArgMaxNaive is the reference for ArgMax: one scan keeping the first strictly larger value.
+func ArgMaxNaive(x []float32) int {
+	best, bv := -1, float32(math.Inf(-1))
+	for i, v := range x {
+		if v > bv || (best < 0 && v == bv) {
+			best, bv = i, v
+		}
+	}
+	return best
+}

@@ -790,7 +790,7 @@ AVX2 void chorus_layernorm_rows(float *out, const float *x, const float *gamma, 
 
 
 
-long chorus_attn_panel(void) { return level_now() >= 2 ? 32 : 16; }
+long chorus_attn_panel(void) { return 32; }
 
 // chorus_attn_pack_k lays K_h [tk, d] (row stride ldk) out as panels of pw keys,
 // kp[(j/pw)*d*pw + e*pw + j%pw] = K[j][e], zero-padded to whole panels. The score kernel then
@@ -848,15 +848,16 @@ static void load_qt(float *qt, long R, long nr, const float *q, long ldq, long d
 	}
 }
 
-// AVX2 score tile: 6 query rows × 16 keys, 12 accumulators + 2 key vectors + 1 broadcast.
+// AVX2 score tile: 6 query rows × 16 keys, 12 accumulators + 2 key vectors + 1 broadcast;
+// each 32-key panel is two such tiles (the panel rows are 32 floats apart).
 AVX2 static void attn_scores_avx2(const float *qt, long d, const float *kp, long np, float *s, long lds, long nr) {
-	for (long pn = 0; pn < np; pn++) {
-		const float *kq = kp + pn * d * 16;
+	for (long pn = 0; pn < 2 * np; pn++) {
+		const float *kq = kp + (pn >> 1) * d * 32 + (pn & 1) * 16;
 		__m256 a[6][2];
 		for (int r = 0; r < 6; r++)
 			a[r][0] = a[r][1] = _mm256_setzero_ps();
 		for (long e = 0; e < d; e++) {
-			__m256 k0 = _mm256_loadu_ps(kq + e * 16), k1 = _mm256_loadu_ps(kq + e * 16 + 8);
+			__m256 k0 = _mm256_loadu_ps(kq + e * 32), k1 = _mm256_loadu_ps(kq + e * 32 + 8);
 			for (int r = 0; r < 6; r++) {
 				__m256 b = _mm256_broadcast_ss(qt + r * d + e);
 				a[r][0] = _mm256_fmadd_ps(b, k0, a[r][0]);
@@ -979,7 +980,7 @@ void chorus_attn_rows(long rows, long kn, long d, float scale, const float *q, l
                       const float *kp, const float *v, long ldv, float *s, float *qt,
                       long causal, float *out, long ldo) {
 	int z = level_now() >= 2;
-	long pw = z ? 32 : 16, R = z ? 8 : 6;
+	long pw = 32, R = z ? 8 : 6;
 	long np = (kn + pw - 1) / pw, lds = np * pw;
 	float *rinv = qt + R * d; // scratch: R*d for the q tile, then rows floats
 	for (long i = 0; i < rows; i += R) {
@@ -995,6 +996,210 @@ void chorus_attn_rows(long rows, long kn, long d, float scale, const float *q, l
 		attn_pv_avx512(rows, kn, d, s, lds, v, ldv, rinv, out, ldo);
 	else
 		attn_pv_avx2(rows, kn, d, s, lds, v, ldv, rinv, out, ldo);
+}
+
+/* ---------------------------------------------------------------- argmax */
+
+// chorus_argmax: four independent sets of 16 lanes each keep their largest value and its
+// first index (a strictly-greater compare, so NaNs never win and ties keep the earlier
+// index); the result is the smallest index among the lanes holding the overall maximum.
+AVX512 long chorus_argmax(const float *x, long n) {
+	const __m512 ninf = _mm512_set1_ps(-INFINITY);
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	__m512 mx[4] = {ninf, ninf, ninf, ninf};
+	__m512i ix[4];
+	for (int s = 0; s < 4; s++)
+		ix[s] = _mm512_set1_epi32(-1);
+	long i = 0;
+	for (; i + 64 <= n; i += 64) {
+		for (int s = 0; s < 4; s++) {
+			__m512 v = _mm512_loadu_ps(x + i + 16 * s);
+			__mmask16 m = _mm512_cmp_ps_mask(v, mx[s], _CMP_GT_OQ);
+			mx[s] = _mm512_mask_mov_ps(mx[s], m, v);
+			ix[s] = _mm512_mask_mov_epi32(ix[s], m, _mm512_add_epi32(iota, _mm512_set1_epi32((int)(i + 16 * s))));
+		}
+	}
+	for (; i < n; i += 16) {
+		long r = n - i < 16 ? n - i : 16;
+		__mmask16 k = (__mmask16)((1u << r) - 1);
+		__m512 v = _mm512_mask_loadu_ps(ninf, k, x + i);
+		__mmask16 m = _mm512_cmp_ps_mask(v, mx[0], _CMP_GT_OQ);
+		mx[0] = _mm512_mask_mov_ps(mx[0], m, v);
+		ix[0] = _mm512_mask_mov_epi32(ix[0], m, _mm512_add_epi32(iota, _mm512_set1_epi32((int)i)));
+	}
+	float best = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3])));
+	if (!(best > -INFINITY))
+		return -1;
+	__m512 vb = _mm512_set1_ps(best);
+	__m512i lo = _mm512_set1_epi32(0x7fffffff);
+	for (int s = 0; s < 4; s++)
+		lo = _mm512_mask_min_epi32(lo, _mm512_cmp_ps_mask(mx[s], vb, _CMP_EQ_OQ), lo, ix[s]);
+	return _mm512_reduce_min_epi32(lo);
+}
+
+/* ---------------------------------------------------------------- KV cache */
+
+// Cache layout (simd.h, kvcache.go): per head, keys in panels of 32 positions,
+// kc[(j/32)*d*32 + e*32 + j%32], and values in rows, vc[j*d + e]; a head's block is lp
+// positions (a multiple of 32) long and the heads follow one another.
+
+// chorus_kv_store_* write s rows k, v [s, heads*d] (row strides ldk, ldv) at positions
+// pos..pos+s-1.
+AVX2 void chorus_kv_store_f32(float *kc, float *vc, const float *k, long ldk, const float *v, long ldv,
+                              long pos, long s, long lp, long heads, long d) {
+	for (long h = 0; h < heads; h++) {
+		float *kh = kc + h * lp * d, *vh = vc + h * lp * d;
+		for (long i = 0; i < s; i++) {
+			long j = pos + i;
+			const float *kr = k + i * ldk + h * d;
+			float *kq = kh + (j / 32) * d * 32 + j % 32;
+			for (long e = 0; e < d; e++)
+				kq[e * 32] = kr[e];
+			memcpy(vh + j * d, v + i * ldv + h * d, (size_t)d * sizeof *vh);
+		}
+	}
+}
+
+AVX2 void chorus_kv_store_f16(uint16_t *kc, uint16_t *vc, const float *k, long ldk, const float *v, long ldv,
+                              long pos, long s, long lp, long heads, long d) {
+	const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+	for (long h = 0; h < heads; h++) {
+		uint16_t *kh = kc + h * lp * d, *vh = vc + h * lp * d;
+		for (long i = 0; i < s; i++) {
+			long j = pos + i;
+			const float *kr = k + i * ldk + h * d;
+			uint16_t *kq = kh + (j / 32) * d * 32 + j % 32;
+			long e = 0;
+			for (; e + 8 <= d; e += 8) {
+				uint16_t t[8];
+				_mm_storeu_si128((__m128i *)t, _mm256_cvtps_ph(_mm256_loadu_ps(kr + e), mode));
+				for (int c = 0; c < 8; c++)
+					kq[(e + c) * 32] = t[c];
+			}
+			for (; e < d; e++)
+				kq[e * 32] = (uint16_t)_cvtss_sh(kr[e], mode);
+			chorus_f32_to_f16(vh + j * d, v + i * ldv + h * d, (size_t)d);
+		}
+	}
+}
+
+// Decoding attention for one head straight from the cache, AVX-512 only: no packing, no tiles
+// of padding rows. Scores take one 32-key panel at a time (two 16-key halves, the head
+// dimension split in even and odd steps: four FMA chains), the softmax is softmax_exp's, and
+// the ·V product streams the value rows once for all rows (one row: even and odd positions in
+// separate accumulators, eight chains). f16 caches are widened in registers (F16C).
+#define KVLOAD_F32(ptr) _mm512_loadu_ps(ptr)
+#define KVLOAD_F32_MASK(m, ptr) _mm512_maskz_loadu_ps(m, ptr)
+#define KVLOAD_F16(ptr) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ptr)))
+#define KVLOAD_F16_MASK(m, ptr) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, ptr))
+
+#define ATTN_KV_DECODE(NAME, WT, LOAD, LOADM)                                                     \
+	AVX512 static void NAME(long rows, long kn, long d, float scale, const float *q, long ldq,        \
+	                        const WT *kp, const WT *v, long ldv, float *s, long causal, float *out,   \
+	                        long ldo) {                                                               \
+		long np = (kn + 31) / 32, lds = np * 32;                                                  \
+		__m512 vs = _mm512_set1_ps(scale);                                                        \
+		for (long pn = 0; pn < np; pn++) {                                                        \
+			const WT *kq = kp + pn * d * 32;                                                      \
+			for (long r = 0; r < rows; r++) {                                                     \
+				const float *qr = q + r * ldq;                                                    \
+				__m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;                       \
+				long e = 0;                                                                       \
+				for (; e + 2 <= d; e += 2) {                                                      \
+					__m512 x0 = _mm512_set1_ps(qr[e]), x1 = _mm512_set1_ps(qr[e + 1]);            \
+					a0 = _mm512_fmadd_ps(x0, LOAD(kq + e * 32), a0);                              \
+					a1 = _mm512_fmadd_ps(x0, LOAD(kq + e * 32 + 16), a1);                         \
+					b0 = _mm512_fmadd_ps(x1, LOAD(kq + e * 32 + 32), b0);                         \
+					b1 = _mm512_fmadd_ps(x1, LOAD(kq + e * 32 + 48), b1);                         \
+				}                                                                                 \
+				if (e < d) {                                                                      \
+					__m512 x0 = _mm512_set1_ps(qr[e]);                                            \
+					a0 = _mm512_fmadd_ps(x0, LOAD(kq + e * 32), a0);                              \
+					a1 = _mm512_fmadd_ps(x0, LOAD(kq + e * 32 + 16), a1);                         \
+				}                                                                                 \
+				float *sr = s + r * lds + pn * 32;                                                \
+				_mm512_storeu_ps(sr, _mm512_mul_ps(_mm512_add_ps(a0, b0), vs));                   \
+				_mm512_storeu_ps(sr + 16, _mm512_mul_ps(_mm512_add_ps(a1, b1), vs));              \
+			}                                                                                     \
+		}                                                                                         \
+		float rinv[4];                                                                            \
+		softmax_exp(s, rows, kn, lds, causal, rinv);                                              \
+		for (long c0 = 0; c0 < d; c0 += 64) {                                                     \
+			long nc = d - c0 < 64 ? d - c0 : 64;                                                  \
+			__mmask16 mk[4];                                                                      \
+			for (int c = 0; c < 4; c++) {                                                         \
+				long r = nc - 16 * c;                                                             \
+				mk[c] = r <= 0 ? 0 : r >= 16 ? 0xffff : (__mmask16)((1u << r) - 1);               \
+			}                                                                                     \
+			if (rows == 1) {                                                                      \
+				__m512 a[4], b[4];                                                                \
+				for (int c = 0; c < 4; c++)                                                       \
+					a[c] = b[c] = _mm512_setzero_ps();                                            \
+				long j = 0;                                                                       \
+				for (; j + 2 <= kn; j += 2) {                                                     \
+					const WT *v0 = v + j * ldv + c0, *v1 = v0 + ldv;                              \
+					__m512 p0 = _mm512_set1_ps(s[j]), p1 = _mm512_set1_ps(s[j + 1]);              \
+					for (int c = 0; c < 4; c++) {                                                 \
+						a[c] = _mm512_fmadd_ps(p0, LOADM(mk[c], v0 + 16 * c), a[c]);              \
+						b[c] = _mm512_fmadd_ps(p1, LOADM(mk[c], v1 + 16 * c), b[c]);              \
+					}                                                                             \
+				}                                                                                 \
+				if (j < kn) {                                                                     \
+					const WT *v0 = v + j * ldv + c0;                                              \
+					__m512 p0 = _mm512_set1_ps(s[j]);                                             \
+					for (int c = 0; c < 4; c++)                                                   \
+						a[c] = _mm512_fmadd_ps(p0, LOADM(mk[c], v0 + 16 * c), a[c]);              \
+				}                                                                                 \
+				__m512 sc = _mm512_set1_ps(rinv[0]);                                              \
+				for (int c = 0; c < 4; c++)                                                       \
+					_mm512_mask_storeu_ps(out + c0 + 16 * c, mk[c],                               \
+					                      _mm512_mul_ps(_mm512_add_ps(a[c], b[c]), sc));          \
+				continue;                                                                         \
+			}                                                                                     \
+			__m512 a[4][4];                                                                       \
+			for (int r = 0; r < 4; r++)                                                           \
+				for (int c = 0; c < 4; c++)                                                       \
+					a[r][c] = _mm512_setzero_ps();                                                \
+			for (long j = 0; j < kn; j++) {                                                       \
+				const WT *vr = v + j * ldv + c0;                                                  \
+				__m512 x[4];                                                                      \
+				for (int c = 0; c < 4; c++)                                                       \
+					x[c] = LOADM(mk[c], vr + 16 * c);                                             \
+				for (int r = 0; r < 4; r++) {                                                     \
+					if (r < rows) {                                                               \
+						__m512 p = _mm512_set1_ps(s[r * lds + j]);                                \
+						for (int c = 0; c < 4; c++)                                               \
+							a[r][c] = _mm512_fmadd_ps(p, x[c], a[r][c]);                          \
+					}                                                                             \
+				}                                                                                 \
+			}                                                                                     \
+			for (int r = 0; r < 4 && r < rows; r++) {                                             \
+				__m512 sc = _mm512_set1_ps(rinv[r]);                                              \
+				for (int c = 0; c < 4; c++)                                                       \
+					_mm512_mask_storeu_ps(out + r * ldo + c0 + 16 * c, mk[c], _mm512_mul_ps(a[r][c], sc)); \
+			}                                                                                     \
+		}                                                                                         \
+	}
+
+ATTN_KV_DECODE(attn_kv_decode_f32, float, KVLOAD_F32, KVLOAD_F32_MASK)
+ATTN_KV_DECODE(attn_kv_decode_f16, uint16_t, KVLOAD_F16, KVLOAD_F16_MASK)
+
+int chorus_attn_kv_decode_f32(long rows, long kn, long d, float scale, const float *q, long ldq,
+                              const float *kp, const float *v, long ldv, float *s, long causal,
+                              float *out, long ldo) {
+	if (level_now() < 2 || rows > 4)
+		return 0;
+	attn_kv_decode_f32(rows, kn, d, scale, q, ldq, kp, v, ldv, s, causal, out, ldo);
+	return 1;
+}
+
+int chorus_attn_kv_decode_f16(long rows, long kn, long d, float scale, const float *q, long ldq,
+                              const uint16_t *kp, const uint16_t *v, long ldv, float *s, long causal,
+                              float *out, long ldo) {
+	if (level_now() < 2 || rows > 4)
+		return 0;
+	attn_kv_decode_f16(rows, kn, d, scale, q, ldq, kp, v, ldv, s, causal, out, ldo);
+	return 1;
 }
 
 #else // not x86: chorus_simd_level() is 0 and the Go side never calls the kernels below.
@@ -1019,5 +1224,18 @@ void chorus_attn_pack_k(float *kp, const float *k, long ldk, long tk, long d, lo
 void chorus_attn_rows(long rows, long kn, long d, float scale, const float *q, long ldq,
                       const float *kp, const float *v, long ldv, float *s, float *qt,
                       long causal, float *out, long ldo) { abort(); }
+
+void chorus_kv_store_f32(float *kc, float *vc, const float *k, long ldk, const float *v, long ldv,
+                         long pos, long s, long lp, long heads, long d) { abort(); }
+void chorus_kv_store_f16(uint16_t *kc, uint16_t *vc, const float *k, long ldk, const float *v, long ldv,
+                         long pos, long s, long lp, long heads, long d) { abort(); }
+int chorus_attn_kv_decode_f32(long rows, long kn, long d, float scale, const float *q, long ldq,
+                              const float *kp, const float *v, long ldv, float *s, long causal,
+                              float *out, long ldo) { abort(); }
+int chorus_attn_kv_decode_f16(long rows, long kn, long d, float scale, const float *q, long ldq,
+                              const uint16_t *kp, const uint16_t *v, long ldv, float *s, long causal,
+                              float *out, long ldo) { abort(); }
+
+long chorus_argmax(const float *x, long n) { abort(); }
 
 #endif

@@ -45,17 +45,41 @@ void chorus_log_softmax(float *out, const float *x, size_t n);
 void chorus_layernorm_rows(float *out, const float *x, const float *gamma, const float *beta,
                            long rows, long cols, float eps);
 
-// Fused attention for one head. chorus_attn_panel is the key-panel width of the kernels in use
-// (16 or 32). chorus_attn_pack_k packs K_h [tk, d] (row stride ldk) into panels of pw keys: kp
-// needs ceil(tk/pw)*pw*d floats. chorus_attn_rows then computes, for `rows` query rows q
-// (stride ldq) against the first kn keys: S = scale·q·Kᵀ into s (rows × ceil(kn/pw)*pw
-// floats), the row softmax (causal as chorus_softmax_rows), and out = S·V with v of stride
-// ldv. qt is scratch for 8*d + rows floats.
+// Fused attention for one head. chorus_attn_panel is the key-panel width of the kernels (32,
+// for AVX2 and AVX-512 alike). chorus_attn_pack_k packs K_h [tk, d] (row stride ldk) into
+// panels of pw keys: kp needs ceil(tk/pw)*pw*d floats. chorus_attn_rows then computes, for
+// `rows` query rows q (stride ldq) against the first kn keys: S = scale·q·Kᵀ into s (rows ×
+// ceil(kn/pw)*pw floats), the row softmax (causal as chorus_softmax_rows), and out = S·V with
+// v of stride ldv. qt is scratch for 8*d + rows floats.
 long chorus_attn_panel(void);
 void chorus_attn_pack_k(float *kp, const float *k, long ldk, long tk, long d, long pw);
 void chorus_attn_rows(long rows, long kn, long d, float scale, const float *q, long ldq,
                       const float *kp, const float *v, long ldv, float *s, float *qt,
                       long causal, float *out, long ldo);
+
+// Index of the largest of x[0..n), n < 2^31, the first on ties, NaNs ignored; -1 when no value
+// exceeds -Inf (the caller scans those rare inputs itself). AVX-512 only.
+long chorus_argmax(const float *x, long n);
+
+// KV cache (kvcache.go): per head, keys in panels of 32 positions, kc[(j/32)*d*32 + e*32 +
+// j%32], values in rows, vc[j*d + e]; head h's blocks start at h*lp*d (lp a multiple of 32).
+// chorus_kv_store_* write s rows k, v [s, heads*d] (row strides ldk, ldv) at positions pos...
+void chorus_kv_store_f32(float *kc, float *vc, const float *k, long ldk, const float *v, long ldv,
+                         long pos, long s, long lp, long heads, long d);
+void chorus_kv_store_f16(uint16_t *kc, uint16_t *vc, const float *k, long ldk, const float *v, long ldv,
+                         long pos, long s, long lp, long heads, long d);
+
+// chorus_attn_kv_decode_* run attention for rows <= 4 query rows q (stride ldq) of one head
+// against its first kn cached positions: kp the head's key panels, v its value rows (stride
+// ldv), s scratch for rows*ceil(kn/32)*32 floats, causal as chorus_softmax_rows. They return
+// 0, doing nothing, where the CPU lacks AVX-512 or rows > 4 (the caller uses
+// chorus_attn_rows).
+int chorus_attn_kv_decode_f32(long rows, long kn, long d, float scale, const float *q, long ldq,
+                              const float *kp, const float *v, long ldv, float *s, long causal,
+                              float *out, long ldo);
+int chorus_attn_kv_decode_f16(long rows, long kn, long d, float scale, const float *q, long ldq,
+                              const uint16_t *kp, const uint16_t *v, long ldv, float *s, long causal,
+                              float *out, long ldo);
 
 // chorus_set_level overrides the detected level for kernels that have several (tests).
 void chorus_set_level(int level);

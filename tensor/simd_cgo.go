@@ -131,7 +131,7 @@ func gemmNNKernel(m, n, k int, a []float32, lda int, b []float32, ldb int, c []f
 // attnFused reports whether the fused attention kernels are available.
 func attnFused() bool { return simdLevel > 0 }
 
-// attnPanel is the key-panel width of the fused attention kernels in use (16 or 32).
+// attnPanel is the key-panel width of the fused attention kernels (KVPanel).
 func attnPanel() int { return int(C.chorus_attn_panel()) }
 
 // setSIMDLevel makes the C kernels that have AVX-512 variants use the AVX2 (1) or AVX-512 (2)
@@ -148,4 +148,54 @@ func attnPackK(kp, k []float32, ldk, tk, d, pw int) {
 func attnRows(rows, kn, d int, scale float32, q []float32, ldq int, kp, v []float32, ldv int, s, qt []float32, causal int, out []float32, ldo int) {
 	C.chorus_attn_rows(C.long(rows), C.long(kn), C.long(d), C.float(scale), fptr(q), C.long(ldq),
 		fptr(kp), fptr(v), C.long(ldv), fptr(s), fptr(qt), C.long(causal), fptr(out), C.long(ldo))
+}
+
+// kvStoreF32 and kvStoreF16 write s positions of keys and values k, v [s, heads·d] at pos into
+// cache blocks kc, vc (layout in kvcache.go). The caller checked bounds.
+func kvStoreF32(kc, vc, k, v []float32, pos, s, lp, heads, d int) {
+	if simdLevel == 0 {
+		kvStoreGo(kc, vc, k, v, pos, s, lp, heads, d, id32)
+		return
+	}
+	w := heads * d
+	C.chorus_kv_store_f32(fptr(kc), fptr(vc), fptr(k), C.long(w), fptr(v), C.long(w),
+		C.long(pos), C.long(s), C.long(lp), C.long(heads), C.long(d))
+}
+
+func kvStoreF16(kc, vc []uint16, k, v []float32, pos, s, lp, heads, d int) {
+	if simdLevel == 0 {
+		kvStoreGo(kc, vc, k, v, pos, s, lp, heads, d, F32ToF16)
+		return
+	}
+	w := heads * d
+	C.chorus_kv_store_f16(hptr(kc), hptr(vc), fptr(k), C.long(w), fptr(v), C.long(w),
+		C.long(pos), C.long(s), C.long(lp), C.long(heads), C.long(d))
+}
+
+// attnKVDecodeF32 and attnKVDecodeF16 run chorus_attn_kv_decode for one head (see simd.h) and
+// report false where it does not apply (no AVX-512, rows > 4).
+func attnKVDecodeF32(rows, kn, d int, scale float32, q []float32, ldq int, kp, v []float32, ldv int, s []float32, causal int, out []float32, ldo int) bool {
+	if simdLevel < 2 {
+		return false
+	}
+	return C.chorus_attn_kv_decode_f32(C.long(rows), C.long(kn), C.long(d), C.float(scale), fptr(q), C.long(ldq),
+		fptr(kp), fptr(v), C.long(ldv), fptr(s), C.long(causal), fptr(out), C.long(ldo)) != 0
+}
+
+func attnKVDecodeF16(rows, kn, d int, scale float32, q []float32, ldq int, kp, v []uint16, ldv int, s []float32, causal int, out []float32, ldo int) bool {
+	if simdLevel < 2 {
+		return false
+	}
+	return C.chorus_attn_kv_decode_f16(C.long(rows), C.long(kn), C.long(d), C.float(scale), fptr(q), C.long(ldq),
+		hptr(kp), hptr(v), C.long(ldv), fptr(s), C.long(causal), fptr(out), C.long(ldo)) != 0
+}
+
+// argMaxKernel is chorus_argmax (see simd.h); ok is false where it does not apply (no
+// AVX-512, no value above -Inf), and the caller scans.
+func argMaxKernel(x []float32) (i int, ok bool) {
+	if simdLevel < 2 || len(x) == 0 || len(x) >= 1<<31 {
+		return -1, false
+	}
+	i = int(C.chorus_argmax(fptr(x), C.long(len(x))))
+	return i, i >= 0
 }

@@ -40,7 +40,7 @@ func gemmNNKernel(m, n, k int, a []float32, lda int, b []float32, ldb int, c []f
 
 func attnFused() bool { return false }
 
-func attnPanel() int { return 16 }
+func attnPanel() int { return KVPanel }
 
 func setSIMDLevel(level int) {}
 
@@ -51,3 +51,21 @@ func attnPackK(kp, k []float32, ldk, tk, d, pw int) {
 func attnRows(rows, kn, d int, scale float32, q []float32, ldq int, kp, v []float32, ldv int, s, qt []float32, causal int, out []float32, ldo int) {
 	panic("tensor: no fused attention in this build")
 }
+
+func kvStoreF32(kc, vc, k, v []float32, pos, s, lp, heads, d int) {
+	kvStoreGo(kc, vc, k, v, pos, s, lp, heads, d, id32)
+}
+
+func kvStoreF16(kc, vc []uint16, k, v []float32, pos, s, lp, heads, d int) {
+	kvStoreGo(kc, vc, k, v, pos, s, lp, heads, d, F32ToF16)
+}
+
+func attnKVDecodeF32(rows, kn, d int, scale float32, q []float32, ldq int, kp, v []float32, ldv int, s []float32, causal int, out []float32, ldo int) bool {
+	return false
+}
+
+func attnKVDecodeF16(rows, kn, d int, scale float32, q []float32, ldq int, kp, v []uint16, ldv int, s []float32, causal int, out []float32, ldo int) bool {
+	return false
+}
+
+func argMaxKernel(x []float32) (int, bool) { return -1, false }

@@ -28,10 +28,11 @@ import "fmt"
 //
 // A Tape, like its Ctx, is not safe for concurrent use.
 type Tape struct {
-	ops    []tapeOp
-	params map[*T]*T // watched tensors → gradient (nil until first needed)
-	live   map[*T]*T // outputs of recorded ops in this pass → gradient (nil until needed)
-	free   map[int][][]float32
+	ops     []tapeOp
+	params  map[*T]*T // watched tensors → gradient (nil until first needed)
+	live    map[*T]*T // outputs of recorded ops in this pass → gradient (nil until needed)
+	free    map[int][][]float32
+	touched map[int]bool // size classes allocated since the last trim (see Backward)
 }
 
 // tapeOp is one recorded backward step: back receives the gradient of out (nil out: a loss,
@@ -45,7 +46,7 @@ type tapeOp struct {
 
 // NewTape returns an empty tape.
 func NewTape() *Tape {
-	return &Tape{params: map[*T]*T{}, live: map[*T]*T{}, free: map[int][][]float32{}}
+	return &Tape{params: map[*T]*T{}, live: map[*T]*T{}, free: map[int][][]float32{}, touched: map[int]bool{}}
 }
 
 // NewTrainCtx returns a context with a fresh tape attached.
@@ -130,6 +131,13 @@ func (t *Tape) Backward() {
 	}
 	t.ops = t.ops[:0]
 	t.dropLive()
+	// As the Ctx arena: keep pooled buffers only of the size classes this pass used.
+	for cl := range t.free {
+		if !t.touched[cl] {
+			delete(t.free, cl)
+		}
+	}
+	clear(t.touched)
 }
 
 // Reset prepares the tape for the next step: it drops recorded steps that were not run and
@@ -213,18 +221,21 @@ func (t *Tape) newGrad(x *T) *T {
 	return &T{Shape: append([]int(nil), x.Shape...), Data: t.alloc(len(x.Data))}
 }
 
-// alloc returns a zeroed buffer of n floats from the pool.
+// alloc returns a zeroed buffer of n floats from the pool (keyed by size class, as the Ctx
+// arena, so varying batch shapes reuse buffers instead of piling up new ones).
 func (t *Tape) alloc(n int) []float32 {
-	if l := t.free[n]; len(l) > 0 {
-		b := l[len(l)-1]
-		t.free[n] = l[:len(l)-1]
+	cl := sizeClass(n)
+	t.touched[cl] = true
+	if l := t.free[cl]; len(l) > 0 {
+		b := l[len(l)-1][:n]
+		t.free[cl] = l[:len(l)-1]
 		clear(b)
 		return b
 	}
-	return make([]float32, n)
+	return make([]float32, n, cl)
 }
 
-func (t *Tape) put(b []float32) { t.free[len(b)] = append(t.free[len(b)], b) }
+func (t *Tape) put(b []float32) { t.free[cap(b)] = append(t.free[cap(b)], b) }
 
 // The record methods below are called by the Ctx ops (ctx.go) after the forward kernel ran,
 // only when a tape is attached. Each captures the forward's inputs (valid until Ctx.Reset) and

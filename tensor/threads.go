@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Threading policy
@@ -39,6 +40,11 @@ import (
 //     Sgemm calls at once (LinearF16 tiles, the pure-Go attention path) do so only when
 //     BLASThreads() == 1, and otherwise issue them in order.
 //
+// The goroutines: a kernel call runs its share on the calling goroutine and hands the rest to
+// the team, helper goroutines that stay on between calls (see teamT), so that the dozens of
+// short kernels of a decoding step do not each pay for starting a goroutine and waking a
+// thread.
+//
 // Settings: the defaults (Threads = GOMAXPROCS, BLASThreads = 1) suit a single stream. A
 // server decoding many streams concurrently on few cores may prefer SetThreads(1) and
 // parallelism across streams. Both setters are safe to call at any time; a kernel call in
@@ -60,8 +66,8 @@ func SetThreads(n int) {
 func Threads() int { return int(threads.Load()) }
 
 // parallelFor splits [0,n) into at most Threads() contiguous chunks of at least grain items and
-// runs fn on each, the last chunk on the calling goroutine. Work below two grains runs inline,
-// so small (decode-size) calls pay no goroutine start-up (~1 µs).
+// runs fn on each, the calling goroutine taking part. Work below two grains runs inline, so
+// small (decode-size) calls pay no hand-off.
 func parallelFor(n, grain int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -77,22 +83,14 @@ func parallelFor(n, grain int, fn func(lo, hi int)) {
 		fn(0, n)
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Add(t - 1)
-	for i := 0; i < t-1; i++ {
-		lo, hi := i*n/t, (i+1)*n/t
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	fn((t-1)*n/t, n)
-	wg.Wait()
+	parallelItems(t, t, func(_, i int) { fn(i*n/t, (i+1)*n/t) })
 }
 
-// parallelItems runs fn(worker, i) for every i in [0,n) on up to workers goroutines that take
-// items from a shared counter, which balances uneven items (causal attention rows). worker is
-// in [0, workers) and identifies per-goroutine scratch.
+// parallelItems runs fn(worker, i) for every i in [0,n) on up to workers goroutines, the
+// calling one included, that take items from a shared counter, which balances uneven items
+// (causal attention rows). worker is in [0, workers) and identifies per-goroutine scratch.
+// The helpers come from the team (below); when another call holds the team, from fresh
+// goroutines.
 func parallelItems(n, workers int, fn func(worker, i int)) {
 	if workers > n {
 		workers = n
@@ -103,26 +101,157 @@ func parallelItems(n, workers int, fn func(worker, i int)) {
 		}
 		return
 	}
-	var next atomic.Int64
-	run := func(w int) {
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= n {
-				return
-			}
-			fn(w, i)
-		}
+	j := &job{n: n, workers: workers, fn: fn}
+	if team.run(j) {
+		return
 	}
 	var wg sync.WaitGroup
 	wg.Add(workers - 1)
 	for w := 1; w < workers; w++ {
 		go func() {
 			defer wg.Done()
-			run(w)
+			j.work()
 		}()
 	}
-	run(0)
+	j.do(0)
 	wg.Wait()
+}
+
+// A job is one parallelItems call: items are claimed from next, so a helper that starts late
+// finds the items already done by the others and returns, and the caller never waits for a
+// helper that has not started. Helpers get worker ids 1, 2, … in the order they arrive.
+type job struct {
+	n, workers int
+	fn         func(worker, i int)
+	next       atomic.Int64  // next unclaimed item
+	ids        atomic.Int32  // worker ids handed out to helpers
+	done       atomic.Int64  // items finished
+	fin        chan struct{} // closed when the last item finishes (team jobs)
+}
+
+// work runs items as the next helper, if the job still wants one.
+func (j *job) work() {
+	if id := int(j.ids.Add(1)); id < j.workers {
+		j.do(id)
+	}
+}
+
+func (j *job) do(worker int) {
+	for {
+		i := int(j.next.Add(1) - 1)
+		if i >= j.n {
+			return
+		}
+		j.fn(worker, i)
+		if j.done.Add(1) == int64(j.n) && j.fin != nil {
+			close(j.fin)
+		}
+	}
+}
+
+// The team is a set of helper goroutines that stay on after a job and poll for the next one
+// for teamSpin before they park. A decoding step is a chain of kernels, each a few to a few
+// hundred microseconds long; starting a goroutine for each and waking a parked thread for it
+// took 10–20 µs per kernel on the 2-core EPYC VM (measured with 10 µs of work per side: the
+// helper started after the caller had finished its half), which is as long as the kernels
+// themselves. Polling helpers pick a job up within a microsecond. While polling they yield
+// (runtime.Gosched), so other goroutines still get their processor.
+//
+// One job runs on the team at a time; a concurrent call (another stream's kernel, or a kernel
+// nested in a job's items) starts goroutines as before. Helpers are started on first use, up
+// to Threads()-1, and then live as long as the process (parked when idle).
+var team teamT
+
+// teamSpin is how long idle helpers poll for the next job before they park: long enough to
+// bridge the serial stretches between a decoding step's kernels (and between steps, the
+// argmax over the vocabulary), short enough that an idle process soon stops spinning.
+const teamSpin = 200 * time.Microsecond
+
+// teamWait is how long a caller polls for the items its helpers are still running before
+// it blocks.
+const teamWait = 50 * time.Microsecond
+
+type teamT struct {
+	mu      sync.Mutex // held by the caller whose job is on the team
+	helpers int        // helpers started (guarded by mu)
+	cur     atomic.Pointer[job]
+
+	park     sync.Mutex
+	wake     *sync.Cond // on park
+	sleeping int        // helpers parked (guarded by park)
+}
+
+// run runs j on the team with the calling goroutine as worker 0 and reports false, doing
+// nothing, when the team is busy.
+func (t *teamT) run(j *job) bool {
+	if !t.mu.TryLock() {
+		return false
+	}
+	defer t.mu.Unlock()
+	if t.wake == nil {
+		t.wake = sync.NewCond(&t.park)
+	}
+	for ; t.helpers < j.workers-1; t.helpers++ {
+		go t.helper()
+	}
+	j.fin = make(chan struct{})
+	t.cur.Store(j)
+	t.park.Lock()
+	if t.sleeping > 0 {
+		t.wake.Broadcast()
+	}
+	t.park.Unlock()
+	j.do(0)
+	// Items still running were claimed by helpers that are running them: poll for them
+	// briefly, then block, so that a helper whose thread the OS has preempted (another
+	// process, even a niced one, runs on its core) does not also idle the caller's core.
+	if j.done.Load() < int64(j.n) {
+		start := time.Now()
+		for i := 1; j.done.Load() < int64(j.n); i++ {
+			if i%256 == 0 && time.Since(start) > teamWait {
+				<-j.fin
+				break
+			}
+			if i%32 == 0 {
+				runtime.Gosched()
+			}
+		}
+	}
+	return true
+}
+
+// helper runs each new job posted to the team.
+func (t *teamT) helper() {
+	var last *job
+	for {
+		j := t.next(last)
+		j.work()
+		last = j
+	}
+}
+
+// next returns the first job posted after last: it polls for teamSpin, then parks.
+func (t *teamT) next(last *job) *job {
+	start := time.Now()
+	for i := 1; ; i++ {
+		if j := t.cur.Load(); j != last {
+			return j
+		}
+		if i%256 == 0 && time.Since(start) > teamSpin {
+			break
+		}
+		if i%32 == 0 {
+			runtime.Gosched()
+		}
+	}
+	t.park.Lock()
+	defer t.park.Unlock()
+	for t.cur.Load() == last {
+		t.sleeping++
+		t.wake.Wait()
+		t.sleeping--
+	}
+	return t.cur.Load()
 }
 
 // scratch pools float32 buffers so hot kernels (attention scores, im2col, f16 tiles) do not

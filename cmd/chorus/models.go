@@ -9,6 +9,7 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/defaultmodel"
 	"github.com/chorus-asr/chorus/tensor"
 	"github.com/spf13/cobra"
 )
@@ -150,8 +151,8 @@ func exportCmd() *cobra.Command {
 
 // openModelOrDefault opens path, or the embedded default model when path is empty.
 func openModelOrDefault(path string, f16 bool) (*asr.Variant, error) {
-	if path == "" {
-		return nil, fmt.Errorf("no default model is embedded in this build yet; give --model DIR|FILE")
+	if path == "" || path == defaultmodel.Name {
+		return defaultmodel.Open(asr.OpenOptions{F16: f16})
 	}
 	return openModel(path, f16)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/chorus-asr/chorus/training/speech"
 	"github.com/spf13/cobra"
@@ -12,12 +13,18 @@ func trainCmd() *cobra.Command {
 		recipe, work string
 		resume       bool
 		steps        int
+		memLimit     int64
 	)
 	cmd := &cobra.Command{
 		Use:   "train --recipe FILE --work DIR [--resume]",
 		Short: "Run a training recipe (checkpoints every few minutes and on SIGINT/SIGTERM; --resume continues exactly)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+				// A soft limit makes the collector work harder before the heap doubles past
+				// what the machine has; training's working set is stable, its garbage is not.
+				debug.SetMemoryLimit(memLimit << 20)
+			}
 			r, err := speech.ReadRecipe(recipe)
 			if err != nil {
 				return err
@@ -33,5 +40,6 @@ func trainCmd() *cobra.Command {
 	f.StringVar(&work, "work", "", "work folder for tokenizer, checkpoints, logs, plots and the variant (default runs/NAME)")
 	f.BoolVar(&resume, "resume", false, "continue from the newest valid checkpoint")
 	f.IntVar(&steps, "steps", 0, "override the recipe's step count (extend a finished run)")
+	f.Int64Var(&memLimit, "memory-limit-mb", 8192, "soft memory limit for the Go heap in MiB (0: none; GOMEMLIMIT wins)")
 	return cmd
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -144,7 +143,16 @@ func TestMetricsPlots(t *testing.T) {
 		}
 		f.Close()
 	}
-	if err := l.plot(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "plots") {
-		t.Errorf("plotting into a missing folder: %v", err)
+	// A plot folder that does not exist yet is created (a fresh run's work folder).
+	if err := l.plot(filepath.Join(dir, "new", "plots")); err != nil {
+		t.Errorf("plotting into a new folder: %v", err)
+	} else if _, err := os.Stat(filepath.Join(dir, "new", "plots", "loss.png")); err != nil {
+		t.Error(err)
+	}
+	// A folder that cannot be created is an error naming the plots.
+	blocker := filepath.Join(dir, "file")
+	os.WriteFile(blocker, nil, 0o644)
+	if err := l.plot(filepath.Join(blocker, "plots")); err == nil {
+		t.Error("plotting under a regular file succeeded")
 	}
 }

@@ -6,57 +6,48 @@ import (
 	"github.com/chorus-asr/chorus/tensor"
 )
 
-// KV holds one attention layer's keys and values [len, C] for one sequence, with room to grow
-// to a fixed capacity so appending a token never reallocates.
+// KV holds one attention layer's keys and values for one sequence, with room to grow to a
+// fixed capacity so appending a token never reallocates. The storage and its layout are
+// tensor.KVCache's: heads contiguous, keys packed for the attention kernels, and half
+// precision for models whose weights are (see halfKV).
 type KV struct {
-	k, v  []float32
-	n, c  int // rows in use, width
-	limit int // capacity in rows
+	c *tensor.KVCache
 }
 
-// NewKV allocates a cache of up to limit rows of width c.
-func NewKV(limit, c int) *KV {
-	return &KV{k: make([]float32, limit*c), v: make([]float32, limit*c), c: c, limit: limit}
+// NewKV allocates a cache of up to limit positions of heads heads of width d, in half
+// precision when half is set.
+func NewKV(limit, heads, d int, half bool) *KV {
+	return &KV{c: tensor.NewKVCache(limit, heads, d, half)}
 }
 
-// Len is the number of cached rows.
-func (kv *KV) Len() int { return kv.n }
+// Len is the number of cached positions.
+func (kv *KV) Len() int { return kv.c.Len() }
 
-// Append adds rows k, v [S, C] and returns views of all cached keys and values.
-func (kv *KV) Append(k, v *tensor.T) (*tensor.T, *tensor.T) {
-	s := k.Shape[0]
-	if kv.n+s > kv.limit {
-		panic(fmt.Sprintf("whisper: kv cache of %d rows full (%d + %d)", kv.limit, kv.n, s))
+// Append adds keys and values k, v [S, C] after the cached ones.
+func (kv *KV) Append(k, v *tensor.T) {
+	if len(k.Shape) != 2 || !tensor.SameShape(k.Shape, v.Shape) || k.Shape[1] != kv.c.Width() {
+		panic(fmt.Sprintf("whisper: kv append k %v v %v to a cache of width %d", k.Shape, v.Shape, kv.c.Width()))
 	}
-	copy(kv.k[kv.n*kv.c:], k.Data)
-	copy(kv.v[kv.n*kv.c:], v.Data)
-	kv.n += s
-	return kv.K(), kv.V()
+	kv.c.Append(k.Data, v.Data, k.Shape[0])
 }
 
 // Set replaces the contents with k, v [S, C] (cross-attention: the projected audio).
 func (kv *KV) Set(k, v *tensor.T) {
-	kv.n = 0
+	kv.c.Truncate(0)
 	kv.Append(k, v)
 }
 
-// K and V are views [len, C] of the cached rows.
-func (kv *KV) K() *tensor.T { return tensor.FromData(kv.k[:kv.n*kv.c], kv.n, kv.c) }
-func (kv *KV) V() *tensor.T { return tensor.FromData(kv.v[:kv.n*kv.c], kv.n, kv.c) }
+// Attend is attention of q [S, C] over the cached keys and values (causal: query i sits at
+// position Len()-S+i).
+func (kv *KV) Attend(ctx *tensor.Ctx, q *tensor.T, causal bool) *tensor.T {
+	return ctx.AttentionKV(q, kv.c, causal)
+}
 
 // Truncate drops cached rows beyond n (a rejected draft, a rewound prefix).
-func (kv *KV) Truncate(n int) {
-	if n < kv.n {
-		kv.n = n
-	}
-}
+func (kv *KV) Truncate(n int) { kv.c.Truncate(n) }
 
 // CopyFrom makes kv an exact copy of src (beam search forks a hypothesis).
-func (kv *KV) CopyFrom(src *KV) {
-	copy(kv.k, src.k[:src.n*src.c])
-	copy(kv.v, src.v[:src.n*src.c])
-	kv.n = src.n
-}
+func (kv *KV) CopyFrom(src *KV) { kv.c.CopyFrom(src.c) }
 
 // Caches are the decoder's per-sequence caches: self-attention per layer (growing with the
 // tokens) and cross-attention per layer (the audio window, shared by all hypotheses of it).
@@ -65,13 +56,20 @@ type Caches struct {
 	Cross []*KV
 }
 
+// halfKV reports whether the model's caches store half precision: when its decoder weights
+// do (LoadOptions.F16 or a half-precision checkpoint). Decoding is bound by memory traffic,
+// and Whisper tiny's cross-attention caches are a fifth of a token's reads in float32; a
+// float32 model keeps float32 caches, so its results stay exact to float32 rounding.
+func (m *Model) halfKV() bool { return m.Decoder.Tok.W16 != nil }
+
 // NewCaches allocates caches for one decoding sequence of model m.
 func (m *Model) NewCaches() *Caches {
 	d := m.Dims
+	hd := d.NTextState / d.NTextHead
 	c := &Caches{}
 	for range d.NTextLayer {
-		c.Self = append(c.Self, NewKV(d.NTextCtx, d.NTextState))
-		c.Cross = append(c.Cross, NewKV(d.NAudioCtx, d.NTextState))
+		c.Self = append(c.Self, NewKV(d.NTextCtx, d.NTextHead, hd, m.halfKV()))
+		c.Cross = append(c.Cross, NewKV(d.NAudioCtx, d.NTextHead, hd, m.halfKV()))
 	}
 	return c
 }
@@ -97,7 +95,7 @@ func (m *Model) ShareCross(c *Caches) *Caches {
 	d := m.Dims
 	n := &Caches{Cross: c.Cross}
 	for range d.NTextLayer {
-		n.Self = append(n.Self, NewKV(d.NTextCtx, d.NTextState))
+		n.Self = append(n.Self, NewKV(d.NTextCtx, d.NTextHead, d.NTextState/d.NTextHead, m.halfKV()))
 	}
 	return n
 }

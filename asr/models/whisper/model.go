@@ -5,6 +5,7 @@ package whisper
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/chorus-asr/chorus/nn"
 	"github.com/chorus-asr/chorus/tensor"
@@ -16,6 +17,8 @@ type Model struct {
 	Dims    Dims
 	Encoder Encoder `ckpt:"model.encoder"`
 	Decoder Decoder `ckpt:"model.decoder"`
+
+	huge sync.Once // hugePages, run by the first NewState
 }
 
 // Encoder is the conv stem, the encoder blocks and the final layer norm.
@@ -168,24 +171,29 @@ func (a *Attention) Self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, c
 	k := a.K.Forward(ctx, x)
 	v := a.V.Forward(ctx, x)
 	if cache != nil {
-		k, v = cache.Append(k, v)
+		cache.Append(k, v)
+		return a.Out.Forward(ctx, cache.Attend(ctx, q, causal))
 	}
 	return a.Out.Forward(ctx, ctx.Attention(q, k, v, heads, causal))
 }
 
-// Cross is attention from x [S, C] to audio keys and values k, v [T, C] (batched alike).
-// Whisper multiplies q and k each by D^-¼ before their product; the kernel applies the
-// equivalent 1/√D to the scores once.
-func (a *Attention) Cross(ctx *tensor.Ctx, x, k, v *tensor.T, heads int) *tensor.T {
+// Cross is attention from x [S, C] to the audio: the keys and values in cache (inference) or,
+// with cache nil (training), k, v [T, C] (batched alike). Whisper multiplies q and k each by
+// D^-¼ before their product; the kernels apply the equivalent 1/√D to the scores once.
+func (a *Attention) Cross(ctx *tensor.Ctx, x *tensor.T, cache *KV, k, v *tensor.T, heads int) *tensor.T {
 	q := a.Q.Forward(ctx, x)
+	if cache != nil {
+		return a.Out.Forward(ctx, cache.Attend(ctx, q, false))
+	}
 	return a.Out.Forward(ctx, ctx.Attention(q, k, v, heads, false))
 }
 
-// Forward runs one decoder block on x [S, C] (or [B, S, C]). self is the self-attention
-// cache (nil: no cache, training), k, v the audio keys and values.
-func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, self *KV, k, v *tensor.T) *tensor.T {
+// Forward runs one decoder block on x [S, C] (or [B, S, C]). With caches (inference), self
+// receives the new keys and values and cross holds the audio's; with both nil (training) the
+// block attends within x and to the audio keys and values k, v [T, C].
+func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, self, cross *KV, k, v *tensor.T) *tensor.T {
 	x = ctx.Add(x, l.Attn.Self(ctx, l.AttnLN.Forward(ctx, x), heads, true, self))
-	x = ctx.Add(x, l.Cross.Cross(ctx, l.CrossLN.Forward(ctx, x), k, v, heads))
+	x = ctx.Add(x, l.Cross.Cross(ctx, l.CrossLN.Forward(ctx, x), cross, k, v, heads))
 	return ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
 }
 
@@ -200,7 +208,7 @@ func (d *Decoder) Forward(ctx *tensor.Ctx, tokens []int, c *Caches, keep int) *t
 	}
 	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, 1), d.Pos, offset)
 	for i := range d.Layers {
-		x = d.Layers[i].Forward(ctx, x, d.heads, c.Self[i], c.Cross[i].K(), c.Cross[i].V())
+		x = d.Layers[i].Forward(ctx, x, d.heads, c.Self[i], c.Cross[i], nil, nil)
 	}
 	if keep > 0 && keep < len(tokens) {
 		x = ctx.Rows(x, len(tokens)-keep, len(tokens))
@@ -218,7 +226,7 @@ func (d *Decoder) ForwardTrain(ctx *tensor.Ctx, tokens []int, batch int, xa *ten
 	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, batch), d.Pos, 0)
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		x = l.Forward(ctx, x, d.heads, nil, l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa))
+		x = l.Forward(ctx, x, d.heads, nil, nil, l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa))
 	}
 	return d.Tok.Forward(ctx, d.LN.Forward(ctx, x))
 }
@@ -249,4 +257,31 @@ func (d *Decoder) CrossCaches(ctx *tensor.Ctx, xa *tensor.T, c *Caches) {
 		l := &d.Layers[i]
 		c.Cross[i].Set(l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa))
 	}
+}
+
+// hugePages asks the OS to back the weights a decoding step streams (the decoder's
+// projections and the tied embedding: 56 MB for tiny in half precision) with huge pages; see
+// tensor.AdviseHugePages. It runs once per model, from its first NewState (~3 ms per MiB),
+// and changes no value, only how the memory is mapped, so it is safe while other states
+// decode.
+func (m *Model) hugePages() {
+	advise := func(l *nn.Linear) {
+		if l.W16 != nil {
+			tensor.AdviseHugePages(l.W16, true)
+		} else if l.W != nil {
+			tensor.AdviseHugePages(l.W.Data, true)
+		}
+	}
+	for i := range m.Decoder.Layers {
+		l := &m.Decoder.Layers[i]
+		for _, a := range []*Attention{&l.Attn, &l.Cross} {
+			advise(&a.Q)
+			advise(&a.K)
+			advise(&a.V)
+			advise(&a.Out)
+		}
+		advise(&l.MLP.FC1)
+		advise(&l.MLP.FC2)
+	}
+	advise(&m.Decoder.Tok)
 }

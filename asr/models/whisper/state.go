@@ -8,17 +8,24 @@ import (
 
 // State is one stream's compute state for a Model: scratch memory, the encoded audio window and
 // the decoder caches of up to Seqs hypotheses (beam search). The Model stays read-only.
+//
+// Encoding and decoding have a scratch arena each: every pass of one of them repeats the same
+// shapes, so each arena settles on its own buffers, and an arena that drops the sizes its last
+// pass did not use (tensor.Ctx) does not hand the encoder's hundreds of megabytes back to the
+// garbage collector after every decoded token, to fault them in again for the next window.
 type State struct {
 	m      *Model
-	ctx    *tensor.Ctx
-	cross  *Caches   // cross-attention caches of the current window (shared by all hypotheses)
-	seqs   []*Caches // self-attention caches per hypothesis
+	enc    *tensor.Ctx // scratch of Encode and SetAudio
+	dec    *tensor.Ctx // scratch of Logits and AllLogits
+	cross  *Caches     // cross-attention caches of the current window (shared by all hypotheses)
+	seqs   []*Caches   // self-attention caches per hypothesis
 	logits []float32
 }
 
 // NewState returns a state able to decode up to seqs hypotheses at once.
 func (m *Model) NewState(seqs int) *State {
-	s := &State{m: m, ctx: tensor.NewCtx(), cross: m.NewCaches()}
+	m.huge.Do(m.hugePages)
+	s := &State{m: m, enc: tensor.NewCtx(), dec: tensor.NewCtx(), cross: m.NewCaches()}
 	for range max(seqs, 1) {
 		s.seqs = append(s.seqs, m.ShareCross(s.cross))
 	}
@@ -32,28 +39,36 @@ func (s *State) Model() *Model { return s.m }
 // it returns a copy of the audio features [1500, C] owned by the caller. All hypotheses are
 // reset.
 func (s *State) Encode(mel *tensor.T) *tensor.T {
-	defer s.ctx.Reset()
-	if mel.Shape[0] != s.m.Dims.NMels {
-		panic(fmt.Sprintf("whisper: mel has %d bins, model wants %d", mel.Shape[0], s.m.Dims.NMels))
-	}
-	xa := s.m.Encoder.Forward(s.ctx, mel).Clone()
-	s.SetAudio(xa)
+	defer s.enc.Reset()
+	xa := s.encode(mel).Clone()
+	s.setAudio(xa)
 	return xa
 }
 
 // EncodeInPlace is Encode without returning a copy of the features.
 func (s *State) EncodeInPlace(mel *tensor.T) {
-	defer s.ctx.Reset()
+	defer s.enc.Reset()
+	s.setAudio(s.encode(mel))
+}
+
+func (s *State) encode(mel *tensor.T) *tensor.T {
 	if mel.Shape[0] != s.m.Dims.NMels {
 		panic(fmt.Sprintf("whisper: mel has %d bins, model wants %d", mel.Shape[0], s.m.Dims.NMels))
 	}
-	s.SetAudio(s.m.Encoder.Forward(s.ctx, mel))
+	return s.m.Encoder.Forward(s.enc, mel)
 }
 
 // SetAudio installs audio features xa [T, C] (from Encode or elsewhere) for decoding.
 func (s *State) SetAudio(xa *tensor.T) {
-	defer s.ctx.Reset()
-	s.m.Decoder.CrossCaches(s.ctx, xa, s.cross)
+	defer s.enc.Reset()
+	s.setAudio(xa)
+}
+
+// setAudio is SetAudio within a pass that resets the encoding arena itself (one Reset per
+// pass: a second one, with nothing handed out since the first, would let the arena drop
+// everything).
+func (s *State) setAudio(xa *tensor.T) {
+	s.m.Decoder.CrossCaches(s.enc, xa, s.cross)
 	for _, c := range s.seqs {
 		c.Truncate(0)
 	}
@@ -62,8 +77,8 @@ func (s *State) SetAudio(xa *tensor.T) {
 // Logits feeds tokens to hypothesis seq and returns the logits [V] of its last position. The
 // returned slice is reused by the next call.
 func (s *State) Logits(seq int, tokens []int) []float32 {
-	defer s.ctx.Reset()
-	out := s.m.Decoder.Forward(s.ctx, tokens, s.seqs[seq], 1)
+	defer s.dec.Reset()
+	out := s.m.Decoder.Forward(s.dec, tokens, s.seqs[seq], 1)
 	s.logits = append(s.logits[:0], out.Data...)
 	return s.logits
 }
@@ -71,8 +86,8 @@ func (s *State) Logits(seq int, tokens []int) []float32 {
 // AllLogits feeds tokens to hypothesis seq and returns logits [len(tokens), V] for every
 // position (a copy).
 func (s *State) AllLogits(seq int, tokens []int) *tensor.T {
-	defer s.ctx.Reset()
-	return s.m.Decoder.Forward(s.ctx, tokens, s.seqs[seq], 0).Clone()
+	defer s.dec.Reset()
+	return s.m.Decoder.Forward(s.dec, tokens, s.seqs[seq], 0).Clone()
 }
 
 // Len is the number of tokens hypothesis seq has consumed.

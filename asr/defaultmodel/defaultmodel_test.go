@@ -1,0 +1,62 @@
+package defaultmodel
+
+import (
+	"context"
+	"encoding/json"
+	"io/fs"
+	"path/filepath"
+	"testing"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/transcribe"
+)
+
+func TestOpen(t *testing.T) {
+	v, err := Open(asr.OpenOptions{F16: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Tokenizer == nil || v.Model.Dims.Activation != "relu" {
+		t.Fatalf("default model: tokenizer %v, activation %q", v.Tokenizer != nil, v.Model.Dims.Activation)
+	}
+	if ffn := v.Config.EncoderFFNDim; ffn < 4*v.Model.Dims.NAudioState {
+		t.Errorf("feed-forward width %d below 4× the width %d", ffn, v.Model.Dims.NAudioState)
+	}
+	samples, err := audio.Load16kMono(filepath.Join("..", "..", "testdata", "audio", "ref.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := v.Transcribe(context.Background(), samples, transcribe.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ref.wav → %q", res.Text)
+}
+
+// TestCardChecksums: card.json lists the SHA-256 of every file, and they match.
+func TestCardChecksums(t *testing.T) {
+	b, err := fs.ReadFile(FS(), "card.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card struct {
+		Files map[string]string `json:"files_sha256"`
+		Steps int64             `json:"steps"`
+	}
+	if err := json.Unmarshal(b, &card); err != nil {
+		t.Fatal(err)
+	}
+	if len(card.Files) == 0 || card.Steps <= 0 {
+		t.Fatalf("card lists %d files, %d steps", len(card.Files), card.Steps)
+	}
+	for name, want := range card.Files {
+		got, err := asr.FSFileSHA256(FS(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s: sha256 %s, card says %s", name, got, want)
+		}
+	}
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/speech"
+	"github.com/spf13/cobra"
+)
+
+func evalCmd() *cobra.Command {
+	var (
+		model, manifest, key string
+		workers, limit       int
+		asJSON, card         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "eval --model M --manifest F",
+		Short: "Transcribe a manifest and print WER/CER overall and per voice and source",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := openModelOrDefault(model, true)
+			if err != nil {
+				return err
+			}
+			m, err := data.ReadManifest(manifest, data.ReadOptions{Report: func(e *data.LineError) { fmt.Fprintln(os.Stderr, e) }})
+			if err != nil {
+				return err
+			}
+			rep, err := speech.Evaluate(cmd.Context(), v, m, speech.EvalOptions{Workers: workers, Limit: limit,
+				Bad: func(p string, err error) { fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", p, err) }})
+			if err != nil {
+				return err
+			}
+			rep.Manifest = manifest
+			if asJSON {
+				json.NewEncoder(os.Stdout).Encode(rep)
+			} else {
+				rep.Print(os.Stdout)
+			}
+			if card {
+				if key == "" {
+					key = strings.TrimSuffix(filepath.Base(manifest), ".jsonl")
+				}
+				return speech.AddToCard(model, key, rep)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&model, "model", "", "model folder or ggml file (default: the embedded default model)")
+	f.StringVar(&manifest, "manifest", "", "JSON-lines manifest (audio_filepath, text, voice, source)")
+	f.IntVar(&workers, "workers", 1, "utterances decoded in parallel")
+	f.IntVar(&limit, "limit", 0, "first N utterances only")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&card, "card", false, "write the scores into the model folder's card.json (metrics.<key>)")
+	f.StringVar(&key, "key", "", "card metrics key (default: the manifest's base name)")
+	return cmd
+}

@@ -1,0 +1,201 @@
+package speech
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/transcribe"
+	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/metrics"
+)
+
+// Score is WER and CER over a set of utterances (corpus-level: errors over reference words).
+type Score struct {
+	Utterances int     `json:"utterances"`
+	Words      int     `json:"words"`
+	WER        float64 `json:"wer"`
+	CER        float64 `json:"cer"`
+}
+
+// EvalReport is what `chorus eval` prints and writes into the variant's card.
+type EvalReport struct {
+	Manifest string           `json:"manifest"`
+	Overall  Score            `json:"overall"`
+	ByVoice  map[string]Score `json:"by_voice"`
+	BySource map[string]Score `json:"by_source"`
+	// RTF is compute time over audio time for greedy decoding (workers in parallel count
+	// their own compute time).
+	RTF      float64 `json:"rtf"`
+	AudioSec float64 `json:"audio_s"`
+	Workers  int     `json:"workers"`
+	Errors   int     `json:"errors"`
+}
+
+// EvalOptions tune Evaluate.
+type EvalOptions struct {
+	Workers  int // utterances decoded in parallel (default 1: RTF per stream)
+	Limit    int // first Limit utterances only (0: all)
+	Progress func(done, total int)
+	Bad      func(path string, err error)
+}
+
+type scored struct {
+	ref, hyp       string
+	voice, source  string
+	audio, compute float64
+}
+
+// Evaluate transcribes every utterance of a manifest greedily (no timestamps) and scores it
+// with the project's normaliser, overall and per voice and source.
+func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptions) (*EvalReport, error) {
+	entries := m.Entries
+	if o.Limit > 0 && o.Limit < len(entries) {
+		entries = entries[:o.Limit]
+	}
+	workers := max(1, o.Workers)
+	opts := transcribe.DefaultOptions()
+	opts.Decode.WithoutTimestamps = true
+	results := make([]*scored, len(entries))
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int
+		errs int
+	)
+	jobs := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				e := entries[i]
+				path := e.AudioFilepath
+				if !filepath.IsAbs(path) {
+					path = filepath.Join(m.Dir, path)
+				}
+				samples, err := audio.Load16kMono(path)
+				var res *transcribe.Result
+				start := time.Now()
+				if err == nil {
+					res, err = v.Transcribe(ctx, samples, opts)
+				}
+				compute := time.Since(start).Seconds()
+				mu.Lock()
+				done++
+				if err != nil {
+					errs++
+					if o.Bad != nil {
+						o.Bad(path, err)
+					}
+				} else {
+					results[i] = &scored{ref: e.Text, hyp: strings.TrimSpace(res.Text), voice: e.Voice, source: e.Source,
+						audio: float64(len(samples)) / audio.WhisperRate, compute: compute}
+				}
+				if o.Progress != nil {
+					o.Progress(done, len(entries))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range entries {
+		if ctx.Err() != nil {
+			break
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rep := &EvalReport{Manifest: m.Dir, ByVoice: map[string]Score{}, BySource: map[string]Score{}, Workers: workers, Errors: errs}
+	groups := map[string][]*scored{}
+	var all []*scored
+	var compute float64
+	for _, r := range results {
+		if r == nil {
+			continue
+		}
+		all = append(all, r)
+		groups["v:"+r.voice] = append(groups["v:"+r.voice], r)
+		groups["s:"+r.source] = append(groups["s:"+r.source], r)
+		rep.AudioSec += r.audio
+		compute += r.compute
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("eval: no utterance could be transcribed (%d errors)", errs)
+	}
+	rep.RTF = compute / rep.AudioSec
+	rep.Overall = score(all)
+	for k, g := range groups {
+		if strings.HasPrefix(k, "v:") {
+			rep.ByVoice[k[2:]] = score(g)
+		} else {
+			rep.BySource[k[2:]] = score(g)
+		}
+	}
+	return rep, nil
+}
+
+func score(rs []*scored) Score {
+	refs := make([]string, len(rs))
+	hyps := make([]string, len(rs))
+	for i, r := range rs {
+		refs[i], hyps[i] = r.ref, r.hyp
+	}
+	we, ww := metrics.WER(refs, hyps)
+	ce, cc := metrics.CER(refs, hyps)
+	return Score{Utterances: len(rs), Words: ww, WER: float64(we) / float64(max(1, ww)), CER: float64(ce) / float64(max(1, cc))}
+}
+
+// Print writes a report as a table.
+func (r *EvalReport) Print(w *os.File) {
+	fmt.Fprintf(w, "%-40s %6s %7s %7s %7s\n", "set", "utts", "words", "WER%", "CER%")
+	row := func(name string, s Score) {
+		fmt.Fprintf(w, "%-40s %6d %7d %7.2f %7.2f\n", name, s.Utterances, s.Words, 100*s.WER, 100*s.CER)
+	}
+	row("overall", r.Overall)
+	for _, part := range []struct {
+		label string
+		m     map[string]Score
+	}{{"source", r.BySource}, {"voice", r.ByVoice}} {
+		keys := make([]string, 0, len(part.m))
+		for k := range part.m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			row(part.label+" "+k, part.m[k])
+		}
+	}
+	fmt.Fprintf(w, "real-time factor %.4f over %.1f s of audio (%d workers), %d errors\n", r.RTF, r.AudioSec, r.Workers, r.Errors)
+}
+
+// AddToCard records a report under metrics.<key> in dir/card.json (rewriting its checksums).
+func AddToCard(dir, key string, r *EvalReport) error {
+	b, err := os.ReadFile(filepath.Join(dir, "card.json"))
+	if err != nil {
+		return fmt.Errorf("card: %w", err)
+	}
+	var card map[string]any
+	if err := json.Unmarshal(b, &card); err != nil {
+		return fmt.Errorf("card: %w", err)
+	}
+	m, _ := card["metrics"].(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	m[key] = r
+	card["metrics"] = m
+	return asr.WriteCard(dir, card)
+}
