@@ -42,6 +42,10 @@ corpus: build deps-data
 # train trains (or resumes) the default model from its recipe, in the background-friendly
 # way: niced, checkpointing every few minutes, resumable with the same command.
 train: build
+	@if [ ! -d runs/chorus-micro/checkpoints ] && [ -d resume/chorus-micro ]; then \
+		echo "seeding runs/chorus-micro from the committed checkpoint in resume/"; \
+		mkdir -p runs/chorus-micro && cp -r resume/chorus-micro/. runs/chorus-micro/; \
+	fi
 	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro.json --work runs/chorus-micro --resume
 
 build: deps
