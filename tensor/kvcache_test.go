@@ -149,22 +149,27 @@ func TestAttentionKV(t *testing.T) {
 }
 
 func TestAttentionKVPanics(t *testing.T) {
-	c := NewKVCache(8, 1, 4, false)
-	for name, f := range map[string]func(){
-		"no keys": func() { AttentionKV(make([]float32, 4), make([]float32, 4), c, 1, false) },
-		"causal tq > tk": func() {
+	// Each case gets its own cache: map order is random, and a case that appends keys must
+	// not turn "no keys" into a cache with keys.
+	for name, f := range map[string]func(c *KVCache){
+		"no keys": func(c *KVCache) { AttentionKV(make([]float32, 4), make([]float32, 4), c, 1, false) },
+		"causal tq > tk": func(c *KVCache) {
 			c.Append(make([]float32, 4), make([]float32, 4), 1)
 			AttentionKV(make([]float32, 8), make([]float32, 8), c, 2, true)
 		},
-		"short q": func() { AttentionKV(make([]float32, 8), make([]float32, 7), c, 2, false) },
+		"short q": func(c *KVCache) {
+			c.Append(make([]float32, 4), make([]float32, 4), 1)
+			AttentionKV(make([]float32, 8), make([]float32, 7), c, 2, false)
+		},
 	} {
+		c := NewKVCache(8, 1, 4, false)
 		func() {
 			defer func() {
 				if recover() == nil {
 					t.Errorf("%s: no panic", name)
 				}
 			}()
-			f()
+			f(c)
 		}()
 	}
 }

@@ -152,9 +152,10 @@ func (j *job) do(worker int) {
 // The team is a set of helper goroutines that stay on after a job and poll for the next one
 // for teamSpin before they park. A decoding step is a chain of kernels, each a few to a few
 // hundred microseconds long; starting a goroutine for each and waking a parked thread for it
-// took 10–20 µs per kernel on the 2-core EPYC VM (measured with 10 µs of work per side: the
-// helper started after the caller had finished its half), which is as long as the kernels
-// themselves. Polling helpers pick a job up within a microsecond. While polling they yield
+// cost 14–23 µs per call on the 2-core EPYC VM (10 µs of work per side: the helper started
+// after the caller had finished its half), as long as the kernels themselves. With a polling
+// helper the same call costs 1–1.5 µs over its work (BenchmarkHandoff; ~20 µs again once the
+// helper has parked), and Whisper tiny decoded ~20% faster. While polling, helpers yield
 // (runtime.Gosched), so other goroutines still get their processor.
 //
 // One job runs on the team at a time; a concurrent call (another stream's kernel, or a kernel

@@ -54,3 +54,28 @@ func TestTeamConcurrent(t *testing.T) {
 		wg.Wait()
 	})
 }
+
+// BenchmarkHandoff measures what a two-way parallelItems call costs over its work: each side
+// spins 10 µs, with a gap of serial work before each call (as between a decoding step's
+// kernels). overhead-µs is the call's time beyond the 10 µs; ~0 means the helper ran in
+// parallel from the start.
+func BenchmarkHandoff(b *testing.B) {
+	spin := func(d time.Duration) {
+		for t := time.Now(); time.Since(t) < d; {
+		}
+	}
+	for _, gap := range []time.Duration{0, 20 * time.Microsecond, 100 * time.Microsecond, time.Millisecond} {
+		b.Run(gap.String(), func(b *testing.B) {
+			withThreads(b, 2, 1, func() {
+				var in time.Duration
+				for b.Loop() {
+					spin(gap)
+					t := time.Now()
+					parallelItems(2, 2, func(_, _ int) { spin(10 * time.Microsecond) })
+					in += time.Since(t)
+				}
+				b.ReportMetric(float64(in.Microseconds())/float64(b.N)-10, "overhead-µs")
+			})
+		})
+	}
+}
