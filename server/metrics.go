@@ -18,13 +18,26 @@ type metrics struct {
 	duration *prometheus.HistogramVec // endpoint
 	audio    *prometheus.CounterVec   // model
 	rtf      *prometheus.HistogramVec // model
+
+	streams      *prometheus.GaugeVec     // model, variant: open streams
+	streamsTotal *prometheus.CounterVec   // model, variant
+	streamAudioS *prometheus.CounterVec   // model, variant
+	streamRTF    *prometheus.HistogramVec // model, variant
+	firstInt     *prometheus.HistogramVec // model, variant
+	finalLat     *prometheus.HistogramVec // model, variant
 }
+
+// latencyBuckets span what a listener notices: 50 ms to several seconds.
+var latencyBuckets = []float64{.025, .05, .1, .15, .2, .3, .4, .5, .75, 1, 1.5, 2, 3, 5, 10}
 
 // newMetrics registers the server's metrics; the model info and the in-flight count are read
 // from models and the admission gate at scrape time, so they have a single owner.
-func newMetrics(models Models, g *gate) *metrics {
+func newMetrics(models Models, g *gate, reg *prometheus.Registry) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chorus_requests_total",
 			Help: "HTTP requests answered, by endpoint and status code.",
@@ -45,17 +58,69 @@ func newMetrics(models Models, g *gate) *metrics {
 			Buckets: []float64{.01, .02, .05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 10},
 		}, []string{"model"}),
 	}
+	mv := []string{"model", "variant"}
+	m.streams = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "chorus_active_streams", Help: "Streaming recognitions open, by model and variant.",
+	}, mv)
+	m.streamsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "chorus_streams_total", Help: "Streaming recognitions opened, by model and variant.",
+	}, mv)
+	m.streamAudioS = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "chorus_stream_audio_seconds_total", Help: "Seconds of audio received on streams, by model and variant.",
+	}, mv)
+	m.streamRTF = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "chorus_stream_real_time_factor",
+		Help:    "Per stream, recognition compute time divided by the audio's duration.",
+		Buckets: []float64{.01, .02, .05, .1, .2, .3, .5, .75, 1, 1.5, 2},
+	}, mv)
+	m.firstInt = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "chorus_first_interim_latency_seconds",
+		Help:    "From the arrival of an utterance's first audio to its first interim result.",
+		Buckets: latencyBuckets,
+	}, mv)
+	m.finalLat = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "chorus_final_latency_seconds",
+		Help:    "From the arrival of the end of an utterance's speech to its final result.",
+		Buckets: latencyBuckets,
+	}, mv)
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "chorus_inflight_requests",
 		Help: "Transcription requests admitted and not yet answered.",
 	}, func() float64 { return float64(g.inflight()) })
 	m.reg.MustRegister(
 		m.requests, m.duration, m.audio, m.rtf, inflight,
+		m.streams, m.streamsTotal, m.streamAudioS, m.streamRTF, m.firstInt, m.finalLat,
 		modelInfoCollector{models},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+func (m *metrics) streamOpened(mi ModelInfo) {
+	m.streams.WithLabelValues(mi.Name, mi.Variant).Inc()
+	m.streamsTotal.WithLabelValues(mi.Name, mi.Variant).Inc()
+}
+
+func (m *metrics) streamClosed(mi ModelInfo) { m.streams.WithLabelValues(mi.Name, mi.Variant).Dec() }
+
+func (m *metrics) streamAudio(mi ModelInfo, seconds, rtf float64) {
+	m.streamAudioS.WithLabelValues(mi.Name, mi.Variant).Add(seconds)
+	m.streamRTF.WithLabelValues(mi.Name, mi.Variant).Observe(rtf)
+}
+
+func (m *metrics) firstInterim(mi ModelInfo, s float64) {
+	m.firstInt.WithLabelValues(mi.Name, mi.Variant).Observe(s)
+}
+
+func (m *metrics) finalLatency(mi ModelInfo, s float64) {
+	m.finalLat.WithLabelValues(mi.Name, mi.Variant).Observe(s)
+}
+
+// observeTranscription records a whole-file transcription (HTTP or gRPC Recognize).
+func (m *metrics) observeTranscription(model string, seconds, rtf float64) {
+	m.audio.WithLabelValues(model).Add(seconds)
+	m.rtf.WithLabelValues(model).Observe(rtf)
 }
 
 // instrument counts and times h's requests under endpoint, a fixed route name, so that the

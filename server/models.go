@@ -61,6 +61,13 @@ type ModelInfo struct {
 	Variant string
 	// Loaded is when the variant was loaded (the "created" time of /v1/models).
 	Loaded time.Time
+	// Version is a short content hash of the variant's weights (the first 12 hex digits of
+	// the weights file's SHA-256), so two variants with the same folder name but different
+	// weights can be told apart; empty when unknown.
+	Version string
+	// Source is where the variant was loaded from: a folder or file path, or
+	// "embedded:<name>" for the model built into the binary.
+	Source string
 }
 
 // Single serves one variant under one name for the life of the process. It never swaps, so
@@ -84,7 +91,9 @@ func NewSingle(name string, v *asr.Variant) (*Single, error) {
 	if name == "" {
 		name = variant
 	}
-	return &Single{info: ModelInfo{Name: name, Variant: variant, Loaded: time.Now()}, v: v}, nil
+	// Version stays empty: Single gets a loaded variant, not its files, and hashing the
+	// weights back out of memory would not match the hash of the file a registry reports.
+	return &Single{info: ModelInfo{Name: name, Variant: variant, Loaded: time.Now(), Source: v.Path}, v: v}, nil
 }
 
 // variantName is the last element of where v came from: the variant folder or ggml file.
@@ -117,4 +126,12 @@ func (m *Single) Warm(ctx context.Context) error {
 		return fmt.Errorf("warm up %s: %w", m.info.Name, err)
 	}
 	return nil
+}
+
+// VariantAcquirer is implemented by model sources that keep several variants of a model
+// loaded (a registry during a hot swap): AcquireVariant pins the named variant of model
+// ("" is the default model) whether or not it is the live one, failing with
+// ErrModelNotFound when it is not loaded.
+type VariantAcquirer interface {
+	AcquireVariant(ctx context.Context, model, variant string) (Lease, error)
 }

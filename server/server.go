@@ -12,6 +12,11 @@ import (
 	"time"
 
 	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/stream"
+	chorusv1 "github.com/chorus-asr/chorus/proto/chorus/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 )
 
 // Defaults for the zero fields of Config.
@@ -66,7 +71,46 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Logger receives the server's logs; nil is slog.Default().
 	Logger *slog.Logger
+
+	// GRPCAddr is the TCP address Serve listens on for gRPC (Recognizer, Models, health,
+	// reflection); empty serves HTTP only.
+	GRPCAddr string
+	// MaxStreams is how many streams may be open at once; more are refused with
+	// RESOURCE_EXHAUSTED at once.
+	MaxStreams int
+	// MaxStreamAudio is the longest audio one stream may carry (OUT_OF_RANGE beyond).
+	MaxStreamAudio time.Duration
+	// MaxMessageBytes is the largest gRPC message accepted (RESOURCE_EXHAUSTED beyond).
+	MaxMessageBytes int
+	// ComputeSlots is how many stream decoding jobs run at once; streams queue for them in
+	// arrival order, so compute is shared fairly.
+	ComputeSlots int
+	// Stream is the base configuration of every stream's session; requests set its
+	// per-stream fields (language, prompt, interim results).
+	Stream stream.Config
+	// Admin serves the Models admin API (usually the registry); nil leaves it unregistered.
+	Admin chorusv1.ModelsServer
+	// AdminToken is the bearer token admin calls must carry; empty refuses every admin call.
+	AdminToken string
+	// TLSCertFile and TLSKeyFile, when set, serve both gRPC and HTTP over TLS.
+	TLSCertFile, TLSKeyFile string
+	// Metrics is the Prometheus registry /metrics serves, shared with collaborators such as
+	// the model registry; nil gives the server one of its own.
+	Metrics *prometheus.Registry
 }
+
+// Defaults of the streaming limits.
+const (
+	// DefaultMaxStreams is well above what two cores serve in real time with the default
+	// model (docs/BENCHMARKS.md), so the limit guards memory, not latency.
+	DefaultMaxStreams = 64
+	// DefaultMaxStreamAudio is one hour: longer sessions should reconnect, so that a
+	// replica can drain within a reasonable time.
+	DefaultMaxStreamAudio = time.Hour
+	// DefaultMaxMessageBytes is gRPC's own default receive limit: 4 MiB is 2 minutes of
+	// 16-kHz LINEAR16, far more than a streaming chunk needs.
+	DefaultMaxMessageBytes = 4 << 20
+)
 
 // Server serves transcription over HTTP. Create it with New, then either call Serve, which
 // owns listening and shutdown, or mount Handler in a server of your own.
@@ -74,9 +118,14 @@ type Server struct {
 	cfg     Config // defaults applied
 	log     *slog.Logger
 	models  Models
-	gate    *gate
+	gate    *gate // admission of whole-file transcriptions (HTTP and gRPC Recognize)
+	streams *gate // admission of streams
+	sched   *scheduler
+	drain   chan struct{} // closed when shutdown begins: open streams finalize and end
 	metrics *metrics
 	handler http.Handler
+	grpc    *grpc.Server
+	health  *health.Server
 
 	ready   atomic.Bool // the models are warmed up; readiness probes pass
 	serving atomic.Bool // Serve was called; it may be called once
@@ -95,6 +144,22 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: negative MaxBodyBytes %d", cfg.MaxBodyBytes)
 	case cfg.ShutdownGrace < 0:
 		return nil, fmt.Errorf("server: negative ShutdownGrace %v", cfg.ShutdownGrace)
+	case cfg.MaxStreams < 0 || cfg.MaxStreamAudio < 0 || cfg.MaxMessageBytes < 0 || cfg.ComputeSlots < 0:
+		return nil, errors.New("server: negative stream limit")
+	case (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == ""):
+		return nil, errors.New("server: TLS needs both a certificate and a key file")
+	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxStreamAudio == 0 {
+		cfg.MaxStreamAudio = DefaultMaxStreamAudio
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.ComputeSlots == 0 {
+		cfg.ComputeSlots = runtime.GOMAXPROCS(0)
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
@@ -125,7 +190,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		models = single
 	}
-	if len(models.List()) == 0 {
+	if _, warms := models.(Warmer); !warms && len(models.List()) == 0 { // a Warmer loads its models in Warm
 		return nil, errors.New("server: the model source lists no models")
 	}
 	g := newGate(cfg.MaxConcurrent)
@@ -134,14 +199,22 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		models:  models,
 		gate:    g,
-		metrics: newMetrics(models, g),
+		streams: newGate(cfg.MaxStreams),
+		sched:   newScheduler(cfg.ComputeSlots),
+		drain:   make(chan struct{}),
+		metrics: newMetrics(models, g, cfg.Metrics),
 
 		readTimeout: readTimeout,
 	}
-	if _, ok := models.(Warmer); !ok {
-		s.ready.Store(true)
-	}
 	s.handler = s.routes()
+	gs, hs, err := s.newGRPC()
+	if err != nil {
+		return nil, err
+	}
+	s.grpc, s.health = gs, hs
+	if _, ok := models.(Warmer); !ok {
+		s.markReady()
+	}
 	return s, nil
 }
 
@@ -150,31 +223,61 @@ func New(cfg Config) (*Server, error) {
 // warm-up, and it never drains.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve listens on Config.Addr and serves until ctx is done, then shuts down (see
-// ServeListener).
+// Serve listens on Config.Addr (HTTP) and Config.GRPCAddr (gRPC, when set) and serves until
+// ctx is done, then shuts down (see ServeListeners).
 func (s *Server) Serve(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	return s.ServeListener(ctx, ln)
+	var gln net.Listener
+	if s.cfg.GRPCAddr != "" {
+		if gln, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("server: %w", err)
+		}
+	}
+	return s.ServeListeners(ctx, ln, gln)
+}
+
+// ServeListener serves HTTP only on ln; see ServeListeners.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	return s.ServeListeners(ctx, ln, nil)
+}
+
+// markReady flips readiness on: /readyz and the gRPC health service.
+func (s *Server) markReady() {
+	s.ready.Store(true)
+	s.setHealth(true)
+}
+
+// markNotReady flips readiness off, first of all on shutdown.
+func (s *Server) markNotReady() {
+	s.ready.Store(false)
+	s.setHealth(false)
 }
 
 // errShutdown is the cancellation cause of requests still running when the grace ends.
 var errShutdown = errors.New("server shut down")
 
-// ServeListener serves on ln (which it closes) until ctx is done and then shuts down in
-// this order: /healthz and /readyz answer 503 and new API requests are refused with 503;
-// admitted requests get ShutdownGrace to finish, after which their contexts are cancelled;
+// ServeListeners serves HTTP on ln and gRPC on gln (nil: none), closing both, until ctx is
+// done, and then shuts down in this order (STYLE: drain in a fixed order): health goes
+// NOT_SERVING (/healthz, /readyz and the gRPC health service); new requests and streams are
+// refused (503, UNAVAILABLE); open streams finalize what they heard, send it, and end with
+// UNAVAILABLE so clients reconnect elsewhere; admitted work gets ShutdownGrace to finish,
+// after which it is cancelled; grpc.Server.GracefulStop runs, falling back to Stop;
 // http.Server.Shutdown closes the listener and idle connections, falling back to Close.
 // It returns nil after a shutdown (an error if the server failed or did not stop cleanly),
 // and only once no handler is left running, so models can be unloaded after it.
 //
 // It also warms the models up in the background when they implement Warmer; a failed
 // warm-up shuts the server down and is returned.
-func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+func (s *Server) ServeListeners(ctx context.Context, ln, gln net.Listener) error {
 	if !s.serving.CompareAndSwap(false, true) {
 		ln.Close()
+		if gln != nil {
+			gln.Close()
+		}
 		return errors.New("server: Serve called twice")
 	}
 	// Requests run under work, not ctx: they must outlive the shutdown signal by the grace.
@@ -188,9 +291,27 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return work },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	s.log.Info("listening", "addr", ln.Addr().String(), "max_concurrent", s.cfg.MaxConcurrent)
+	served := make(chan error, 2) // the first listener to fail, HTTP or gRPC
+	go func() {
+		if s.cfg.TLSCertFile != "" {
+			served <- hs.ServeTLS(ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+			return
+		}
+		served <- hs.Serve(ln)
+	}()
+	grpcDone := make(chan struct{})
+	if gln != nil {
+		go func() {
+			defer close(grpcDone)
+			if err := s.grpc.Serve(gln); err != nil {
+				served <- fmt.Errorf("grpc: %w", err)
+			}
+		}()
+		s.log.Info("listening", "grpc", gln.Addr().String(), "max_streams", s.cfg.MaxStreams, "compute_slots", s.cfg.ComputeSlots)
+	} else {
+		close(grpcDone)
+	}
+	s.log.Info("listening", "http", ln.Addr().String(), "max_concurrent", s.cfg.MaxConcurrent)
 
 	// The warm-up runs while the probes already answer (alive, not ready); shutdown stops it
 	// at once, since a draining server has no use for it.
@@ -204,7 +325,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			start := time.Now()
 			err := w.Warm(warmCtx)
 			if err == nil {
-				s.ready.Store(true)
+				s.markReady()
 				s.log.Info("ready", "warmup", time.Since(start).Round(time.Millisecond))
 			}
 			warmed <- err
@@ -216,12 +337,14 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	var err error
 	for done := false; !done; {
 		select {
-		case serr := <-served: // the listener failed: stop everything at once
-			s.ready.Store(false)
+		case serr := <-served: // a listener failed: stop everything at once
+			s.markNotReady()
 			s.gate.close()
+			s.streams.close()
 			cancelWarm()
 			cancelWork(errShutdown)
 			hs.Close()
+			s.grpc.Stop()
 			err = errors.Join(fmt.Errorf("server: %w", serr), s.awaitHandlers())
 			served = nil
 			done = true
@@ -240,6 +363,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	if served != nil {
 		err = errors.Join(err, s.shutdown(hs, served, cancelWork))
 	}
+	<-grpcDone
 	// Nothing may use a model once Serve has returned, the warm-up included.
 	select {
 	case <-warmDone:
@@ -249,21 +373,37 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// shutdown drains and stops hs; see ServeListener for the order.
+// shutdown drains and stops hs and the gRPC server; see ServeListeners for the order.
 func (s *Server) shutdown(hs *http.Server, served <-chan error, cancelWork context.CancelCauseFunc) error {
-	s.ready.Store(false)
+	s.markNotReady()
 	idle := s.gate.close()
+	streamsIdle := s.streams.close()
+	close(s.drain)                 // open streams: finalize, send, end
 	hs.SetKeepAlivesEnabled(false) // clients reconnect, and so find another replica
-	s.log.Info("shutting down: draining", "inflight", s.gate.inflight(), "grace", s.cfg.ShutdownGrace)
+	s.log.Info("shutting down: draining", "inflight", s.gate.inflight(), "streams", s.streams.inflight(), "grace", s.cfg.ShutdownGrace)
 
 	grace := time.NewTimer(s.cfg.ShutdownGrace)
 	defer grace.Stop()
-	select {
-	case <-idle:
-	case <-grace.C:
-		s.log.Warn("shutting down: grace period over, cancelling requests", "inflight", s.gate.inflight())
+	for idle != nil || streamsIdle != nil {
+		select {
+		case <-idle:
+			idle = nil
+		case <-streamsIdle:
+			streamsIdle = nil
+		case <-grace.C:
+			s.log.Warn("shutting down: grace period over, cancelling requests", "inflight", s.gate.inflight(), "streams", s.streams.inflight())
+			idle, streamsIdle = nil, nil
+		}
 	}
 	cancelWork(errShutdown)
+
+	// GracefulStop waits for RPCs still running (a stream whose client ignores the end, a
+	// Watch); Stop after closeTimeout cancels them.
+	stopped := make(chan struct{})
+	force := time.AfterFunc(closeTimeout, s.grpc.Stop)
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	<-stopped
+	force.Stop()
 
 	sctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
@@ -289,8 +429,13 @@ func (s *Server) awaitHandlers() error {
 	defer t.Stop()
 	select {
 	case <-s.gate.close():
-		return nil
 	case <-t.C:
 		return fmt.Errorf("server: %d requests still running after shutdown", s.gate.inflight())
+	}
+	select {
+	case <-s.streams.close():
+		return nil
+	case <-t.C:
+		return fmt.Errorf("server: %d streams still running after shutdown", s.streams.inflight())
 	}
 }

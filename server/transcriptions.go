@@ -93,11 +93,10 @@ func (s *Server) transcriptions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("render %s: %w", req.format, err)
 	}
-	s.metrics.audio.WithLabelValues(lease.Model.Name).Add(duration)
 	rtf := 0.0
 	if duration > 0 {
 		rtf = compute.Seconds() / duration
-		s.metrics.rtf.WithLabelValues(lease.Model.Name).Observe(rtf)
+		s.metrics.observeTranscription(lease.Model.Name, duration, rtf)
 	}
 	s.log.Info("transcribed", "model", lease.Model.Name, "variant", lease.Model.Variant, "format", req.format,
 		"audio_s", duration, "compute", compute.Round(time.Millisecond), "rtf", rtf, "segments", len(res.Segments))
@@ -229,21 +228,42 @@ func (req *transcriptionRequest) options(lease Lease) (transcribe.Options, error
 		o.Temperatures = []float64{req.temperature}
 	}
 	if req.language != "" {
-		dm, err := lease.Variant.DecodeModel()
-		if err != nil {
-			return o, err
-		}
-		if !dm.Specials.Multilingual {
-			if req.language != "en" {
-				return o, badRequest("language", "the model %q is English-only; language must be en or left out", lease.Model.Name)
+		if err := checkLanguage(lease, req.language); err != nil {
+			var le languageError
+			if errors.As(err, &le) {
+				return o, badRequest("language", "%s", le.msg)
 			}
-		} else if _, err := dm.Specials.LanguageToken(req.language); err != nil {
-			return o, badRequest("language", "language %q is not one the model %q knows; use an ISO-639-1 code such as en, de or ja",
-				req.language, lease.Model.Name)
+			return o, err
 		}
 		o.Decode.Language = req.language
 	}
 	return o, nil
+}
+
+// languageError is a language the leased model cannot decode in: the client's mistake.
+type languageError struct{ msg string }
+
+func (e languageError) Error() string { return e.msg }
+
+// checkLanguage fails with a languageError when the leased model does not know lang (a
+// Whisper language code; "" always passes), and with another error when the model cannot
+// decode at all.
+func checkLanguage(lease Lease, lang string) error {
+	if lang == "" {
+		return nil
+	}
+	dm, err := lease.Variant.DecodeModel()
+	if err != nil {
+		return err
+	}
+	if !dm.Specials.Multilingual {
+		if lang != "en" {
+			return languageError{fmt.Sprintf("the model %q is English-only; language must be en or left out", lease.Model.Name)}
+		}
+	} else if _, err := dm.Specials.LanguageToken(lang); err != nil {
+		return languageError{fmt.Sprintf("language %q is not one the model %q knows; use an ISO-639-1 code such as en, de or ja", lang, lease.Model.Name)}
+	}
+	return nil
 }
 
 // decodeUpload decodes the uploaded file to 16 kHz mono. Input the decoder rejects is the

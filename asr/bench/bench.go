@@ -42,7 +42,9 @@ func Run(m *whisper.Model, name string, o Options) (*Result, error) {
 		o.Runs = 5
 	}
 	if o.Tokens <= 0 {
-		o.Tokens = 32
+		// whisper.cpp's whisper-bench decodes 256 tokens; a model with fewer text positions
+		// decodes as many as fit after the start-of-transcript sequence.
+		o.Tokens = min(256, m.Dims.NTextCtx-4)
 	}
 	if o.Threads <= 0 {
 		o.Threads = runtime.NumCPU()

@@ -73,7 +73,7 @@ func benchCmd() *cobra.Command {
 	f.StringVar(&model, "model", "", "load this model (variant folder, Hugging Face folder or ggml file)")
 	f.IntVar(&threads, "threads", 0, "compute threads (default: all cores)")
 	f.IntVar(&runs, "runs", 5, "repetitions of each measurement (medians are reported)")
-	f.IntVar(&tokens, "tokens", 32, "decoder steps per run")
+	f.IntVar(&tokens, "tokens", 0, "decoder steps per run (default: 256 as whisper-bench, or as many as the model's text context holds)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object (mel_ms, encoder_ms, decode_ms_per_token, peak_rss_mb)")
 	f.BoolVar(&f16, "f16", true, "store large weights in half precision (f32 compute)")
 	f.Uint64Var(&seed, "seed", 1, "seed of the random weights for --dims")
