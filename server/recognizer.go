@@ -198,35 +198,15 @@ func (r *recognizer) StreamingRecognize(st chorusv1.Recognizer_StreamingRecogniz
 	if err != nil {
 		return err
 	}
-	if err := s.streams.enter(); err != nil {
-		if errors.Is(err, errDraining) {
-			return status.Error(codes.Unavailable, "server shutting down; connect to another replica")
-		}
-		return status.Errorf(codes.ResourceExhausted, "server at its limit of %d concurrent streams; retry later", s.cfg.MaxStreams)
-	}
-	defer s.streams.leave()
-	lease, err := s.acquire(ctx, cfg.model, cfg.variant)
-	if err != nil {
-		return err
-	}
-	defer lease.Release()
-	if err := languageStatus(lease, cfg.language); err != nil {
-		return err
-	}
 	pcm, err := audio.NewPCMStream(cfg.format, cfg.rate, cfg.chans)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "config: %v", err)
 	}
-	sess, err := stream.New(lease.Variant, s.sessionConfig(cfg))
+	w, closeStream, err := s.openStream(ctx, cfg, st)
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "config: %v", err)
+		return err
 	}
-	w := &streamWorker{
-		s: s, st: st, cfg: cfg, sess: sess, served: servedBy(lease.Model), lease: lease.Model,
-		log: s.log.With("request_id", cfg.requestID, "model", lease.Model.Name, "variant", lease.Model.Variant),
-	}
-	s.metrics.streamOpened(lease.Model)
-	defer s.metrics.streamClosed(lease.Model)
+	defer closeStream()
 
 	// The receive loop ends when the client closes its side or the stream's context ends
 	// (the handler returned, the client vanished); done stops it handing items over.
@@ -283,10 +263,57 @@ func (r *recognizer) StreamingRecognize(st chorusv1.Recognizer_StreamingRecogniz
 	return w.run(ctx, items)
 }
 
+// responseSink receives a stream's responses: the gRPC stream itself, or a WebRTC data
+// channel that sends the same messages as JSON. Send is only ever called from one goroutine.
+type responseSink interface {
+	Send(*chorusv1.StreamingRecognizeResponse) error
+}
+
+// openStream admits a stream configured by cfg and prepares its worker: it takes a stream
+// slot (RESOURCE_EXHAUSTED when none is free, UNAVAILABLE while draining), pins the model
+// (NOT_FOUND, UNAVAILABLE), checks the language and builds the session. The caller feeds the
+// worker with run and must call closeStream once done, whatever happened. Every error is a
+// gRPC status.
+func (s *Server) openStream(ctx context.Context, cfg streamConfig, sink responseSink) (w *streamWorker, closeStream func(), err error) {
+	if err := s.streams.enter(); err != nil {
+		if errors.Is(err, errDraining) {
+			return nil, nil, status.Error(codes.Unavailable, "server shutting down; connect to another replica")
+		}
+		return nil, nil, status.Errorf(codes.ResourceExhausted, "server at its limit of %d concurrent streams; retry later", s.cfg.MaxStreams)
+	}
+	lease, err := s.acquire(ctx, cfg.model, cfg.variant)
+	if err != nil {
+		s.streams.leave()
+		return nil, nil, err
+	}
+	fail := func(err error) (*streamWorker, func(), error) {
+		lease.Release()
+		s.streams.leave()
+		return nil, nil, err
+	}
+	if err := languageStatus(lease, cfg.language); err != nil {
+		return fail(err)
+	}
+	sess, err := stream.New(lease.Variant, s.sessionConfig(cfg))
+	if err != nil {
+		return fail(status.Errorf(codes.InvalidArgument, "config: %v", err))
+	}
+	w = &streamWorker{
+		s: s, st: sink, cfg: cfg, sess: sess, served: servedBy(lease.Model), lease: lease.Model,
+		log: s.log.With("request_id", cfg.requestID, "model", lease.Model.Name, "variant", lease.Model.Variant),
+	}
+	s.metrics.streamOpened(lease.Model)
+	return w, func() {
+		s.metrics.streamClosed(lease.Model)
+		lease.Release()
+		s.streams.leave()
+	}, nil
+}
+
 // streamWorker is the state of one stream's sending goroutine; nothing else touches it.
 type streamWorker struct {
 	s      *Server
-	st     chorusv1.Recognizer_StreamingRecognizeServer
+	st     responseSink
 	cfg    streamConfig
 	sess   *stream.Session
 	served *chorusv1.ServedBy
@@ -325,6 +352,9 @@ func (w *streamWorker) arrivedAt(d time.Duration) time.Time {
 	return time.Time{}
 }
 
+// run feeds the session from items until the client's end (an eof item), an error, ctx's
+// end or the server's drain, sending every response through the sink. It returns nil after
+// a clean end (is_eof sent) and a gRPC status otherwise.
 func (w *streamWorker) run(ctx context.Context, items <-chan item) error {
 	s := w.s
 	started := time.Now()
