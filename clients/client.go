@@ -111,7 +111,8 @@ type Outcome struct {
 	// arrived — with Realtime pacing, the wait a live speaker sees after they stop talking.
 	// The end of speech is the time of the last SPEECH_ACTIVITY_END event before the final
 	// (ask for enable_voice_activity_events), else the final's result_end_time.
-	// FirstInterim, per utterance, is the time from sending the utterance's start to its
+	// FirstInterim, per utterance, is the time from sending the start of its speech (the
+	// last SPEECH_ACTIVITY_BEGIN before it, else the utterance's result_start_time) to its
 	// first interim result.
 	FinalLatency, FirstInterim []time.Duration
 	// EOF reports that the stream ended with is_eof.
@@ -180,7 +181,7 @@ func StreamAudio(ctx context.Context, cc grpc.ClientConnInterface, samples []flo
 
 	out := &Outcome{}
 	firstInterimSeen := map[int32]bool{}
-	var speechEnd time.Duration = -1
+	var speechEnd, speechBegin time.Duration = -1, -1
 	for {
 		r, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -199,8 +200,11 @@ func StreamAudio(ctx context.Context, cc grpc.ClientConnInterface, samples []flo
 		if out.ServedBy == nil {
 			out.ServedBy = r.GetServedBy()
 		}
-		if r.GetSpeechEventType() == chorusv1.StreamingRecognizeResponse_SPEECH_ACTIVITY_END {
+		switch r.GetSpeechEventType() {
+		case chorusv1.StreamingRecognizeResponse_SPEECH_ACTIVITY_END:
 			speechEnd = r.GetSpeechEventTime().AsDuration()
+		case chorusv1.StreamingRecognizeResponse_SPEECH_ACTIVITY_BEGIN:
+			speechBegin = r.GetSpeechEventTime().AsDuration()
 		}
 		for _, res := range r.GetResults() {
 			text := ""
@@ -217,7 +221,11 @@ func StreamAudio(ctx context.Context, cc grpc.ClientConnInterface, samples []flo
 				out.FinalLatency = append(out.FinalLatency, t.Wall-end)
 			} else if !firstInterimSeen[res.GetUtterance()] {
 				firstInterimSeen[res.GetUtterance()] = true
-				out.FirstInterim = append(out.FirstInterim, t.Wall-res.GetResultStartTime().AsDuration())
+				start := res.GetResultStartTime().AsDuration()
+				if speechBegin >= start {
+					start = speechBegin
+				}
+				out.FirstInterim = append(out.FirstInterim, t.Wall-start)
 			}
 		}
 		if r.GetIsEof() {

@@ -1,55 +1,141 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
+	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/server"
+	"github.com/chorus-asr/chorus/server/registry"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 )
 
 func serveCmd() *cobra.Command {
 	var (
-		model, name, addr string
-		maxConcurrent     int
-		threads           int
-		f16               bool
+		model, name, addr, httpAddr, modelsDir string
+		adminToken, adminTokenFile             string
+		tlsCert, tlsKey                        string
+		maxConcurrent, maxStreams, slots       int
+		threads                                int
+		f16                                    bool
+		grace                                  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve a model over HTTP (OpenAI-compatible /v1/audio/transcriptions, /metrics, /healthz, /readyz)",
-		Args:  cobra.NoArgs,
+		Short: "Serve speech recognition: gRPC streaming and admin API, HTTP (OpenAI-compatible transcriptions, /metrics, health)",
+		Long: `Serve speech recognition.
+
+gRPC on --addr: chorus.v1.Recognizer (StreamingRecognize, Recognize), chorus.v1.Models (the
+admin API: List, Load, Promote, Unload, Watch; needs the bearer token), health checking and
+reflection. HTTP on --http: POST /v1/audio/transcriptions (OpenAI-compatible), /v1/models,
+/metrics, /healthz, /readyz.
+
+Models come from --models, a directory of variant folders watched for new ones (publishing a
+folder hot-swaps it in; SIGHUP rescans); the embedded default model serves when it holds
+none. --model serves one model folder or ggml file instead, with no registry.
+
+SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, requests get
+--grace to finish, then the models unload.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// SIGTERM (Kubernetes) and SIGINT (a terminal) both start the graceful drain.
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			setThreads(threads)
-			v, err := openModelOrDefault(model, f16)
-			if err != nil {
-				return err
+			token := adminToken
+			if adminTokenFile != "" {
+				b, err := os.ReadFile(adminTokenFile)
+				if err != nil {
+					return fmt.Errorf("--admin-token-file: %w", err)
+				}
+				if token = strings.TrimSpace(string(b)); token == "" {
+					return errors.New("--admin-token-file is empty")
+				}
 			}
-			srv, err := server.New(server.Config{
-				Addr:          addr,
-				Model:         v,
-				ModelName:     name,
+			if token == "" {
+				log.Warn("no admin token (--admin-token-file): the admin API refuses every call")
+			}
+			metrics := prometheus.NewRegistry()
+			cfg := server.Config{
+				Addr:          httpAddr,
+				GRPCAddr:      addr,
 				MaxConcurrent: maxConcurrent,
+				MaxStreams:    maxStreams,
+				ComputeSlots:  slots,
+				ShutdownGrace: grace,
+				AdminToken:    token,
+				TLSCertFile:   tlsCert,
+				TLSKeyFile:    tlsKey,
+				Metrics:       metrics,
 				Logger:        log,
+			}
+			if model != "" && model != "chorus-micro" {
+				v, err := openModelOrDefault(model, f16)
+				if err != nil {
+					return err
+				}
+				cfg.Model, cfg.ModelName = v, name
+				srv, err := server.New(cfg)
+				if err != nil {
+					return err
+				}
+				log.Info("chorus serve", "grpc", addr, "http", httpAddr, "model", v.Path)
+				return srv.Serve(ctx)
+			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			reg, err := registry.New(registry.Config{
+				Dir: modelsDir, DefaultModel: name, Open: asr.OpenOptions{F16: f16},
+				Logger: log, Registerer: metrics, Hangup: hup,
 			})
 			if err != nil {
 				return err
 			}
-			log.Info("chorus serve", "addr", addr, "model", v.Path)
-			return srv.Serve(ctx)
+			cfg.Models, cfg.Admin = reg, registry.NewAdminServer(reg)
+			srv, err := server.New(cfg)
+			if err != nil {
+				reg.Close(context.Background())
+				return err
+			}
+			watchCtx, stopWatch := context.WithCancel(ctx)
+			watched := make(chan error, 1)
+			go func() { watched <- reg.Run(watchCtx) }()
+			log.Info("chorus serve", "grpc", addr, "http", httpAddr, "models", modelsDir)
+			serr := srv.Serve(ctx)
+			stopWatch()
+			if werr := <-watched; werr != nil && !errors.Is(werr, context.Canceled) {
+				serr = errors.Join(serr, werr)
+			}
+			// Models unload last, once nothing can use them.
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return errors.Join(serr, reg.Close(cctx))
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&model, "model", "", "model folder or ggml file (default: the embedded default model)")
-	fl.StringVar(&name, "name", "", "the model's name in the API (default: the model folder's or file's name)")
-	fl.StringVar(&addr, "addr", server.DefaultAddr, "address to listen on")
-	fl.IntVar(&maxConcurrent, "max-concurrent", 0, "transcriptions run at once; more get 429 (default: GOMAXPROCS)")
+	fl.StringVar(&addr, "addr", ":50051", "gRPC address to listen on (empty: none)")
+	fl.StringVar(&httpAddr, "http", server.DefaultAddr, "HTTP address to listen on")
+	fl.StringVar(&modelsDir, "models", "", "models directory of variant folders, watched for new ones (default: the embedded model only)")
+	fl.StringVar(&model, "model", "", "serve this one model folder or ggml file, without a registry")
+	fl.StringVar(&name, "name", "", "the default model's name in the API (default: chorus-micro, or the --model folder's name)")
+	fl.StringVar(&adminToken, "admin-token", "", "bearer token of the admin API (prefer --admin-token-file: flags show in ps)")
+	fl.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token")
+	fl.StringVar(&tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves gRPC and HTTP over TLS")
+	fl.StringVar(&tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	fl.IntVar(&maxConcurrent, "max-concurrent", 0, "whole-file transcriptions at once; more are refused (default: GOMAXPROCS)")
+	fl.IntVar(&maxStreams, "max-streams", 0, fmt.Sprintf("open streams at once; more are refused (default %d)", server.DefaultMaxStreams))
+	fl.IntVar(&slots, "compute-slots", 0, "stream decoding jobs at once (default: GOMAXPROCS)")
+	fl.DurationVar(&grace, "grace", server.DefaultShutdownGrace, "how long work may finish after SIGTERM")
 	fl.IntVar(&threads, "threads", 0, "compute threads (default: all cores)")
 	fl.BoolVar(&f16, "f16", true, "store large weights in half precision (f32 compute)")
 	return cmd

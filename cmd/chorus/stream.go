@@ -192,6 +192,6 @@ func summarize(w *os.File, outs []*clients.Outcome) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "final after end of speech: n %d, median %s, p95 %s, max %s\n", len(finals),
 		ms(clients.Percentile(finals, 50)), ms(clients.Percentile(finals, 95)), ms(clients.Percentile(finals, 100)))
-	fmt.Fprintf(w, "first interim after utterance start: n %d, median %s, p95 %s\n", len(firsts),
+	fmt.Fprintf(w, "first interim after speech start: n %d, median %s, p95 %s\n", len(firsts),
 		ms(clients.Percentile(firsts, 50)), ms(clients.Percentile(firsts, 95)))
 }
