@@ -5,7 +5,7 @@
 GO      ?= go
 BIN     := bin/chorus
 PKGS    := ./...
-APT_PKGS := build-essential pkg-config libopenblas-dev espeak-ng sox flac protobuf-compiler
+APT_PKGS := build-essential pkg-config libopenblas-dev espeak-ng sox flac protobuf-compiler portaudio19-dev opus-tools chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes \

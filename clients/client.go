@@ -128,6 +128,38 @@ func StreamAudio(ctx context.Context, cc grpc.ClientConnInterface, samples []flo
 	if o.Chunk <= 0 {
 		o.Chunk = 100 * time.Millisecond
 	}
+	chunk := int(o.Chunk.Seconds() * 16000)
+	off := 0
+	var start time.Time
+	next := func(ctx context.Context) ([]float32, error) {
+		if off >= len(samples) {
+			return nil, io.EOF
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		end := min(off+chunk, len(samples))
+		if o.Realtime { // send a chunk once the speaker has said it
+			due := start.Add(time.Duration(end) * time.Second / 16000)
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+		}
+		x := samples[off:end]
+		off = end
+		return x, nil
+	}
+	return StreamFrom(ctx, cc, next, o)
+}
+
+// StreamFrom is StreamAudio for audio that arrives over time (a microphone): next returns
+// the next 16-kHz mono samples, blocking until they exist, and io.EOF at the end. Chunk and
+// Realtime are ignored: the source sets the pace.
+func StreamFrom(ctx context.Context, cc grpc.ClientConnInterface, next func(context.Context) ([]float32, error), o StreamOptions) (*Outcome, error) {
 	cfg := o.Config
 	if cfg == nil {
 		cfg = &chorusv1.StreamingRecognitionConfig{}
@@ -149,31 +181,28 @@ func StreamAudio(ctx context.Context, cc grpc.ClientConnInterface, samples []flo
 	if err := st.Send(&chorusv1.StreamingRecognizeRequest{StreamingRequest: &chorusv1.StreamingRecognizeRequest_StreamingConfig{StreamingConfig: cfg}}); err != nil {
 		return nil, fmt.Errorf("send config: %w", err)
 	}
-	chunk := int(o.Chunk.Seconds() * 16000)
 	start := time.Now()
 	var mu sync.Mutex // guards sent
 	var sent time.Duration
+	var total int
 	sendErr := make(chan error, 1)
 	go func() {
-		for off := 0; off < len(samples); off += chunk {
-			end := min(off+chunk, len(samples))
-			if o.Realtime { // send a chunk once the speaker has said it
-				due := start.Add(time.Duration(end) * time.Second / 16000)
-				if d := time.Until(due); d > 0 {
-					select {
-					case <-time.After(d):
-					case <-ctx.Done():
-						sendErr <- ctx.Err()
-						return
-					}
-				}
+		for {
+			x, err := next(ctx)
+			if errors.Is(err, io.EOF) {
+				break
 			}
-			if err := st.Send(&chorusv1.StreamingRecognizeRequest{StreamingRequest: &chorusv1.StreamingRecognizeRequest_AudioContent{AudioContent: PCM16(samples[off:end])}}); err != nil {
+			if err != nil {
+				sendErr <- err
+				return
+			}
+			if err := st.Send(&chorusv1.StreamingRecognizeRequest{StreamingRequest: &chorusv1.StreamingRecognizeRequest_AudioContent{AudioContent: PCM16(x)}}); err != nil {
 				sendErr <- err // io.EOF: the server ended the stream; Recv says why
 				return
 			}
+			total += len(x)
 			mu.Lock()
-			sent = time.Duration(end) * time.Second / 16000
+			sent = time.Duration(total) * time.Second / 16000
 			mu.Unlock()
 		}
 		sendErr <- st.CloseSend()
