@@ -1,0 +1,290 @@
+package experts
+
+// Shapes (legend in doc.go): x [T, C], selection [T, K] expert ids, out [T, C]; per selected
+// expert e with n_e tokens: xe [n_e, C], he [n_e, S], ye [n_e, C].
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/chorus-asr/chorus/tensor"
+)
+
+// Forward runs the block on x [T, C] computing only the experts sel chooses for each token:
+// out[t] = B2 + Σ_{e ∈ sel[t]} W2[:, e]·relu(W1[e]·x[t] + B1[e]) (blocks of S neurons), which
+// is ForwardNaive's result. Tokens are grouped by expert and each selected expert runs one
+// fc1 GEMM, a ReLU and one fc2 GEMM over its tokens, accumulated into out; a shared selection
+// (one subset for the whole request) skips the gather and scatter. A selection of every
+// expert runs the dense block. When rec is non-nil the selection is appended to it under
+// f.Layer. The result has x's shape and comes from ctx.
+//
+// It is inference-only and panics when ctx has a tape: its gathers and per-expert GEMMs have
+// no backward twins, so router or expert training runs the dense block (with masks) instead.
+//
+// This is the entry point a MoE model's MLP calls:
+//
+//	sel := router.Select(ctx, layer, h)
+//	y := ffn.Forward(ctx, h, sel, session.Pathway)
+func (f *FFN) Forward(ctx *tensor.Ctx, x *tensor.T, sel Selection, rec *Pathway) *tensor.T {
+	if ctx.Tape() != nil {
+		panic("experts: FFN.Forward is inference-only; train through the dense block")
+	}
+	t := f.tokens(x)
+	if err := sel.check(t, f.E); err != nil {
+		panic(err.Error())
+	}
+	if rec != nil {
+		rec.Record(f.Layer, sel)
+	}
+	if sel.K == f.E {
+		return f.Dense(ctx, x)
+	}
+	out := ctx.New(x.Shape...)
+	fillRows(out.Data, f.B2, t, f.C)
+	if t == 0 || sel.K == 0 {
+		return out
+	}
+	if sel.Shared {
+		f.forwardShared(ctx, x.Data, sel.Token(0), t, out.Data)
+		return out
+	}
+	f.forwardGrouped(ctx, x.Data, sel, t, out.Data)
+	return out
+}
+
+// forwardShared runs the experts ids on all t tokens: no gather or scatter, each expert's
+// output is added to out directly.
+func (f *FFN) forwardShared(ctx *tensor.Ctx, x []float32, ids []int32, t int, out []float32) {
+	c, s := f.C, f.S()
+	h := ctx.New(t, s).Data
+	y := ctx.New(t, c).Data
+	for _, e := range ids {
+		f.expert(h, y, x, int(e), t, true)
+		tensor.AddInPlace(out, y)
+	}
+}
+
+// forwardGrouped gathers, for each expert, the tokens that selected it (a counting sort of the
+// selection), runs the expert on them and scatters the result back. With several kernel
+// threads and enough work, the experts are dealt to workers (most tokens first, each to the
+// least-loaded worker), each accumulating into its own output that is summed at the end:
+// one expert's group (a few dozen rows for a 5-s clip) is too small for the GEMM itself to
+// be split, which is how the dense block uses the threads.
+func (f *FFN) forwardGrouped(ctx *tensor.Ctx, x []float32, sel Selection, t int, out []float32) {
+	c, s, e := f.C, f.S(), f.E
+	// start[ex]…start[ex+1] indexes order, which lists the tokens of expert ex ascending.
+	start := make([]int, e+1)
+	for _, id := range sel.IDs {
+		start[id+1]++
+	}
+	for ex := range e {
+		start[ex+1] += start[ex]
+	}
+	order := make([]int32, len(sel.IDs))
+	fill := append([]int(nil), start[:e]...)
+	for i := range t {
+		for _, id := range sel.Token(i) {
+			order[fill[id]] = int32(i)
+			fill[id]++
+		}
+	}
+	workers := 1
+	if macs := len(sel.IDs) * s * c * 2; macs >= parallelMACs {
+		workers = min(tensor.Threads(), e)
+	}
+	// deal experts to workers by decreasing group size, each to the least-loaded worker
+	ids := make([]int, e)
+	for i := range ids {
+		ids[i] = i
+	}
+	size := func(ex int) int { return start[ex+1] - start[ex] }
+	slices.SortStableFunc(ids, func(a, b int) int { return size(b) - size(a) })
+	load := make([]int, workers)
+	mine := make([][]int, workers)
+	for _, ex := range ids {
+		if size(ex) == 0 {
+			break
+		}
+		w := 0
+		for i := range load {
+			if load[i] < load[w] {
+				w = i
+			}
+		}
+		load[w] += size(ex)
+		mine[w] = append(mine[w], ex)
+	}
+	outs := make([][]float32, workers)
+	outs[0] = out
+	scratch := make([][3][]float32, workers)
+	for w := range workers {
+		most := 0
+		for _, ex := range mine[w] {
+			most = max(most, size(ex))
+		}
+		scratch[w] = [3][]float32{ctx.New(most, c).Data, ctx.New(most, s).Data, ctx.New(most, c).Data}
+		if w > 0 {
+			outs[w] = ctx.Zeros(t, c).Data
+		}
+	}
+	run := func(w int) {
+		xe, he, ye := scratch[w][0], scratch[w][1], scratch[w][2]
+		dst := outs[w]
+		for _, ex := range mine[w] {
+			toks := order[start[ex]:start[ex+1]]
+			for j, tok := range toks {
+				copy(xe[j*c:(j+1)*c], x[int(tok)*c:(int(tok)+1)*c])
+			}
+			f.expert(he, ye, xe, ex, len(toks), workers == 1)
+			for j, tok := range toks {
+				row := dst[int(tok)*c : (int(tok)+1)*c]
+				for i, v := range ye[j*c : (j+1)*c] {
+					row[i] += v
+				}
+			}
+		}
+	}
+	if workers == 1 {
+		run(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(w)
+		}()
+	}
+	run(0)
+	wg.Wait()
+	for w := 1; w < workers; w++ {
+		tensor.AddInPlace(out, outs[w])
+	}
+}
+
+// parallelMACs is the least multiply-add count (over all selected experts) for which
+// forwardGrouped deals experts to several workers: below it (a decoding step: 131 k for one
+// token at k/E = 1/4 on chorus-micro) starting and waking a goroutine costs as much as the
+// work it takes over.
+const parallelMACs = 1 << 20
+
+// expert computes y [n, C] = W2[:, e]·relu(W1[e]·x + B1[e]) for n rows of x [n, C], using h
+// [n, S] as scratch. split lets tensor.Linear spread each GEMM over the kernel threads;
+// without it (a worker of forwardGrouped) GEMMs of more than SmallM rows go to one
+// single-threaded Sgemm, so workers do not compete with nested splits for the cores.
+func (f *FFN) expert(h, y, x []float32, e, n int, split bool) {
+	c, s := f.C, f.S()
+	var b1 []float32
+	if f.B1 != nil {
+		b1 = f.B1[e*s : (e+1)*s]
+	}
+	w1, w2 := f.W1[e*s*c:(e+1)*s*c], f.w2e[e*c*s:(e+1)*c*s]
+	if split || n <= tensor.SmallM {
+		tensor.Linear(h[:n*s], x[:n*c], w1, b1, n, c, s)
+		tensor.ReLU(h[:n*s], h[:n*s])
+		tensor.Linear(y[:n*c], h[:n*s], w2, nil, n, s, c)
+		return
+	}
+	beta := float32(0)
+	if b1 != nil {
+		fillRows(h, b1, n, s)
+		beta = 1
+	}
+	tensor.Sgemm(false, true, n, s, c, 1, x, c, w1, c, beta, h, s)
+	relu(h[:n*s])
+	tensor.Sgemm(false, true, n, c, s, 1, h, s, w2, s, 0, y, c)
+}
+
+// relu is max(x, 0) in place on the calling goroutine (tensor.ReLU may split the slice over
+// the kernel threads, which a worker must not).
+func relu(x []float32) {
+	for i, v := range x {
+		if v < 0 {
+			x[i] = 0
+		}
+	}
+}
+
+// fillRows sets each of the t rows of out [T, C] to b, or to zero when b is nil.
+func fillRows(out, b []float32, t, c int) {
+	for i := range t {
+		if b == nil {
+			clear(out[i*c : (i+1)*c])
+		} else {
+			copy(out[i*c:(i+1)*c], b)
+		}
+	}
+}
+
+// ForwardNaive is the reference for Forward: the dense block with the neurons of every expert
+// a token did not select zeroed, accumulated in float64, one token and one neuron at a time.
+func (f *FFN) ForwardNaive(x *tensor.T, sel Selection) *tensor.T {
+	t := f.tokens(x)
+	if err := sel.check(t, f.E); err != nil {
+		panic(err.Error())
+	}
+	c, n, s := f.C, f.N, f.S()
+	out := tensor.New(x.Shape...)
+	acc := make([]float64, c)
+	for i := range t {
+		xr := x.Data[i*c : (i+1)*c]
+		for j := range acc {
+			acc[j] = 0
+			if f.B2 != nil {
+				acc[j] = float64(f.B2[j])
+			}
+		}
+		on := make([]bool, f.E)
+		for _, e := range sel.Token(i) {
+			on[e] = true
+		}
+		for nr := range n {
+			if !on[nr/s] {
+				continue // a neuron of an unselected expert contributes zero
+			}
+			var z float64
+			if f.B1 != nil {
+				z = float64(f.B1[nr])
+			}
+			for j, v := range xr {
+				z += float64(v) * float64(f.W1[nr*c+j])
+			}
+			if z <= 0 {
+				continue
+			}
+			for j := range acc {
+				acc[j] += z * float64(f.W2[j*n+nr])
+			}
+		}
+		for j, v := range acc {
+			out.Data[i*c+j] = float32(v)
+		}
+	}
+	return out
+}
+
+// check reports a selection that does not fit t tokens of a block of e experts.
+func (s Selection) check(t, e int) error {
+	switch {
+	case s.E != e:
+		return fmt.Errorf("experts: selection over %d experts for a block of %d", s.E, e)
+	case s.K < 0 || s.K > e:
+		return fmt.Errorf("experts: selection of %d of %d experts", s.K, e)
+	case len(s.IDs) != t*s.K:
+		return fmt.Errorf("experts: selection of %d ids for %d tokens × %d experts", len(s.IDs), t, s.K)
+	}
+	for i := range t {
+		row := s.Token(i)
+		for j, id := range row {
+			if id < 0 || int(id) >= e || (j > 0 && id <= row[j-1]) {
+				return fmt.Errorf("experts: token %d selects %v: want distinct ascending ids below %d", i, row, e)
+			}
+			if s.Shared && id != s.IDs[j] {
+				return fmt.Errorf("experts: shared selection differs at token %d: %v against %v", i, row, s.Token(0))
+			}
+		}
+	}
+	return nil
+}
