@@ -11,14 +11,39 @@ import (
 	"github.com/chorus-asr/chorus/tensor"
 )
 
-// window adapts a whisper.State to transcribe.Window.
+// window adapts a whisper.State to transcribe.Window and timing.Aligner.
 type window struct {
 	*whisper.State
-	content bool // encode only the frames that hold audio (models trained without padding)
+	content bool     // encode only the frames that hold audio (models trained without padding)
+	heads   [][2]int // alignment heads for word timestamps
 	buf     []float32
 }
 
 func (w window) AllLogits(seq int, t []int) []float32 { return w.State.AllLogits(seq, t).Data }
+
+// CrossAttention implements timing.Aligner with whisper.State.Align.
+func (w *window) CrossAttention(tokens []int, keep int) ([][]float32, int, []float32, int, error) {
+	if len(tokens) == 0 || len(tokens) > w.Model().Dims.NTextCtx {
+		return nil, 0, nil, 0, fmt.Errorf("align %d tokens with a text context of %d", len(tokens), w.Model().Dims.NTextCtx)
+	}
+	logits, scores := w.State.Align(tokens, w.heads, keep)
+	return scores, len(scores[0]) / len(tokens), logits.Data, logits.Shape[1], nil
+}
+
+// newWindow is a decode state of v for seqs hypotheses.
+func (v *Variant) newWindow(seqs int) *window {
+	return &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent, heads: v.AlignmentHeads()}
+}
+
+// AlignmentHeads are the [decoder layer, head] pairs word timestamps read: config.json's
+// alignment_heads when it has them, else OpenAI's default, every head of the last half of
+// the decoder layers (whisper.DefaultAlignmentHeads).
+func (v *Variant) AlignmentHeads() [][2]int {
+	if v.Config != nil && len(v.Config.AlignmentHeads) > 0 {
+		return v.Config.AlignmentHeads
+	}
+	return whisper.DefaultAlignmentHeads(v.Model.Dims)
+}
 
 func (w *window) EncodeWindow(m []float32, nMels, frames, content int) error {
 	if nMels != w.Model().Dims.NMels {
@@ -52,8 +77,7 @@ func (v *Variant) Transcribe(ctx context.Context, samples []float32, o transcrib
 	if err != nil {
 		return nil, err
 	}
-	seqs := max(o.Decode.BeamSize, o.Decode.BestOf, 1)
-	w := &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent}
+	w := v.newWindow(max(o.Decode.BeamSize, o.Decode.BestOf, 1))
 	return transcribe.Audio(ctx, w, dm, samples, v.Model.Dims.NMels, o)
 }
 
@@ -64,7 +88,6 @@ func (v *Variant) TranscribeMel(ctx context.Context, spec *mel.Spectrogram, o tr
 	if err != nil {
 		return nil, err
 	}
-	seqs := max(o.Decode.BeamSize, o.Decode.BestOf, 1)
-	w := &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent}
+	w := v.newWindow(max(o.Decode.BeamSize, o.Decode.BestOf, 1))
 	return transcribe.Transcribe(ctx, w, dm, spec, o)
 }

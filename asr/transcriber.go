@@ -36,7 +36,7 @@ func (v *Variant) NewTranscriber() (*Transcriber, error) {
 func (t *Transcriber) Transcribe(ctx context.Context, samples []float32, o transcribe.Options) (*transcribe.Result, error) {
 	seqs := max(o.Decode.BeamSize, o.Decode.BestOf, 1)
 	if t.w == nil || t.w.Seqs() < seqs {
-		t.w = &window{State: t.v.Model.NewState(seqs), content: t.v.Chorus.EncoderWindow == WindowContent}
+		t.w = t.v.newWindow(seqs)
 	}
 	return transcribe.Audio(ctx, t.w, t.dm, samples, t.v.Model.Dims.NMels, o)
 }

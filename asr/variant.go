@@ -160,6 +160,9 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", name, err)
 	}
+	if err := d.CheckAlignmentHeads(cfg.AlignmentHeads); err != nil {
+		return nil, fmt.Errorf("open model %s: config.json alignment_heads: %w", name, err)
+	}
 	v := &Variant{Name: name, Format: format, Model: m, Config: cfg}
 	if len(cfg.Chorus) > 0 {
 		if err := json.Unmarshal(cfg.Chorus, &v.Chorus); err != nil {

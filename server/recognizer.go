@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/chorus-asr/chorus/asr/audio"
@@ -36,6 +37,8 @@ type streamConfig struct {
 	interim     bool
 	single      bool
 	vadEvents   bool
+	wordTimes   bool          // enable_word_time_offsets
+	wordConf    bool          // enable_word_confidence
 	startTO     time.Duration // 0: none
 	endTO       time.Duration // 0: none
 }
@@ -65,9 +68,7 @@ func checkRecognitionConfig(c *chorusv1.RecognitionConfig) (streamConfig, error)
 	if n := c.GetMaxAlternatives(); n < 0 || n > 10 {
 		return sc, status.Errorf(codes.InvalidArgument, "config.max_alternatives: %d outside [0, 10]", n)
 	}
-	if c.GetEnableWordTimeOffsets() || c.GetEnableWordConfidence() {
-		return sc, status.Error(codes.Unimplemented, "config: word time offsets and word confidences are not implemented yet")
-	}
+	sc.wordTimes, sc.wordConf = c.GetEnableWordTimeOffsets(), c.GetEnableWordConfidence()
 	if len(c.GetInitialPrompt()) > 4096 || len(c.GetRequestId()) > 256 || len(c.GetModel()) > 256 || len(c.GetVariant()) > 256 || len(c.GetLanguageCode()) > 35 {
 		return sc, status.Error(codes.InvalidArgument, "config: a string field is too long (initial_prompt ≤ 4096 bytes, request_id/model/variant ≤ 256, language_code ≤ 35)")
 	}
@@ -146,7 +147,25 @@ func (s *Server) sessionConfig(c streamConfig) stream.Config {
 	sc.Interim = c.interim
 	sc.Language = c.language
 	sc.InitialPrompt = c.prompt
+	sc.WordTimestamps = c.words()
 	return sc
+}
+
+// words reports whether results carry words: either word option needs the alignment pass.
+func (c streamConfig) words() bool { return c.wordTimes || c.wordConf }
+
+// wordInfo is one word of a result: its text without the leading space Whisper's tokens
+// carry, its times (stream audio time) with enable_word_time_offsets and its probability
+// as the confidence with enable_word_confidence.
+func (c streamConfig) wordInfo(word string, start, end time.Duration, prob float64) *chorusv1.WordInfo {
+	wi := &chorusv1.WordInfo{Word: strings.TrimSpace(word)}
+	if c.wordTimes {
+		wi.StartTime, wi.EndTime = durationpb.New(start), durationpb.New(end)
+	}
+	if c.wordConf {
+		wi.Confidence = float32(prob)
+	}
+	return wi
 }
 
 // languageStatus is checkLanguage as a gRPC status.
@@ -557,8 +576,14 @@ func (w *streamWorker) send(ctx context.Context, evs []stream.Event) (end bool, 
 					return true, err
 				}
 			}
+			alt := &chorusv1.SpeechRecognitionAlternative{Transcript: ev.Text, Confidence: ev.Confidence}
+			if w.cfg.words() {
+				for _, wd := range ev.Words {
+					alt.Words = append(alt.Words, w.cfg.wordInfo(wd.Word, wd.Start, wd.End, wd.Probability))
+				}
+			}
 			if err := w.sendResp(&chorusv1.StreamingRecognizeResponse{Results: []*chorusv1.StreamingRecognitionResult{{
-				Alternatives:    []*chorusv1.SpeechRecognitionAlternative{{Transcript: ev.Text, Confidence: ev.Confidence}},
+				Alternatives:    []*chorusv1.SpeechRecognitionAlternative{alt},
 				IsFinal:         true,
 				ResultStartTime: durationpb.New(ev.Start),
 				ResultEndTime:   durationpb.New(ev.End),
@@ -631,6 +656,7 @@ func (r *recognizer) Recognize(ctx context.Context, req *chorusv1.RecognizeReque
 		return nil, err
 	}
 	o := transcribeOptions(cfg.language, cfg.prompt)
+	o.WordTimestamps = cfg.words()
 	t0 := time.Now()
 	res, terr := lease.Variant.Transcribe(ctx, samples, o)
 	if terr != nil {
@@ -644,8 +670,12 @@ func (r *recognizer) Recognize(ctx context.Context, req *chorusv1.RecognizeReque
 	}
 	out := &chorusv1.RecognizeResponse{ServedBy: servedBy(lease.Model), RequestId: cfg.requestID, TotalAudioTime: durationpb.New(dur)}
 	for _, seg := range res.Segments {
+		alt := &chorusv1.SpeechRecognitionAlternative{Transcript: seg.Text, Confidence: confidence(seg.AvgLogprob)}
+		for _, wd := range seg.Words {
+			alt.Words = append(alt.Words, cfg.wordInfo(wd.Word, secondsToDuration(wd.Start), secondsToDuration(wd.End), wd.Probability))
+		}
 		out.Results = append(out.Results, &chorusv1.SpeechRecognitionResult{
-			Alternatives:    []*chorusv1.SpeechRecognitionAlternative{{Transcript: seg.Text, Confidence: confidence(seg.AvgLogprob)}},
+			Alternatives:    []*chorusv1.SpeechRecognitionAlternative{alt},
 			ResultStartTime: durationpb.New(secondsToDuration(seg.Start)),
 			ResultEndTime:   durationpb.New(secondsToDuration(seg.End)),
 			LanguageCode:    res.Language,

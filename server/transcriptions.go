@@ -9,6 +9,7 @@ import (
 	"math"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ type transcriptionRequest struct {
 	language    string // lower case; "" detects (multilingual) or means English
 	prompt      string
 	temperature float64
+	// words and segments are the timestamp_granularities[] asked for; neither means
+	// segments. Words cost one more decoder pass per 30-s window.
+	words, segments bool
 }
 
 // transcriptions is POST /v1/audio/transcriptions: the OpenAI audio transcription API.
@@ -89,7 +93,7 @@ func (s *Server) transcriptions(w http.ResponseWriter, r *http.Request) error {
 	compute := time.Since(start)
 	duration := float64(len(samples)) / audio.WhisperRate
 
-	body, contentType, err := render(req.format, res, duration)
+	body, contentType, err := render(req, res, duration)
 	if err != nil {
 		return fmt.Errorf("render %s: %w", req.format, err)
 	}
@@ -174,11 +178,18 @@ func (s *Server) parseTranscription(w http.ResponseWriter, r *http.Request) (*tr
 	for _, g := range append(form.Value["timestamp_granularities[]"], form.Value["timestamp_granularities"]...) {
 		switch strings.TrimSpace(g) {
 		case "segment":
+			req.segments = true
 		case "word":
-			return nil, badRequest("timestamp_granularities[]", "word-level timestamps are not supported; use segment")
+			req.words = true
 		default:
-			return nil, badRequest("timestamp_granularities[]", "timestamp granularity %q is not segment", g)
+			return nil, badRequest("timestamp_granularities[]", "timestamp granularity %q is not word or segment", g)
 		}
+	}
+	if req.words && req.format != formatVerboseJSON {
+		return nil, badRequest("timestamp_granularities[]", "word timestamps need response_format verbose_json")
+	}
+	if !req.words {
+		req.segments = true
 	}
 
 	req.prompt = keepTail(value("prompt"), maxPromptBytes)
@@ -224,6 +235,7 @@ func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' }
 func (req *transcriptionRequest) options(lease Lease) (transcribe.Options, error) {
 	o := transcribe.DefaultOptions()
 	o.InitialPrompt = req.prompt
+	o.WordTimestamps = req.words
 	if req.temperature > 0 {
 		o.Temperatures = []float64{req.temperature}
 	}
@@ -288,8 +300,9 @@ func decodeUpload(fh *multipart.FileHeader, maxDur time.Duration) ([]float32, er
 	return nil, badRequest("file", "could not decode the audio: %v", err)
 }
 
-// render encodes res in format with its content type.
-func render(format string, res *transcribe.Result, duration float64) ([]byte, string, error) {
+// render encodes res in the request's format with its content type.
+func render(req *transcriptionRequest, res *transcribe.Result, duration float64) ([]byte, string, error) {
+	format := req.format
 	var buf bytes.Buffer
 	text := strings.TrimSpace(res.Text)
 	switch format {
@@ -308,20 +321,47 @@ func render(format string, res *transcribe.Result, duration float64) ([]byte, st
 		Text string `json:"text"`
 	}{text}
 	if format == formatVerboseJSON {
-		segments := res.Segments
-		if segments == nil {
-			segments = []transcribe.Segment{}
+		// OpenAI's verbose_json: segments unless only words were asked for, and then a flat
+		// list of words, each without its leading space.
+		vj := verboseJSON{Task: "transcribe", Language: res.Language, Duration: math.Round(duration*1000) / 1000, Text: text}
+		if req.segments {
+			vj.Segments = slices.Clone(res.Segments)
+			if vj.Segments == nil {
+				vj.Segments = []transcribe.Segment{}
+			}
+			for i := range vj.Segments {
+				vj.Segments[i].Words = nil // the words are listed once, at the top
+			}
 		}
-		v = struct {
-			Task     string               `json:"task"`
-			Language string               `json:"language"`
-			Duration float64              `json:"duration"`
-			Text     string               `json:"text"`
-			Segments []transcribe.Segment `json:"segments"`
-		}{"transcribe", res.Language, math.Round(duration*1000) / 1000, text, segments}
+		if req.words {
+			vj.Words = []verboseWord{}
+			for _, s := range res.Segments {
+				for _, w := range s.Words {
+					vj.Words = append(vj.Words, verboseWord{Word: strings.TrimSpace(w.Word), Start: w.Start, End: w.End})
+				}
+			}
+		}
+		v = vj
 	}
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	err := enc.Encode(v)
 	return buf.Bytes(), "application/json", err
+}
+
+// verboseJSON is OpenAI's verbose_json transcription.
+type verboseJSON struct {
+	Task     string               `json:"task"`
+	Language string               `json:"language"`
+	Duration float64              `json:"duration"`
+	Text     string               `json:"text"`
+	Segments []transcribe.Segment `json:"segments,omitzero"`
+	Words    []verboseWord        `json:"words,omitzero"`
+}
+
+// verboseWord is one entry of verbose_json's words.
+type verboseWord struct {
+	Word  string  `json:"word"`
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
 }

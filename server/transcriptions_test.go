@@ -57,6 +57,8 @@ func TestTranscriptionFormats(t *testing.T) {
 		{"verbose_json", map[string]string{"response_format": "verbose_json"}, "application/json", checkVerboseJSON},
 		{"verbose_json with segment timestamps", map[string]string{"response_format": "verbose_json",
 			"timestamp_granularities[]": "segment"}, "application/json", checkVerboseJSON},
+		{"verbose_json with word timestamps", map[string]string{"response_format": "verbose_json",
+			"timestamp_granularities[]": "word"}, "application/json", checkVerboseWords},
 		{"language en, prompt and temperature", map[string]string{"language": "EN", "prompt": "Hello there.",
 			"temperature": "0.4"}, "application/json", checkJSONText},
 		{"stream false", map[string]string{"stream": "false"}, "application/json", checkJSONText},
@@ -135,6 +137,60 @@ func checkVerboseJSON(t *testing.T, body []byte) {
 	}
 }
 
+// checkVerboseWords checks verbose_json for timestamp_granularities[]=word alone, as OpenAI
+// answers it: the header, no segments, and the words, trimmed, ordered, within the clip and
+// found in the text in order. (They need not spell all of it: the random model's text has
+// blank and instantaneous segments, which, as in OpenAI's loop, take their words with them
+// when they are cleared.)
+func checkVerboseWords(t *testing.T, body []byte) {
+	t.Helper()
+	var v struct {
+		Task     string  `json:"task"`
+		Language string  `json:"language"`
+		Duration float64 `json:"duration"`
+		Text     string  `json:"text"`
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatalf("verbose_json body %s: %v", body, err)
+	}
+	if _, ok := raw["segments"]; ok {
+		t.Errorf("segments sent though only words were asked for: %s", body)
+	}
+	var words []struct {
+		Word  string   `json:"word"`
+		Start *float64 `json:"start"`
+		End   *float64 `json:"end"`
+	}
+	if err := json.Unmarshal(raw["words"], &words); err != nil || words == nil {
+		t.Fatalf("verbose_json words %s: %v", raw["words"], err)
+	}
+	if err := json.Unmarshal(body, &v); err != nil || v.Task != "transcribe" || v.Duration < 3.9 {
+		t.Fatalf("verbose_json header %s: %v", body, err)
+	}
+	rest := v.Text
+	prev := 0.0
+	for i, w := range words {
+		if w.Start == nil || w.End == nil || *w.Start < prev || *w.End < *w.Start || *w.End > v.Duration+0.02 {
+			t.Errorf("word %d %+v out of order or outside the %g-s clip", i, w, v.Duration)
+			continue
+		}
+		if w.Word != strings.TrimSpace(w.Word) {
+			t.Errorf("word %d %q is not trimmed", i, w.Word)
+		}
+		prev = *w.End
+		at := strings.Index(rest, w.Word)
+		if at < 0 {
+			t.Errorf("word %d %q is not in what is left of the text, %q", i, w.Word, rest)
+			continue
+		}
+		rest = rest[at+len(w.Word):]
+	}
+	if len(words) == 0 {
+		t.Error("no words")
+	}
+}
+
 // TestTranscriptionBadInput checks that every kind of bad request gets a 4xx with OpenAI's
 // JSON error body naming the field at fault, and that the server keeps serving afterwards.
 func TestTranscriptionBadInput(t *testing.T) {
@@ -172,7 +228,9 @@ func TestTranscriptionBadInput(t *testing.T) {
 			wantStatus: 400, wantParam: "language"},
 		{name: "stream true", f: form{file: short, fields: map[string]string{"stream": "true"}},
 			wantStatus: 400, wantParam: "stream"},
-		{name: "word timestamps", f: form{file: short, fields: map[string]string{"timestamp_granularities[]": "word"}},
+		{name: "word timestamps without verbose_json", f: form{file: short, fields: map[string]string{"timestamp_granularities[]": "word"}},
+			wantStatus: 400, wantParam: "timestamp_granularities[]"},
+		{name: "unknown timestamp granularity", f: form{file: short, fields: map[string]string{"response_format": "verbose_json", "timestamp_granularities[]": "char"}},
 			wantStatus: 400, wantParam: "timestamp_granularities[]"},
 		{name: "body over MaxBodyBytes", f: form{file: refWAV}, wantStatus: 413, wantParam: "file", wantMsg: "65536-byte"},
 		{name: "audio over MaxAudio", f: form{file: wavOf(t, 1500*time.Millisecond)}, wantStatus: 413, wantParam: "file", wantMsg: "1s limit"},

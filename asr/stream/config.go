@@ -45,6 +45,13 @@ type Config struct {
 	// puts the first timestamp at most 1 s into a window, so long lead-ins cost accuracy.
 	MaxLeadingSilence time.Duration
 
+	// WordTimestamps gives finals their words with times and probabilities (Event.Words),
+	// as transcribe.Options.WordTimestamps computes them: one more decoder pass per final
+	// window. Off by default for that cost; interims never carry words. A final's text then
+	// equals `chorus transcribe --word-timestamps` of its audio (word timestamps can move
+	// where a long utterance's second window starts, as in OpenAI's loop).
+	WordTimestamps bool
+
 	// Language is the spoken language's code; "" detects it (multilingual models) or means
 	// English. InitialPrompt is text that conditions the first utterance, as
 	// transcribe.Options.InitialPrompt does.

@@ -82,6 +82,17 @@ type Event struct {
 	// NoSpeechProb is p(<|nospeech|>) of the first decoded window (NaN for models without
 	// the token).
 	NoSpeechProb float64
+	// Words are a final's words, in order, with Config.WordTimestamps (nil otherwise).
+	Words []Word
+}
+
+// Word is one word of a final: its text as Whisper decodes it (leading space and adjacent
+// punctuation included), its start and end in audio time from the start of the stream, and
+// the mean probability of its tokens (transcribe.Word, moved to stream time).
+type Word struct {
+	Word        string
+	Start, End  time.Duration
+	Probability float64
 }
 
 // Errors of a Session.
@@ -139,6 +150,7 @@ type segment struct {
 	avgLogprob float64
 	noSpeech   float64
 	temp       float64
+	wordTimes  []Word // with Config.WordTimestamps, finals only
 }
 
 // decoded is one decoding of [start, end) with a prompt.
@@ -377,6 +389,7 @@ func (s *Session) final(ctx context.Context, end int64) ([]Event, error) {
 			Confidence:   confidence(d.segs),
 			Language:     d.language,
 			NoSpeechProb: d.segs[0].noSpeech,
+			Words:        d.words(),
 		})
 	}
 	// Condition the next utterance as ConditionOnPreviousText does: on the text so far,
@@ -500,6 +513,7 @@ func (s *Session) decode(ctx context.Context, start, end int64, final bool) (*de
 	if !final {
 		o.Temperatures = []float64{0}
 	}
+	o.WordTimestamps = final && s.cfg.WordTimestamps
 	s.decodes++
 	res, err := s.tr.Transcribe(ctx, s.buf[start-s.bufStart:end-s.bufStart], o)
 	if err != nil {
@@ -523,9 +537,39 @@ func (s *Session) decode(ctx context.Context, start, end int64, final bool) (*de
 			avgLogprob: sg.AvgLogprob,
 			noSpeech:   sg.NoSpeechProb,
 			temp:       sg.Temperature,
+			wordTimes:  streamWords(sg.Words, start),
 		})
 	}
 	return d, nil
+}
+
+// streamWords moves a segment's words, timed from start (a sample index), to stream time.
+func streamWords(ws []transcribe.Word, start int64) []Word {
+	if ws == nil {
+		return nil
+	}
+	out := make([]Word, len(ws))
+	for i, w := range ws {
+		out[i] = Word{
+			Word:        w.Word,
+			Start:       at(start + int64(math.Round(w.Start*16000))),
+			End:         at(start + int64(math.Round(w.End*16000))),
+			Probability: w.Probability,
+		}
+	}
+	return out
+}
+
+// words are the kept segments' words, nil without word timestamps.
+func (d *decoded) words() []Word {
+	var out []Word
+	for _, sg := range d.segs {
+		if sg.wordTimes != nil && out == nil {
+			out = []Word{}
+		}
+		out = append(out, sg.wordTimes...)
+	}
+	return out
 }
 
 // keep is the guards' verdict on a decoded segment (see Config's decoding gates).

@@ -6,7 +6,8 @@
 // text before it. Writers render the result as text, JSON, SRT, VTT or TSV.
 //
 // The package never sees the model: a Window (the lead's adapter over whisper.State) encodes
-// a mel window and decodes hypotheses against it.
+// a mel window and decodes hypotheses against it, and, for word-level timestamps, also
+// implements timing.Aligner.
 package transcribe
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/chorus-asr/chorus/asr/decode"
 	"github.com/chorus-asr/chorus/asr/mel"
+	"github.com/chorus-asr/chorus/asr/timing"
 )
 
 // Window is a model's decoder for one 30-second window at a time.
@@ -63,6 +65,12 @@ type Options struct {
 	// ClipTimestamps are start,end,start,end,… times in seconds of the parts to transcribe;
 	// a missing last end is the end of the audio. Empty means everything.
 	ClipTimestamps []float64
+	// WordTimestamps aligns every window's text with its audio and gives each segment its
+	// Words (OpenAI's word_timestamps=True; package timing). It costs one more decoder pass
+	// per window, needs a Window that implements timing.Aligner, and, as in OpenAI's loop,
+	// moves segment bounds to their words and the next window's start to the last word's end
+	// when the window ends mid-segment.
+	WordTimestamps bool
 
 	// OnSegment, if set, is called with each segment as soon as its window is done.
 	OnSegment func(Segment)
@@ -100,7 +108,15 @@ type Segment struct {
 	// The window's decoding: its temperature, average log-probability, compression ratio and
 	// no-speech probability.
 	Temperature, AvgLogprob, CompressionRatio, NoSpeechProb float64
+	// Words are the segment's words with their times (Options.WordTimestamps; nil without,
+	// empty for a segment without text).
+	Words []Word
 }
+
+// Word is one word of a segment: its text (leading space and merged punctuation included),
+// start and end in seconds from the beginning of the audio, and the mean probability of its
+// tokens (OpenAI's segment["words"] entries).
+type Word = timing.Word
 
 // Result is a whole transcription.
 type Result struct {
@@ -119,8 +135,8 @@ const (
 // Transcribe transcribes spec, the log-mel spectrogram of a whole recording with 30 seconds
 // of zero samples appended (mel.LogMel(samples, nMels, mel.NSamples), as transcribe.py
 // computes it; see Audio), decoding each window with w (ref: transcribe.py#L38-L514).
-// Word-level timestamps and the hallucination-silence heuristics that depend on them are
-// not implemented.
+// The hallucination-silence heuristics (hallucination_silence_threshold), which build on
+// word timestamps, are not implemented.
 func Transcribe(ctx context.Context, w Window, m decode.Model, spec *mel.Spectrogram, o Options) (*Result, error) {
 	if spec == nil || spec.NMels <= 0 || spec.NFrames < windowFrames || len(spec.Data) != spec.NMels*spec.NFrames {
 		return nil, errors.New("transcribe: spectrogram must be [mels][frames] with at least the 30 s of padding")
@@ -131,7 +147,12 @@ func Transcribe(ctx context.Context, w Window, m decode.Model, spec *mel.Spectro
 	if m.Vocab == nil {
 		return nil, errors.New("transcribe: model has no vocabulary")
 	}
+	aligner, ok := w.(timing.Aligner)
+	if o.WordTimestamps && !ok {
+		return nil, errors.New("transcribe: word timestamps need a model that can align (timing.Aligner)")
+	}
 	t := &run{
+		aligner:       aligner,
 		w:             w,
 		m:             m,
 		o:             o,
@@ -150,6 +171,11 @@ func Transcribe(ctx context.Context, w Window, m decode.Model, spec *mel.Spectro
 	}
 	if err := t.language(); err != nil {
 		return nil, err
+	}
+	if o.WordTimestamps {
+		if err := t.timingTokenizer(); err != nil {
+			return nil, err
+		}
 	}
 	clips, err := t.clips()
 	if err != nil {
@@ -186,6 +212,10 @@ type run struct {
 	allTokens        []int // initial prompt, then every segment's tokens
 	promptResetSince int
 	segments         []Segment
+
+	aligner    timing.Aligner   // w, when it can align
+	words      timing.Tokenizer // what alignment needs of the tokenizer (WordTimestamps)
+	lastSpeech float64          // end of the last word so far (last_speech_timestamp)
 }
 
 // language fixes the decoding language: the requested one, English on English-only models,
@@ -294,9 +324,10 @@ func (t *run) loop(ctx context.Context, clips [][2]int) error {
 			}
 
 			pieces, advance := windowSegments(res.Tokens, t.m.Specials.TimestampBegin, size, t.inputStride, t.precision)
+			segs := make([]Segment, 0, len(pieces))
 			for _, p := range pieces {
-				seg := Segment{
-					ID:               len(t.segments),
+				segs = append(segs, Segment{
+					ID:               len(t.segments) + len(segs),
 					Seek:             seek,
 					Start:            timeOffset + p.start,
 					End:              timeOffset + p.end,
@@ -306,11 +337,22 @@ func (t *run) loop(ctx context.Context, clips [][2]int) error {
 					AvgLogprob:       res.AvgLogprob,
 					CompressionRatio: res.CompressionRatio,
 					NoSpeechProb:     res.NoSpeechProb,
+				})
+			}
+			next := seek + advance
+			if t.o.WordTimestamps {
+				if next, err = t.addWords(segs, res.Tokens, seek, size, next); err != nil {
+					return fmt.Errorf("transcribe: word timestamps of the window at %.2fs: %w", timeOffset, err)
 				}
+			}
+			for _, seg := range segs {
 				// An instantaneous or blank segment keeps its place but loses its text
 				// (ref: transcribe.py#L484-L489).
 				if seg.Start == seg.End || strings.TrimSpace(seg.Text) == "" {
 					seg.Text, seg.Tokens = "", []int{}
+					if t.o.WordTimestamps {
+						seg.Words = []Word{}
+					}
 				}
 				t.segments = append(t.segments, seg)
 				t.allTokens = append(t.allTokens, seg.Tokens...)
@@ -318,7 +360,7 @@ func (t *run) loop(ctx context.Context, clips [][2]int) error {
 					t.o.OnSegment(seg)
 				}
 			}
-			seek += advance
+			seek = next
 
 			// Text decoded at a high temperature is a poor context (ref: transcribe.py#L503-L505).
 			if !t.o.ConditionOnPreviousText || res.Temperature > 0.5 {
@@ -328,6 +370,70 @@ func (t *run) loop(ctx context.Context, clips [][2]int) error {
 		}
 	}
 	return nil
+}
+
+// timingTokenizer prepares what alignment needs: the SOT sequence of the decoding language
+// and task, without the prompt, as tokenizer.sot_sequence is (ref: tokenizer.py#L147-L159).
+func (t *run) timingTokenizer() error {
+	sp := t.m.Specials
+	sot := []int{sp.SOT}
+	if sp.Multilingual {
+		lang, err := sp.LanguageToken(t.o.Decode.Language)
+		if err != nil {
+			return fmt.Errorf("transcribe: %w", err)
+		}
+		task := sp.Transcribe
+		if t.o.Decode.Task == decode.TaskTranslate {
+			task = sp.Translate
+		}
+		sot = append(sot, lang, task)
+	}
+	vocab, eot := t.m.Vocab, sp.EOT
+	t.words = timing.Tokenizer{
+		SOTSequence: sot, NoTimestamps: sp.NoTimestamps, EOT: eot, Language: t.o.Decode.Language,
+		// Alignment decodes text tokens and, last, EOT by its name (decode_with_timestamps).
+		Decode: func(ids []int) string {
+			if n := len(ids); n > 0 && ids[n-1] == eot {
+				return vocab.Decode(ids[:n-1]) + "<|endoftext|>"
+			}
+			return vocab.Decode(ids)
+		},
+	}
+	return nil
+}
+
+// addWords gives the segments of the window at seek their words and returns the next seek:
+// next, or, when the window ends inside a segment, the last word's end
+// (ref: transcribe.py#L401-L416, L474-L476). The seek still always moves forward.
+func (t *run) addWords(segs []Segment, tokens []int, seek, size, next int) (int, error) {
+	timeOffset := float64(seek) * secondsPerFrame
+	ts := make([]timing.Segment, len(segs))
+	for i, s := range segs {
+		ts[i] = timing.Segment{Start: s.Start, End: s.End, Tokens: s.Tokens}
+	}
+	err := timing.AddWordTimestamps(ts, t.aligner, t.words, size, timeOffset, t.lastSpeech,
+		timing.DefaultPrependPunctuations, timing.DefaultAppendPunctuations)
+	if err != nil {
+		return next, err
+	}
+	for i := range segs {
+		segs[i].Start, segs[i].End, segs[i].Words = ts[i].Start, ts[i].End, ts[i].Words
+		if segs[i].Words == nil {
+			segs[i].Words = []Word{}
+		}
+	}
+	end, ok := timing.GetEnd(ts)
+	n := len(tokens)
+	singleEnding := n >= 2 && tokens[n-2] < t.m.Specials.TimestampBegin && tokens[n-1] >= t.m.Specials.TimestampBegin
+	if !singleEnding && ok && end > timeOffset {
+		if f := int(math.RoundToEven(end * framesPerSecond)); f > seek {
+			next = f
+		}
+	}
+	if ok {
+		t.lastSpeech = end
+	}
+	return next, nil
 }
 
 func (t *run) progress(seek int) {

@@ -105,9 +105,10 @@ func WriteTSV(w io.Writer, r *Result) error {
 // WriteJSON writes the result as one line of JSON:
 //
 //	{"file":…,"text":…,"segments":[{"id":…,"seek":…,"start":…,"end":…,"text":…,"tokens":[…],
-//	"temperature":…,"avg_logprob":…,"compression_ratio":…,"no_speech_prob":…},…],"language":…}
+//	"temperature":…,"avg_logprob":…,"compression_ratio":…,"no_speech_prob":…[,"words":[{"word":…,
+//	"start":…,"end":…,"probability":…},…]]},…],"language":…}
 //
-// with OpenAI's field names (ref: utils.py#L287-L293) plus the input file's name, so that a
+// with OpenAI's field names (ref: utils.py#L287-L293; "words" with word timestamps only) plus the input file's name, so that a
 // command transcribing several files prints one object per line. Probabilities that are not
 // finite (no-speech without a nospeech token) are null; HTML characters are not escaped.
 func WriteJSON(w io.Writer, file string, r *Result) error {
@@ -133,6 +134,7 @@ func (s Segment) MarshalJSON() ([]byte, error) {
 		ID: s.ID, Seek: s.Seek, Start: jsonFloat(s.Start), End: jsonFloat(s.End), Text: s.Text, Tokens: tokens,
 		Temperature: jsonFloat(s.Temperature), AvgLogprob: jsonFloat(s.AvgLogprob),
 		CompressionRatio: jsonFloat(s.CompressionRatio), NoSpeechProb: jsonFloat(s.NoSpeechProb),
+		Words: s.Words,
 	})
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), err
 }
@@ -148,6 +150,8 @@ type jsonSegment struct {
 	AvgLogprob       jsonFloat `json:"avg_logprob"`
 	CompressionRatio jsonFloat `json:"compression_ratio"`
 	NoSpeechProb     jsonFloat `json:"no_speech_prob"`
+	// Words is absent without word timestamps (nil) and [] for a segment without words.
+	Words []Word `json:"words,omitzero"`
 }
 
 // jsonFloat is a float64 that encodes NaN and ±Inf as null, which JSON cannot represent

@@ -13,7 +13,7 @@ func transcribeCmd() *cobra.Command {
 	var (
 		model, format, language, task, prompt string
 		beam                                  int
-		f16                                   bool
+		f16, words                            bool
 		threads                               int
 	)
 	cmd := &cobra.Command{
@@ -35,6 +35,7 @@ func transcribeCmd() *cobra.Command {
 			o.Decode.Language = language
 			o.Decode.Task = task
 			o.InitialPrompt = prompt
+			o.WordTimestamps = words
 			if beam > 1 {
 				o.Decode.BeamSize, o.Decode.BestOf = beam, beam
 			}
@@ -66,6 +67,7 @@ func transcribeCmd() *cobra.Command {
 	fl.StringVar(&task, "task", "transcribe", "transcribe or translate")
 	fl.StringVar(&prompt, "prompt", "", "initial prompt text")
 	fl.IntVar(&beam, "beam", 1, "beam size (1: greedy)")
+	fl.BoolVar(&words, "word-timestamps", false, "align each word with the audio (json output gets each segment's words; one more decoder pass per window)")
 	fl.BoolVar(&f16, "f16", true, "store large weights in half precision (f32 compute)")
 	fl.IntVar(&threads, "threads", 0, "compute threads (default: all cores)")
 	return cmd

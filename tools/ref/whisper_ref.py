@@ -27,6 +27,12 @@ tiktoken, numba, tqdm and more. load_openai_whisper() therefore
      (transcribe) into sys.modules: model.py only binds those three functions as Whisper methods,
      which this script never calls (the stand-ins raise if called);
   3. imports whisper.audio (which imports whisper.utils, stdlib only) and whisper.model normally.
+For the word timings, load_openai_timing() then imports whisper.tokenizer and whisper.timing as
+they are, after putting two stand-ins into sys.modules: `tiktoken`, whose Encoding keeps only
+what Tokenizer and timing.py call (special tokens, eot_token, decode: the tokens' bytes joined
+and decoded as UTF-8 with errors="replace", which is what tiktoken's decode does), and `numba`,
+whose jit returns the function unchanged, so dtw_cpu and backtrace run as plain Python on the
+same NumPy arrays (float32 cost, float64 input).
 model.py uses torch.nn.functional.scaled_dot_product_attention when it exists (torch >= 2.0);
 this script sets MultiHeadAttention.use_sdpa = False, so the explicit softmax(QK^T)V path runs on
 every torch version (on torch 1.13 SDPA does not exist and that path runs anyway).
@@ -43,6 +49,11 @@ Outputs (paths under --out):
   whisper-ref/<config>/weights.sha256.json
                                    Hugging Face tensor name -> sha256 of its raw little-endian
                                    float32 bytes, so Go can check its generator bit for bit
+  whisper-ref/<config>/alignment.json
+                                   (full-vocabulary configs only) word-level timestamps of
+                                   WORD_TEXT on the clip: timing.py's find_alignment words and
+                                   add_word_timestamps on two segments, with the bytes of
+                                   every text token so Go can decode them without the vocab
 With --write-hf DIR, also DIR/<config>/{config.json,model.safetensors} (not committed).
 
 --make-audio rewrites audio/ref.wav with espeak-ng 1.51 + sox 14.4.2 (other versions may differ
@@ -52,6 +63,7 @@ in bits; the committed file is the reference):
 """
 
 import argparse
+import base64
 import hashlib
 import importlib
 import json
@@ -259,6 +271,92 @@ def load_openai_whisper(src):
     return audio, model
 
 
+def load_openai_timing():
+    """whisper.tokenizer and whisper.timing, over the tiktoken and numba stand-ins."""
+
+    class Encoding:
+        def __init__(self, name, explicit_n_vocab, pat_str, mergeable_ranks, special_tokens):
+            self.name = name
+            self.ranks = mergeable_ranks
+            self.bytes_of = {r: b for b, r in mergeable_ranks.items()}
+            self._special_tokens = dict(special_tokens)
+            for name_, i in special_tokens.items():
+                self.bytes_of[i] = name_.encode("utf-8")
+            self.special_tokens_set = set(special_tokens)
+            self.eot_token = special_tokens["<|endoftext|>"]
+
+        def encode_single_token(self, piece):
+            if isinstance(piece, str):
+                return self._special_tokens[piece]
+            return self.ranks[piece]
+
+        def decode(self, tokens, errors="replace"):
+            return b"".join(self.bytes_of[t] for t in tokens).decode("utf-8", errors=errors)
+
+    tk = types.ModuleType("tiktoken")
+    tk.Encoding = Encoding
+    sys.modules["tiktoken"] = tk
+    nb = types.ModuleType("numba")
+
+    def jit(*args, **kwargs):
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return args[0]
+        return lambda f: f
+
+    nb.jit = jit
+    sys.modules["numba"] = nb
+    return importlib.import_module("whisper.tokenizer"), importlib.import_module("whisper.timing")
+
+
+# The words aligned: the clip's sentence, with " river" split into two tokens so that a word
+# of several tokens is grouped, and the full stop merged into it; " réf" (30170) is the token
+# the seeded tiny model predicts almost whatever came before (meta.json greedy), so that one
+# word's probability is far from 0 and the probabilities are tested for more than underflow.
+WORD_TEXT = [" The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", " réf",
+             " by", " the", " riv", "er", "."]
+WORD_SPLIT = 4  # the first segment holds the first 4 words
+
+
+def word_timings(model, wt, wtok, mel, content_frames):
+    """find_alignment and add_word_timestamps on the clip's window (transcribe.py#L401-L411)."""
+    tok = wtok.get_tokenizer(True, num_languages=99, language="en", task="transcribe")
+    ranks = tok.encoding.ranks
+    text = [ranks[w.encode("utf-8")] for w in WORD_TEXT]
+    mel_t = torch.from_numpy(mel)
+    align = wt.find_alignment(model, tok, text, mel_t, content_frames)
+    ts = lambda sec: tok.timestamp_begin + int(round(sec / 0.02))
+    cut = 1.5
+    segments = [
+        {"seek": 0, "start": 0.0, "end": cut, "tokens": [ts(0)] + text[:WORD_SPLIT] + [ts(cut)]},
+        {"seek": 0, "start": cut, "end": 4.0, "tokens": [ts(cut)] + text[WORD_SPLIT:] + [ts(4.0)]},
+    ]
+    wt.add_word_timestamps(segments=segments, model=model, tokenizer=tok, mel=mel_t,
+                           num_frames=content_frames, last_speech_timestamp=0.0)
+    return {
+        "sot_sequence": list(tok.sot_sequence),
+        "no_timestamps": tok.no_timestamps,
+        "eot": tok.eot,
+        "timestamp_begin": tok.timestamp_begin,
+        "language": "en",
+        "text_tokens": text,
+        "token_bytes": {str(t): base64.b64encode(tok.encoding.bytes_of[t]).decode("ascii") for t in text},
+        "num_frames": int(content_frames),
+        "alignment_heads": [[int(l), int(h)] for l, h in model.alignment_heads.indices().T.tolist()],
+        "medfilt_width": 7,
+        "find_alignment": [
+            {"word": w.word, "tokens": [int(t) for t in w.tokens], "start": float(w.start),
+             "end": float(w.end), "probability": float(w.probability)}
+            for w in align
+        ],
+        "segments": [
+            {"start": float(sg["start"]), "end": float(sg["end"]), "tokens": sg["tokens"],
+             "words": [{"word": w["word"], "start": float(w["start"]), "end": float(w["end"]),
+                        "probability": float(w["probability"])} for w in sg["words"]]}
+            for sg in segments
+        ],
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Files.
 
@@ -395,7 +493,7 @@ def sha256_file(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def run_config(name, cfg, args, wa, wm, audio, commit, mels):
+def run_config(name, cfg, args, wa, wm, audio, commit, mels, content_frames):
     d = cfg["dims"]
     seed = cfg["seed"]
     out_dir = os.path.join(args.out, "whisper-ref", name)
@@ -420,7 +518,7 @@ def run_config(name, cfg, args, wa, wm, audio, commit, mels):
     n_mels = d["n_mels"]
     if n_mels not in mels:
         full = wa.log_mel_spectrogram(torch.from_numpy(audio), n_mels, padding=wa.N_SAMPLES)
-        content_frames = full.shape[-1] - wa.N_FRAMES  # as transcribe.py
+        assert full.shape[-1] - wa.N_FRAMES == content_frames  # as transcribe.py
         mel = wa.pad_or_trim(full[:, :content_frames], wa.N_FRAMES)
         mels[n_mels] = save_npy(os.path.join(args.out, "whisper-ref", "mel%d.npy" % n_mels), mel.numpy())
     mel = mels[n_mels]
@@ -448,6 +546,16 @@ def run_config(name, cfg, args, wa, wm, audio, commit, mels):
             margins.append(float(top2[0] - top2[1]))
             seq.append(int(torch.argmax(last)))
         greedy = seq[len(tokens):]
+
+    if d["n_vocab"] >= 51865:
+        print("[%s] word timings" % name, flush=True)
+        wtok, wt = load_openai_timing()
+        words = word_timings(model, wt, wtok, mel, content_frames)
+        words["whisper_commit"] = commit
+        words["generator"] = "tools/ref/whisper_ref.py"
+        write_json(os.path.join(out_dir, "alignment.json"), words)
+        print("[%s] words %s" % (name, [(w["word"], w["start"], w["end"]) for w in words["find_alignment"]]),
+              flush=True)
 
     meta = {
         "config": name,
@@ -513,11 +621,13 @@ def main():
         commit, torch.__version__, args.audio, audio.size, audio.size / 16000), flush=True)
 
     mels = {}
+    # Mel frames holding audio, as transcribe.py counts them: the padded spectrogram's less 3000.
+    content_frames = wa.log_mel_spectrogram(torch.from_numpy(audio), 80, padding=wa.N_SAMPLES).shape[-1] - wa.N_FRAMES
     for name in args.configs.split(","):
         cfg = dict(CONFIGS[name])
         cfg["dims"] = dict(cfg["dims"], **(getattr(args, name + "_dims") or {}))
         cfg["seed"] = args.seed
-        run_config(name, cfg, args, wa, wm, audio, commit, mels)
+        run_config(name, cfg, args, wa, wm, audio, commit, mels, content_frames)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ type State struct {
 	dec    *tensor.Ctx // scratch of Logits and AllLogits
 	cross  *Caches     // cross-attention caches of the current window (shared by all hypotheses)
 	seqs   []*Caches   // self-attention caches per hypothesis
+	align  *Caches     // Align's own self-attention caches, made on first use
 	logits []float32
 }
 
