@@ -34,6 +34,10 @@ func (s *Server) routes() http.Handler {
 	handle(routeTranscriptions, routeTranscriptions, s.api(s.transcriptions, http.MethodPost))
 	handle(routeModels, routeModels, s.api(s.listModels, http.MethodGet))
 	handle("/v1/models/{model...}", routeModel, s.api(s.getModel, http.MethodGet))
+	handle(routeWHIP, routeWHIP, s.api(s.whip, http.MethodPost))
+	handle(routeWHIPSession, routeWHIPSession, s.api(s.whipSession, http.MethodDelete))
+	handle("/{$}", routePage, s.page())
+	handle(routeAssets, routeAssets, s.page())
 	handle("/", routeOther, s.api(notFound))
 	return mux
 }

@@ -97,6 +97,11 @@ type Config struct {
 	// Metrics is the Prometheus registry /metrics serves, shared with collaborators such as
 	// the model registry; nil gives the server one of its own.
 	Metrics *prometheus.Registry
+
+	// WebRTC configures WebRTC ingest (WHIP at /v1/whip, used by the page at /): the peer
+	// limit, ICE ports, addresses and interfaces, and connection timeouts. Its zero value
+	// serves it with the defaults in webrtc.go; every peer also counts against MaxStreams.
+	WebRTC WebRTCConfig
 }
 
 // Defaults of the streaming limits.
@@ -126,6 +131,7 @@ type Server struct {
 	handler http.Handler
 	grpc    *grpc.Server
 	health  *health.Server
+	rtc     *rtcIngest // WebRTC peers (webrtc.go)
 
 	ready   atomic.Bool // the models are warmed up; readiness probes pass
 	serving atomic.Bool // Serve was called; it may be called once
@@ -206,6 +212,11 @@ func New(cfg Config) (*Server, error) {
 
 		readTimeout: readTimeout,
 	}
+	rtc, err := newRTCIngest(cfg.WebRTC, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s.rtc = rtc
 	s.handler = s.routes()
 	gs, hs, err := s.newGRPC()
 	if err != nil {
@@ -291,6 +302,8 @@ func (s *Server) ServeListeners(ctx context.Context, ln, gln net.Listener) error
 		BaseContext:       func(net.Listener) context.Context { return work },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// WebRTC peers close when http.Server.Shutdown runs, once the drain is over.
+	hs.RegisterOnShutdown(s.rtc.shutdown)
 	served := make(chan error, 2) // the first listener to fail, HTTP or gRPC
 	go func() {
 		if s.cfg.TLSCertFile != "" {
@@ -344,6 +357,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, gln net.Listener) error
 			cancelWarm()
 			cancelWork(errShutdown)
 			hs.Close()
+			s.rtc.shutdown()
 			s.grpc.Stop()
 			err = errors.Join(fmt.Errorf("server: %w", serr), s.awaitHandlers())
 			served = nil

@@ -269,7 +269,8 @@ func TestEndpoints(t *testing.T) {
 		{method: "DELETE", path: "/v1/models", wantStatus: 405, wantJSON: true, wantAllow: "GET, HEAD"},
 		{method: "GET", path: "/v1/models/whisper-large", wantStatus: 404, wantJSON: true},
 		{method: "GET", path: "/v1/nothing", wantStatus: 404, wantJSON: true},
-		{method: "PUT", path: "/", wantStatus: 404, wantJSON: true},
+		// "/" is the page (webrtc_page.go): GET only.
+		{method: "PUT", path: "/", wantStatus: 405, wantJSON: true, wantAllow: "GET, HEAD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {

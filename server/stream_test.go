@@ -55,6 +55,7 @@ type grpcTest struct {
 	cc     *grpc.ClientConn
 	cancel context.CancelFunc
 	done   chan error
+	addr   string // the HTTP listener's host:port
 }
 
 func startGRPC(t *testing.T, cfg Config) *grpcTest {
@@ -75,7 +76,7 @@ func startGRPC(t *testing.T, cfg Config) *grpcTest {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &grpcTest{s: s, cancel: cancel, done: make(chan error, 1)}
+	g := &grpcTest{s: s, cancel: cancel, done: make(chan error, 1), addr: hl.Addr().String()}
 	go func() { g.done <- s.ServeListeners(ctx, hl, bl) }()
 	g.cc, err = grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }),
