@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,10 @@ func serveCmd() *cobra.Command {
 		threads                                int
 		f16                                    bool
 		grace                                  time.Duration
+		rtcPeers                               int
+		rtcPorts                               string
+		rtcPublicIPs, rtcIfaces                []string
+		rtcLoopback                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -64,6 +69,10 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 			if token == "" {
 				log.Warn("no admin token (--admin-token-file): the admin API refuses every call")
 			}
+			rtc, err := webRTCConfig(rtcPeers, rtcPorts, rtcPublicIPs, rtcIfaces, rtcLoopback)
+			if err != nil {
+				return err
+			}
 			metrics := prometheus.NewRegistry()
 			cfg := server.Config{
 				Addr:          httpAddr,
@@ -77,6 +86,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 				TLSKeyFile:    tlsKey,
 				Metrics:       metrics,
 				Logger:        log,
+				WebRTC:        rtc,
 			}
 			if model != "" && model != "chorus-micro" {
 				v, err := openModelOrDefault(model, f16)
@@ -136,7 +146,27 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 	fl.IntVar(&maxStreams, "max-streams", 0, fmt.Sprintf("open streams at once; more are refused (default %d)", server.DefaultMaxStreams))
 	fl.IntVar(&slots, "compute-slots", 0, "stream decoding jobs at once (default: GOMAXPROCS)")
 	fl.DurationVar(&grace, "grace", server.DefaultShutdownGrace, "how long work may finish after SIGTERM")
+	fl.IntVar(&rtcPeers, "webrtc-max-peers", 0, fmt.Sprintf("WebRTC peers at once (default %d)", server.DefaultMaxPeers))
+	fl.StringVar(&rtcPorts, "webrtc-udp-ports", "", "UDP port range of WebRTC ICE candidates, MIN-MAX (default: any)")
+	fl.StringSliceVar(&rtcPublicIPs, "webrtc-public-ip", nil, "address(es) to announce in ICE candidates (a server behind 1:1 NAT)")
+	fl.StringSliceVar(&rtcIfaces, "webrtc-interface", nil, "network interface(s) for ICE candidates (default: all)")
+	fl.BoolVar(&rtcLoopback, "webrtc-loopback", true, "offer loopback ICE candidates (a browser on the same machine)")
 	fl.IntVar(&threads, "threads", 0, "compute threads (default: all cores)")
 	fl.BoolVar(&f16, "f16", true, "store large weights in half precision (f32 compute)")
 	return cmd
+}
+
+// webRTCConfig turns the --webrtc-* flags into the server's WebRTC settings.
+func webRTCConfig(peers int, ports string, publicIPs, ifaces []string, loopback bool) (server.WebRTCConfig, error) {
+	c := server.WebRTCConfig{MaxPeers: peers, ICEPublicIPs: publicIPs, ICEInterfaces: ifaces, ICELoopback: loopback}
+	if ports != "" {
+		lo, hi, ok := strings.Cut(ports, "-")
+		a, err1 := strconv.ParseUint(lo, 10, 16)
+		b, err2 := strconv.ParseUint(hi, 10, 16)
+		if !ok || err1 != nil || err2 != nil || a == 0 || a > b {
+			return c, fmt.Errorf("--webrtc-udp-ports %q: want MIN-MAX, 1 ≤ MIN ≤ MAX ≤ 65535", ports)
+		}
+		c.ICEPortMin, c.ICEPortMax = uint16(a), uint16(b)
+	}
+	return c, nil
 }
