@@ -12,7 +12,7 @@ DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox
 	wordnet-base asterisk-core-sounds-en asterisk-core-sounds-en-wav npm sox
 CORPUS_N ?= 12000
 
-.PHONY: all deps deps-data build test run bench proto fuzz lint clean corpus train
+.PHONY: all deps deps-data build test run bench proto fuzz lint clean corpus train moe
 
 all: build
 
@@ -47,6 +47,14 @@ train: build
 		mkdir -p runs/chorus-micro && cp -r resume/chorus-micro/. runs/chorus-micro/; \
 	fi
 	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro.json --work runs/chorus-micro --resume
+
+# moe MoE-fies the embedded default model into runs/chorus-micro-moe: co-activation split
+# into 16 experts per layer, MLP routers trained on the training corpus's first utterances
+# (deterministic for a given corpus and seed). Rerun after the default model is regenerated.
+MOE_CLIPS ?= 200
+moe: build
+	nice -n 10 ./$(BIN) moe --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
+		--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/chorus

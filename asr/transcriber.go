@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/chorus-asr/chorus/asr/decode"
+	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 )
 
@@ -19,7 +20,20 @@ type Transcriber struct {
 	v  *Variant
 	dm decode.Model
 	w  *window
+	rt whisper.Routing // the stream's expert routing, nil for the dense model
 }
+
+// SetRouting makes every later call run the feed-forward blocks through r (nil: dense);
+// r is the stream's own (Variant.Routing), as it records the stream's pathway.
+func (t *Transcriber) SetRouting(r whisper.Routing) {
+	t.rt = r
+	if t.w != nil {
+		t.w.SetRouting(r)
+	}
+}
+
+// Routing is the routing set by SetRouting.
+func (t *Transcriber) Routing() whisper.Routing { return t.rt }
 
 // NewTranscriber returns a Transcriber over v. It needs the tokenizer, as Transcribe does.
 func (v *Variant) NewTranscriber() (*Transcriber, error) {
@@ -37,6 +51,7 @@ func (t *Transcriber) Transcribe(ctx context.Context, samples []float32, o trans
 	seqs := max(o.Decode.BeamSize, o.Decode.BestOf, 1)
 	if t.w == nil || t.w.Seqs() < seqs {
 		t.w = t.v.newWindow(seqs)
+		t.w.SetRouting(t.rt)
 	}
 	return transcribe.Audio(ctx, t.w, t.dm, samples, t.v.Model.Dims.NMels, o)
 }

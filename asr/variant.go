@@ -31,6 +31,9 @@ type Variant struct {
 	Tokenizer *tokenizer.Tokenizer
 	Config    *formats.HFConfig
 	Chorus    ChorusConfig // the config's "chorus" block
+	// Experts is the expert side of a variant whose config declares an expert layout
+	// (Chorus.Experts), nil for a dense variant.
+	Experts Experts
 }
 
 // ChorusConfig is chorus's extension block in config.json.
@@ -38,6 +41,10 @@ type ChorusConfig struct {
 	// EncoderWindow is "" (Whisper: every window padded to 30 s) or WindowContent (the model
 	// was trained on unpadded audio and encodes only the frames holding audio).
 	EncoderWindow string `json:"encoder_window,omitempty"`
+	// Experts is the expert layout of a mixture-of-experts variant (experts.ExpertLayout:
+	// per layer the expert count, the neuron permutation its stored weights already have,
+	// and its router's tensors), kept raw here and built by the registered ExpertsBuilder.
+	Experts json.RawMessage `json:"experts,omitempty"`
 }
 
 // WindowContent marks models that encode only the audio frames of a window.
@@ -156,17 +163,29 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 	if cfg.DModel <= 0 {
 		return nil, fmt.Errorf("open model %s: config d_model %d", name, cfg.DModel)
 	}
-	m, err := whisper.Load(d, checkpointSource{ck}, ck.Names(), whisper.LoadOptions{F16: opts.F16})
+	var chorus ChorusConfig
+	if len(cfg.Chorus) > 0 {
+		if err := json.Unmarshal(cfg.Chorus, &chorus); err != nil {
+			return nil, fmt.Errorf("open model %s: config chorus block: %w", name, err)
+		}
+	}
+	moe := len(chorus.Experts) > 0 && string(chorus.Experts) != "null"
+	// A MoE variant's checkpoint also holds its routers, which the expert builder checks.
+	m, err := whisper.Load(d, checkpointSource{ck}, ck.Names(), whisper.LoadOptions{F16: opts.F16, AllowUnused: moe})
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", name, err)
 	}
 	if err := d.CheckAlignmentHeads(cfg.AlignmentHeads); err != nil {
 		return nil, fmt.Errorf("open model %s: config.json alignment_heads: %w", name, err)
 	}
-	v := &Variant{Name: name, Format: format, Model: m, Config: cfg}
-	if len(cfg.Chorus) > 0 {
-		if err := json.Unmarshal(cfg.Chorus, &v.Chorus); err != nil {
-			return nil, fmt.Errorf("open model %s: config chorus block: %w", name, err)
+	v := &Variant{Name: name, Format: format, Model: m, Config: cfg, Chorus: chorus}
+	if moe {
+		b := registeredExperts()
+		if b == nil {
+			return nil, fmt.Errorf("open model %s: %w: config.json declares experts and this program has no experts support (import experts/moe)", name, ErrUnsupportedModel)
+		}
+		if v.Experts, err = b(v, chorus.Experts, checkpointSource{ck}); err != nil {
+			return nil, fmt.Errorf("open model %s: experts: %w", name, err)
 		}
 	}
 	return v, nil

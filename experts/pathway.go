@@ -57,6 +57,20 @@ func (p *Pathway) Record(layer int, sel Selection) {
 	lp.Tokens += t
 }
 
+// Packed returns the record as ⌈E/8⌉ bytes per token, bit e (little-endian within and
+// across bytes) set when the token used expert e: the wire form of exports and of the gRPC
+// Pathway message.
+func (lp *LayerPath) Packed() []byte {
+	nb, nw := (lp.E+7)/8, words(lp.E)
+	raw := make([]byte, lp.Tokens*nb)
+	for t := range lp.Tokens {
+		for b := range nb {
+			raw[t*nb+b] = byte(lp.Masks[t*nw+b/8] >> (8 * (b % 8)))
+		}
+	}
+	return raw
+}
+
 // Experts returns the ids token i used, ascending.
 func (lp *LayerPath) Experts(i int) []int { return lp.appendExperts(nil, i) }
 
@@ -205,14 +219,7 @@ func (p *Pathway) WriteJSONL(w io.Writer) error {
 		if lp.E == 0 {
 			continue
 		}
-		nb, nw := (lp.E+7)/8, words(lp.E)
-		raw := make([]byte, lp.Tokens*nb)
-		for t := range lp.Tokens {
-			for b := range nb {
-				raw[t*nb+b] = byte(lp.Masks[t*nw+b/8] >> (8 * (b % 8)))
-			}
-		}
-		l := pathLine{Request: p.Request, Layer: i, Name: lp.Name, Experts: lp.E, Tokens: lp.Tokens, Masks: base64.StdEncoding.EncodeToString(raw)}
+		l := pathLine{Request: p.Request, Layer: i, Name: lp.Name, Experts: lp.E, Tokens: lp.Tokens, Masks: base64.StdEncoding.EncodeToString(lp.Packed())}
 		if err := enc.Encode(&l); err != nil {
 			return fmt.Errorf("write pathway: %w", err)
 		}

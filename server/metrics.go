@@ -25,6 +25,8 @@ type metrics struct {
 	streamRTF    *prometheus.HistogramVec // model, variant
 	firstInt     *prometheus.HistogramVec // model, variant
 	finalLat     *prometheus.HistogramVec // model, variant
+
+	routing *routingMetrics // per-router figures of streams on MoE variants (routing.go)
 }
 
 // latencyBuckets span what a listener notices: 50 ms to several seconds.
@@ -58,6 +60,7 @@ func newMetrics(models Models, g *gate, reg *prometheus.Registry) *metrics {
 			Buckets: []float64{.01, .02, .05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 10},
 		}, []string{"model"}),
 	}
+	m.routing = newRoutingMetrics(reg)
 	mv := []string{"model", "variant"}
 	m.streams = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "chorus_active_streams", Help: "Streaming recognitions open, by model and variant.",

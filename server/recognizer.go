@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/audio"
 	"github.com/chorus-asr/chorus/asr/stream"
 	"github.com/chorus-asr/chorus/asr/transcribe"
@@ -41,6 +42,7 @@ type streamConfig struct {
 	wordConf    bool          // enable_word_confidence
 	startTO     time.Duration // 0: none
 	endTO       time.Duration // 0: none
+	routing     asr.RoutingChoice
 }
 
 // checkRecognitionConfig validates the fields StreamingRecognize and Recognize share.
@@ -109,8 +111,8 @@ func checkStreamingConfig(c *chorusv1.StreamingRecognitionConfig) (streamConfig,
 			*d.dst = d.d.AsDuration()
 		}
 	}
-	if r := c.GetRouting(); r != nil && r.GetRouter() != "" && r.GetRouter() != "dense" {
-		return sc, status.Errorf(codes.InvalidArgument, "routing.router %q: the served models are dense; only \"\" or \"dense\" is accepted", r.GetRouter())
+	if sc.routing, err = routingChoice(c.GetRouting()); err != nil {
+		return sc, err
 	}
 	return sc, nil
 }
@@ -148,6 +150,7 @@ func (s *Server) sessionConfig(c streamConfig) stream.Config {
 	sc.Language = c.language
 	sc.InitialPrompt = c.prompt
 	sc.WordTimestamps = c.words()
+	sc.Routing = c.routing
 	return sc
 }
 
@@ -318,12 +321,13 @@ func (s *Server) openStream(ctx context.Context, cfg streamConfig, sink response
 		return fail(status.Errorf(codes.InvalidArgument, "config: %v", err))
 	}
 	w = &streamWorker{
-		s: s, st: sink, cfg: cfg, sess: sess, served: servedBy(lease.Model), lease: lease.Model,
+		s: s, st: sink, cfg: cfg, sess: sess, served: servedByRouting(lease.Model, sess.Routing()), lease: lease.Model,
 		log: s.log.With("request_id", cfg.requestID, "model", lease.Model.Name, "variant", lease.Model.Variant),
 	}
 	s.metrics.streamOpened(lease.Model)
 	return w, func() {
 		s.metrics.streamClosed(lease.Model)
+		s.metrics.routing.streamDone(lease.Model, sess.Routing())
 		lease.Release()
 		s.streams.leave()
 	}, nil
@@ -589,7 +593,7 @@ func (w *streamWorker) send(ctx context.Context, evs []stream.Event) (end bool, 
 				ResultEndTime:   durationpb.New(ev.End),
 				Utterance:       int32(ev.Utterance),
 				LanguageCode:    ev.Language,
-			}}}); err != nil {
+			}}, Pathway: w.finalPathway()}); err != nil {
 				return true, err
 			}
 			if w.cfg.single {

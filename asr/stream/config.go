@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/mel"
 )
 
@@ -51,6 +52,11 @@ type Config struct {
 	// equals `chorus transcribe --word-timestamps` of its audio (word timestamps can move
 	// where a long utterance's second window starts, as in OpenAI's loop).
 	WordTimestamps bool
+
+	// Routing chooses the experts a mixture-of-experts variant runs for this stream
+	// (asr.RoutingChoice; the zero value is the dense model). New refuses a choice the
+	// variant cannot honour with an error wrapping asr.ErrRouting.
+	Routing asr.RoutingChoice
 
 	// Language is the spoken language's code; "" detects it (multilingual models) or means
 	// English. InitialPrompt is text that conditions the first utterance, as

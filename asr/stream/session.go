@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 )
 
@@ -139,6 +140,10 @@ type Session struct {
 	decodes int    // transcriptions run, for tests and benchmarks
 	err     error  // a decoding error leaves the session unusable
 	closed  bool
+
+	// routing is the stream's expert routing (also set on tr), kept past Close so that the
+	// caller can read the pathway of the finals Close emits.
+	routing whisper.Routing
 }
 
 // segment is a kept decoded segment in samples from the start of the stream.
@@ -177,6 +182,11 @@ func New(v *asr.Variant, cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream: %w", err)
 	}
+	rt, err := v.Routing(c.Routing)
+	if err != nil {
+		return nil, fmt.Errorf("stream: %w", err)
+	}
+	tr.SetRouting(rt)
 	s := &Session{
 		cfg:    c,
 		tr:     tr,
@@ -195,8 +205,13 @@ func New(v *asr.Variant, cfg Config) (*Session, error) {
 			floorFrames: frames(c.NoiseWindow),
 		},
 	}
+	s.routing = rt
 	return s, nil
 }
+
+// Routing is the session's expert routing (Config.Routing made for this stream), nil for
+// the dense model; the caller reads its pathway and timing (experts/moe.Routing).
+func (s *Session) Routing() whisper.Routing { return s.routing }
 
 // end is the sample after the last one written.
 func (s *Session) end() int64 { return s.bufStart + int64(len(s.buf)) }

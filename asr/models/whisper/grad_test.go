@@ -209,7 +209,7 @@ func BenchmarkEncoderLayerTrainStep(b *testing.B) {
 		b.Run(fmt.Sprintf("forward/blas=%d", blas), func(b *testing.B) {
 			ctx := tensor.NewCtx()
 			for b.Loop() {
-				l.Forward(ctx, x, d.NAudioHead)
+				l.Forward(ctx, x, d.NAudioHead, nil)
 				ctx.Reset()
 			}
 		})
@@ -222,7 +222,7 @@ func BenchmarkEncoderLayerTrainStep(b *testing.B) {
 			}
 			tp.Watch(x) // the layer input's gradient, as inside a deeper stack
 			for b.Loop() {
-				out := l.Forward(ctx, x, d.NAudioHead)
+				out := l.Forward(ctx, x, d.NAudioHead, nil)
 				tp.Seed(out, seed)
 				tp.Backward()
 				ctx.Reset()

@@ -71,9 +71,10 @@ type Attention struct {
 
 // MLP is fc1 → activation → fc2.
 type MLP struct {
-	FC1  nn.Linear `ckpt:"fc1"` // [F, C]
-	FC2  nn.Linear `ckpt:"fc2"` // [C, F]
-	relu bool
+	FC1   nn.Linear `ckpt:"fc1"` // [F, C]
+	FC2   nn.Linear `ckpt:"fc2"` // [C, F]
+	relu  bool
+	layer int // index among the model's MLPs: encoder blocks first, then decoder blocks
 }
 
 // New declares a model of the given dimensions; Load fills its weights.
@@ -85,8 +86,10 @@ func New(d Dims) (*Model, error) {
 	attn := func(c int) Attention {
 		return Attention{Q: nn.NewLinear(c, c, true), K: nn.NewLinear(c, c, false), V: nn.NewLinear(c, c, true), Out: nn.NewLinear(c, c, true)}
 	}
+	layer := 0
 	mlp := func(c, f int) MLP {
-		return MLP{FC1: nn.NewLinear(c, f, true), FC2: nn.NewLinear(f, c, true), relu: relu}
+		layer++
+		return MLP{FC1: nn.NewLinear(c, f, true), FC2: nn.NewLinear(f, c, true), relu: relu, layer: layer - 1}
 	}
 	e, t := d.NAudioState, d.NTextState
 	m := &Model{Dims: d}
@@ -132,6 +135,11 @@ func (d Dims) Validate() error {
 
 // Forward encodes a log-mel window mel [M, 2·T] (OpenAI's layout) into audio features [T, C].
 func (e *Encoder) Forward(ctx *tensor.Ctx, mel *tensor.T) *tensor.T {
+	return e.ForwardRouted(ctx, mel, nil)
+}
+
+// ForwardRouted is Forward with a stream's expert routing (nil: every block dense).
+func (e *Encoder) ForwardRouted(ctx *tensor.Ctx, mel *tensor.T, rt Routing) *tensor.T {
 	x := ctx.Transpose(mel) // [2T, M]: the conv runs time-major
 	x = ctx.GELU(e.Conv1.Forward(ctx, x))
 	x = ctx.GELU(e.Conv2.Forward(ctx, x)) // [T, C]
@@ -140,19 +148,32 @@ func (e *Encoder) Forward(ctx *tensor.Ctx, mel *tensor.T) *tensor.T {
 	}
 	x = ctx.AddRows(x, e.Pos, 0)
 	for i := range e.Layers {
-		x = e.Layers[i].Forward(ctx, x, e.heads)
+		x = e.Layers[i].Forward(ctx, x, e.heads, rt)
 	}
 	return e.LN.Forward(ctx, x)
 }
 
-// Forward runs one encoder block on x [T, C].
-func (l *EncoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int) *tensor.T {
+// Forward runs one encoder block on x [T, C]; rt routes its MLP (nil: dense).
+func (l *EncoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, rt Routing) *tensor.T {
 	h := l.AttnLN.Forward(ctx, x)
 	x = ctx.Add(x, l.Attn.Self(ctx, h, heads, false, nil))
-	return ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
+	return ctx.Add(x, l.MLP.ForwardRouted(ctx, l.MLPLN.Forward(ctx, x), rt))
 }
 
-// Forward is fc2(act(fc1(x))).
+// ForwardRouted is the block as a stream runs it: with a routing, the routing computes it
+// (the expert path of a MoE variant, or the dense block, timed); without one, Forward.
+func (m *MLP) ForwardRouted(ctx *tensor.Ctx, x *tensor.T, rt Routing) *tensor.T {
+	if rt != nil {
+		return rt.FFN(ctx, m, x)
+	}
+	return m.Forward(ctx, x)
+}
+
+// Layer is the block's index among the model's MLPs: encoder blocks 0…L−1, then decoder
+// blocks. Expert layouts, routers and pathways number layers this way.
+func (m *MLP) Layer() int { return m.layer }
+
+// Forward is the dense block, fc2(act(fc1(x))).
 func (m *MLP) Forward(ctx *tensor.Ctx, x *tensor.T) *tensor.T {
 	h := m.FC1.Forward(ctx, x)
 	if m.relu {
@@ -190,11 +211,12 @@ func (a *Attention) Cross(ctx *tensor.Ctx, x *tensor.T, cache *KV, k, v *tensor.
 
 // Forward runs one decoder block on x [S, C] (or [B, S, C]). With caches (inference), self
 // receives the new keys and values and cross holds the audio's; with both nil (training) the
-// block attends within x and to the audio keys and values k, v [T, C].
-func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, self, cross *KV, k, v *tensor.T) *tensor.T {
+// block attends within x and to the audio keys and values k, v [T, C]. rt routes its MLP
+// (nil: dense).
+func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, self, cross *KV, k, v *tensor.T, rt Routing) *tensor.T {
 	x = ctx.Add(x, l.Attn.Self(ctx, l.AttnLN.Forward(ctx, x), heads, true, self))
 	x = ctx.Add(x, l.Cross.Cross(ctx, l.CrossLN.Forward(ctx, x), cross, k, v, heads))
-	return ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
+	return ctx.Add(x, l.MLP.ForwardRouted(ctx, l.MLPLN.Forward(ctx, x), rt))
 }
 
 // Forward runs the decoder on tokens (one sequence) whose first position is offset (the
@@ -202,13 +224,18 @@ func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, self, cr
 // last `keep` positions (keep ≤ 0: all). c holds one self- and one cross-attention cache per
 // layer; the cross caches must have been filled by CrossCaches.
 func (d *Decoder) Forward(ctx *tensor.Ctx, tokens []int, c *Caches, keep int) *tensor.T {
+	return d.ForwardRouted(ctx, tokens, c, keep, nil)
+}
+
+// ForwardRouted is Forward with a stream's expert routing (nil: every block dense).
+func (d *Decoder) ForwardRouted(ctx *tensor.Ctx, tokens []int, c *Caches, keep int, rt Routing) *tensor.T {
 	offset := c.Len()
 	if offset+len(tokens) > d.Pos.Shape[0] {
 		panic(fmt.Sprintf("whisper: %d tokens exceed the %d text positions", offset+len(tokens), d.Pos.Shape[0]))
 	}
 	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, 1), d.Pos, offset)
 	for i := range d.Layers {
-		x = d.Layers[i].Forward(ctx, x, d.heads, c.Self[i], c.Cross[i], nil, nil)
+		x = d.Layers[i].Forward(ctx, x, d.heads, c.Self[i], c.Cross[i], nil, nil, rt)
 	}
 	if keep > 0 && keep < len(tokens) {
 		x = ctx.Rows(x, len(tokens)-keep, len(tokens))
@@ -226,7 +253,7 @@ func (d *Decoder) ForwardTrain(ctx *tensor.Ctx, tokens []int, batch int, xa *ten
 	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, batch), d.Pos, 0)
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		x = l.Forward(ctx, x, d.heads, nil, nil, l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa))
+		x = l.Forward(ctx, x, d.heads, nil, nil, l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa), nil)
 	}
 	return d.Tok.Forward(ctx, d.LN.Forward(ctx, x))
 }

@@ -21,7 +21,17 @@ type State struct {
 	seqs   []*Caches   // self-attention caches per hypothesis
 	align  *Caches     // Align's own self-attention caches, made on first use
 	logits []float32
+
+	// routing runs the feed-forward blocks as experts (nil: dense); see SetRouting.
+	routing Routing
 }
+
+// SetRouting makes the state run its feed-forward blocks through r (nil: the dense model)
+// from the next Encode or Logits on. The word-alignment pass (Align) stays dense.
+func (s *State) SetRouting(r Routing) { s.routing = r }
+
+// Routing is the routing set by SetRouting.
+func (s *State) Routing() Routing { return s.routing }
 
 // NewState returns a state able to decode up to seqs hypotheses at once.
 func (m *Model) NewState(seqs int) *State {
@@ -56,7 +66,7 @@ func (s *State) encode(mel *tensor.T) *tensor.T {
 	if mel.Shape[0] != s.m.Dims.NMels {
 		panic(fmt.Sprintf("whisper: mel has %d bins, model wants %d", mel.Shape[0], s.m.Dims.NMels))
 	}
-	return s.m.Encoder.Forward(s.enc, mel)
+	return s.m.Encoder.ForwardRouted(s.enc, mel, s.routing)
 }
 
 // SetAudio installs audio features xa [T, C] (from Encode or elsewhere) for decoding.
@@ -79,7 +89,7 @@ func (s *State) setAudio(xa *tensor.T) {
 // returned slice is reused by the next call.
 func (s *State) Logits(seq int, tokens []int) []float32 {
 	defer s.dec.Reset()
-	out := s.m.Decoder.Forward(s.dec, tokens, s.seqs[seq], 1)
+	out := s.m.Decoder.ForwardRouted(s.dec, tokens, s.seqs[seq], 1, s.routing)
 	s.logits = append(s.logits[:0], out.Data...)
 	return s.logits
 }
@@ -88,7 +98,7 @@ func (s *State) Logits(seq int, tokens []int) []float32 {
 // position (a copy).
 func (s *State) AllLogits(seq int, tokens []int) *tensor.T {
 	defer s.dec.Reset()
-	return s.m.Decoder.Forward(s.dec, tokens, s.seqs[seq], 0).Clone()
+	return s.m.Decoder.ForwardRouted(s.dec, tokens, s.seqs[seq], 0, s.routing).Clone()
 }
 
 // Len is the number of tokens hypothesis seq has consumed.

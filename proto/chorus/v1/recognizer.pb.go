@@ -656,7 +656,11 @@ type StreamingRecognizeResponse struct {
 	// The model and variant serving this stream; constant for the stream's life.
 	ServedBy *ServedBy `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
 	// RecognitionConfig.request_id, echoed.
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// With routing.return_pathway, on final results: the experts each token of the utterance
+	// used (everything the stream computed since the previous final, interim decodes
+	// included); absent for dense models.
+	Pathway       *Pathway `protobuf:"bytes,7,opt,name=pathway,proto3" json:"pathway,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -733,6 +737,59 @@ func (x *StreamingRecognizeResponse) GetRequestId() string {
 	return ""
 }
 
+func (x *StreamingRecognizeResponse) GetPathway() *Pathway {
+	if x != nil {
+		return x.Pathway
+	}
+	return nil
+}
+
+// Pathway is a stream's activation pathway: per feed-forward layer, the experts each token
+// (encoder frame or decoder position, in the order they ran) used.
+type Pathway struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Layers        []*Pathway_Layer       `protobuf:"bytes,1,rep,name=layers,proto3" json:"layers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pathway) Reset() {
+	*x = Pathway{}
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pathway) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pathway) ProtoMessage() {}
+
+func (x *Pathway) ProtoReflect() protoreflect.Message {
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pathway.ProtoReflect.Descriptor instead.
+func (*Pathway) Descriptor() ([]byte, []int) {
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Pathway) GetLayers() []*Pathway_Layer {
+	if x != nil {
+		return x.Layers
+	}
+	return nil
+}
+
 type StreamingRecognitionResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Most likely first.
@@ -761,7 +818,7 @@ type StreamingRecognitionResult struct {
 
 func (x *StreamingRecognitionResult) Reset() {
 	*x = StreamingRecognitionResult{}
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[6]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +830,7 @@ func (x *StreamingRecognitionResult) String() string {
 func (*StreamingRecognitionResult) ProtoMessage() {}
 
 func (x *StreamingRecognitionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[6]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +843,7 @@ func (x *StreamingRecognitionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamingRecognitionResult.ProtoReflect.Descriptor instead.
 func (*StreamingRecognitionResult) Descriptor() ([]byte, []int) {
-	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{6}
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StreamingRecognitionResult) GetAlternatives() []*SpeechRecognitionAlternative {
@@ -858,7 +915,7 @@ type SpeechRecognitionAlternative struct {
 
 func (x *SpeechRecognitionAlternative) Reset() {
 	*x = SpeechRecognitionAlternative{}
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[7]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +927,7 @@ func (x *SpeechRecognitionAlternative) String() string {
 func (*SpeechRecognitionAlternative) ProtoMessage() {}
 
 func (x *SpeechRecognitionAlternative) ProtoReflect() protoreflect.Message {
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[7]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +940,7 @@ func (x *SpeechRecognitionAlternative) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeechRecognitionAlternative.ProtoReflect.Descriptor instead.
 func (*SpeechRecognitionAlternative) Descriptor() ([]byte, []int) {
-	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{7}
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SpeechRecognitionAlternative) GetTranscript() string {
@@ -919,7 +976,7 @@ type WordInfo struct {
 
 func (x *WordInfo) Reset() {
 	*x = WordInfo{}
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[8]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +988,7 @@ func (x *WordInfo) String() string {
 func (*WordInfo) ProtoMessage() {}
 
 func (x *WordInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[8]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1001,7 @@ func (x *WordInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WordInfo.ProtoReflect.Descriptor instead.
 func (*WordInfo) Descriptor() ([]byte, []int) {
-	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{8}
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WordInfo) GetStartTime() *durationpb.Duration {
@@ -991,7 +1048,7 @@ type ServedBy struct {
 
 func (x *ServedBy) Reset() {
 	*x = ServedBy{}
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[9]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1060,7 @@ func (x *ServedBy) String() string {
 func (*ServedBy) ProtoMessage() {}
 
 func (x *ServedBy) ProtoReflect() protoreflect.Message {
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[9]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1073,7 @@ func (x *ServedBy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServedBy.ProtoReflect.Descriptor instead.
 func (*ServedBy) Descriptor() ([]byte, []int) {
-	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{9}
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ServedBy) GetModel() string {
@@ -1065,7 +1122,7 @@ type RecognizeRequest struct {
 
 func (x *RecognizeRequest) Reset() {
 	*x = RecognizeRequest{}
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[10]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1134,7 @@ func (x *RecognizeRequest) String() string {
 func (*RecognizeRequest) ProtoMessage() {}
 
 func (x *RecognizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[10]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1147,7 @@ func (x *RecognizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecognizeRequest.ProtoReflect.Descriptor instead.
 func (*RecognizeRequest) Descriptor() ([]byte, []int) {
-	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{10}
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecognizeRequest) GetConfig() *RecognitionConfig {
@@ -1121,7 +1178,7 @@ type RecognizeResponse struct {
 
 func (x *RecognizeResponse) Reset() {
 	*x = RecognizeResponse{}
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[11]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1190,7 @@ func (x *RecognizeResponse) String() string {
 func (*RecognizeResponse) ProtoMessage() {}
 
 func (x *RecognizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[11]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1203,7 @@ func (x *RecognizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecognizeResponse.ProtoReflect.Descriptor instead.
 func (*RecognizeResponse) Descriptor() ([]byte, []int) {
-	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{11}
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecognizeResponse) GetResults() []*SpeechRecognitionResult {
@@ -1189,7 +1246,7 @@ type SpeechRecognitionResult struct {
 
 func (x *SpeechRecognitionResult) Reset() {
 	*x = SpeechRecognitionResult{}
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[12]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1258,7 @@ func (x *SpeechRecognitionResult) String() string {
 func (*SpeechRecognitionResult) ProtoMessage() {}
 
 func (x *SpeechRecognitionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[12]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1271,7 @@ func (x *SpeechRecognitionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeechRecognitionResult.ProtoReflect.Descriptor instead.
 func (*SpeechRecognitionResult) Descriptor() ([]byte, []int) {
-	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{12}
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SpeechRecognitionResult) GetAlternatives() []*SpeechRecognitionAlternative {
@@ -1255,7 +1312,7 @@ type StreamingRecognitionConfig_VoiceActivityTimeout struct {
 
 func (x *StreamingRecognitionConfig_VoiceActivityTimeout) Reset() {
 	*x = StreamingRecognitionConfig_VoiceActivityTimeout{}
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[13]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1324,7 @@ func (x *StreamingRecognitionConfig_VoiceActivityTimeout) String() string {
 func (*StreamingRecognitionConfig_VoiceActivityTimeout) ProtoMessage() {}
 
 func (x *StreamingRecognitionConfig_VoiceActivityTimeout) ProtoReflect() protoreflect.Message {
-	mi := &file_chorus_v1_recognizer_proto_msgTypes[13]
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,6 +1350,79 @@ func (x *StreamingRecognitionConfig_VoiceActivityTimeout) GetSpeechStartTimeout(
 func (x *StreamingRecognitionConfig_VoiceActivityTimeout) GetSpeechEndTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.SpeechEndTimeout
+	}
+	return nil
+}
+
+type Pathway_Layer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The layer's checkpoint prefix, e.g. "model.encoder.layers.0".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Experts in the layer (E).
+	Experts int32 `protobuf:"varint,2,opt,name=experts,proto3" json:"experts,omitempty"`
+	// Tokens recorded (T).
+	Tokens int32 `protobuf:"varint,3,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	// T bitmasks of ceil(E/8) bytes each: bit e (little-endian within and across the
+	// bytes) is set when the token used expert e.
+	Masks         []byte `protobuf:"bytes,4,opt,name=masks,proto3" json:"masks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pathway_Layer) Reset() {
+	*x = Pathway_Layer{}
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pathway_Layer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pathway_Layer) ProtoMessage() {}
+
+func (x *Pathway_Layer) ProtoReflect() protoreflect.Message {
+	mi := &file_chorus_v1_recognizer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pathway_Layer.ProtoReflect.Descriptor instead.
+func (*Pathway_Layer) Descriptor() ([]byte, []int) {
+	return file_chorus_v1_recognizer_proto_rawDescGZIP(), []int{6, 0}
+}
+
+func (x *Pathway_Layer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Pathway_Layer) GetExperts() int32 {
+	if x != nil {
+		return x.Experts
+	}
+	return 0
+}
+
+func (x *Pathway_Layer) GetTokens() int32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *Pathway_Layer) GetMasks() []byte {
+	if x != nil {
+		return x.Masks
 	}
 	return nil
 }
@@ -1347,7 +1477,7 @@ const file_chorus_v1_recognizer_proto_rawDesc = "" +
 	"\bfinalize\x18\x03 \x01(\v2\x13.chorus.v1.FinalizeH\x00R\bfinalizeB\x13\n" +
 	"\x11streaming_request\"\n" +
 	"\n" +
-	"\bFinalize\"\x95\x04\n" +
+	"\bFinalize\"\xbd\x04\n" +
 	"\x1aStreamingRecognizeResponse\x12?\n" +
 	"\aresults\x18\x01 \x03(\v2%.chorus.v1.StreamingRecognitionResultR\aresults\x12a\n" +
 	"\x11speech_event_type\x18\x02 \x01(\x0e25.chorus.v1.StreamingRecognizeResponse.SpeechEventTypeR\x0fspeechEventType\x12E\n" +
@@ -1355,13 +1485,21 @@ const file_chorus_v1_recognizer_proto_rawDesc = "" +
 	"\x06is_eof\x18\x04 \x01(\bR\x05isEof\x120\n" +
 	"\tserved_by\x18\x05 \x01(\v2\x13.chorus.v1.ServedByR\bservedBy\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"\x9d\x01\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12,\n" +
+	"\apathway\x18\a \x01(\v2\x12.chorus.v1.PathwayR\apathway\"\x9d\x01\n" +
 	"\x0fSpeechEventType\x12\x1c\n" +
 	"\x18SPEECH_EVENT_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17END_OF_SINGLE_UTTERANCE\x10\x01\x12\x19\n" +
 	"\x15SPEECH_ACTIVITY_BEGIN\x10\x02\x12\x17\n" +
 	"\x13SPEECH_ACTIVITY_END\x10\x03\x12\x1b\n" +
-	"\x17SPEECH_ACTIVITY_TIMEOUT\x10\x04J\x04\b\a\x10\b\"\x9c\x03\n" +
+	"\x17SPEECH_ACTIVITY_TIMEOUT\x10\x04\"\xa0\x01\n" +
+	"\aPathway\x120\n" +
+	"\x06layers\x18\x01 \x03(\v2\x18.chorus.v1.Pathway.LayerR\x06layers\x1ac\n" +
+	"\x05Layer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aexperts\x18\x02 \x01(\x05R\aexperts\x12\x16\n" +
+	"\x06tokens\x18\x03 \x01(\x05R\x06tokens\x12\x14\n" +
+	"\x05masks\x18\x04 \x01(\fR\x05masks\"\x9c\x03\n" +
 	"\x1aStreamingRecognitionResult\x12K\n" +
 	"\falternatives\x18\x01 \x03(\v2'.chorus.v1.SpeechRecognitionAlternativeR\falternatives\x12\x19\n" +
 	"\bis_final\x18\x02 \x01(\bR\aisFinal\x12\x1c\n" +
@@ -1425,7 +1563,7 @@ func file_chorus_v1_recognizer_proto_rawDescGZIP() []byte {
 }
 
 var file_chorus_v1_recognizer_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_chorus_v1_recognizer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_chorus_v1_recognizer_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_chorus_v1_recognizer_proto_goTypes = []any{
 	(RecognitionConfig_AudioEncoding)(0),                    // 0: chorus.v1.RecognitionConfig.AudioEncoding
 	(RoutingConfig_Mode)(0),                                 // 1: chorus.v1.RoutingConfig.Mode
@@ -1436,52 +1574,56 @@ var file_chorus_v1_recognizer_proto_goTypes = []any{
 	(*StreamingRecognizeRequest)(nil),                       // 6: chorus.v1.StreamingRecognizeRequest
 	(*Finalize)(nil),                                        // 7: chorus.v1.Finalize
 	(*StreamingRecognizeResponse)(nil),                      // 8: chorus.v1.StreamingRecognizeResponse
-	(*StreamingRecognitionResult)(nil),                      // 9: chorus.v1.StreamingRecognitionResult
-	(*SpeechRecognitionAlternative)(nil),                    // 10: chorus.v1.SpeechRecognitionAlternative
-	(*WordInfo)(nil),                                        // 11: chorus.v1.WordInfo
-	(*ServedBy)(nil),                                        // 12: chorus.v1.ServedBy
-	(*RecognizeRequest)(nil),                                // 13: chorus.v1.RecognizeRequest
-	(*RecognizeResponse)(nil),                               // 14: chorus.v1.RecognizeResponse
-	(*SpeechRecognitionResult)(nil),                         // 15: chorus.v1.SpeechRecognitionResult
-	(*StreamingRecognitionConfig_VoiceActivityTimeout)(nil), // 16: chorus.v1.StreamingRecognitionConfig.VoiceActivityTimeout
-	(*durationpb.Duration)(nil),                             // 17: google.protobuf.Duration
+	(*Pathway)(nil),                                         // 9: chorus.v1.Pathway
+	(*StreamingRecognitionResult)(nil),                      // 10: chorus.v1.StreamingRecognitionResult
+	(*SpeechRecognitionAlternative)(nil),                    // 11: chorus.v1.SpeechRecognitionAlternative
+	(*WordInfo)(nil),                                        // 12: chorus.v1.WordInfo
+	(*ServedBy)(nil),                                        // 13: chorus.v1.ServedBy
+	(*RecognizeRequest)(nil),                                // 14: chorus.v1.RecognizeRequest
+	(*RecognizeResponse)(nil),                               // 15: chorus.v1.RecognizeResponse
+	(*SpeechRecognitionResult)(nil),                         // 16: chorus.v1.SpeechRecognitionResult
+	(*StreamingRecognitionConfig_VoiceActivityTimeout)(nil), // 17: chorus.v1.StreamingRecognitionConfig.VoiceActivityTimeout
+	(*Pathway_Layer)(nil),                                   // 18: chorus.v1.Pathway.Layer
+	(*durationpb.Duration)(nil),                             // 19: google.protobuf.Duration
 }
 var file_chorus_v1_recognizer_proto_depIdxs = []int32{
 	0,  // 0: chorus.v1.RecognitionConfig.encoding:type_name -> chorus.v1.RecognitionConfig.AudioEncoding
 	3,  // 1: chorus.v1.StreamingRecognitionConfig.config:type_name -> chorus.v1.RecognitionConfig
-	16, // 2: chorus.v1.StreamingRecognitionConfig.voice_activity_timeout:type_name -> chorus.v1.StreamingRecognitionConfig.VoiceActivityTimeout
+	17, // 2: chorus.v1.StreamingRecognitionConfig.voice_activity_timeout:type_name -> chorus.v1.StreamingRecognitionConfig.VoiceActivityTimeout
 	5,  // 3: chorus.v1.StreamingRecognitionConfig.routing:type_name -> chorus.v1.RoutingConfig
 	1,  // 4: chorus.v1.RoutingConfig.mode:type_name -> chorus.v1.RoutingConfig.Mode
 	4,  // 5: chorus.v1.StreamingRecognizeRequest.streaming_config:type_name -> chorus.v1.StreamingRecognitionConfig
 	7,  // 6: chorus.v1.StreamingRecognizeRequest.finalize:type_name -> chorus.v1.Finalize
-	9,  // 7: chorus.v1.StreamingRecognizeResponse.results:type_name -> chorus.v1.StreamingRecognitionResult
+	10, // 7: chorus.v1.StreamingRecognizeResponse.results:type_name -> chorus.v1.StreamingRecognitionResult
 	2,  // 8: chorus.v1.StreamingRecognizeResponse.speech_event_type:type_name -> chorus.v1.StreamingRecognizeResponse.SpeechEventType
-	17, // 9: chorus.v1.StreamingRecognizeResponse.speech_event_time:type_name -> google.protobuf.Duration
-	12, // 10: chorus.v1.StreamingRecognizeResponse.served_by:type_name -> chorus.v1.ServedBy
-	10, // 11: chorus.v1.StreamingRecognitionResult.alternatives:type_name -> chorus.v1.SpeechRecognitionAlternative
-	17, // 12: chorus.v1.StreamingRecognitionResult.result_end_time:type_name -> google.protobuf.Duration
-	17, // 13: chorus.v1.StreamingRecognitionResult.result_start_time:type_name -> google.protobuf.Duration
-	11, // 14: chorus.v1.SpeechRecognitionAlternative.words:type_name -> chorus.v1.WordInfo
-	17, // 15: chorus.v1.WordInfo.start_time:type_name -> google.protobuf.Duration
-	17, // 16: chorus.v1.WordInfo.end_time:type_name -> google.protobuf.Duration
-	3,  // 17: chorus.v1.RecognizeRequest.config:type_name -> chorus.v1.RecognitionConfig
-	15, // 18: chorus.v1.RecognizeResponse.results:type_name -> chorus.v1.SpeechRecognitionResult
-	12, // 19: chorus.v1.RecognizeResponse.served_by:type_name -> chorus.v1.ServedBy
-	17, // 20: chorus.v1.RecognizeResponse.total_audio_time:type_name -> google.protobuf.Duration
-	10, // 21: chorus.v1.SpeechRecognitionResult.alternatives:type_name -> chorus.v1.SpeechRecognitionAlternative
-	17, // 22: chorus.v1.SpeechRecognitionResult.result_start_time:type_name -> google.protobuf.Duration
-	17, // 23: chorus.v1.SpeechRecognitionResult.result_end_time:type_name -> google.protobuf.Duration
-	17, // 24: chorus.v1.StreamingRecognitionConfig.VoiceActivityTimeout.speech_start_timeout:type_name -> google.protobuf.Duration
-	17, // 25: chorus.v1.StreamingRecognitionConfig.VoiceActivityTimeout.speech_end_timeout:type_name -> google.protobuf.Duration
-	6,  // 26: chorus.v1.Recognizer.StreamingRecognize:input_type -> chorus.v1.StreamingRecognizeRequest
-	13, // 27: chorus.v1.Recognizer.Recognize:input_type -> chorus.v1.RecognizeRequest
-	8,  // 28: chorus.v1.Recognizer.StreamingRecognize:output_type -> chorus.v1.StreamingRecognizeResponse
-	14, // 29: chorus.v1.Recognizer.Recognize:output_type -> chorus.v1.RecognizeResponse
-	28, // [28:30] is the sub-list for method output_type
-	26, // [26:28] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	19, // 9: chorus.v1.StreamingRecognizeResponse.speech_event_time:type_name -> google.protobuf.Duration
+	13, // 10: chorus.v1.StreamingRecognizeResponse.served_by:type_name -> chorus.v1.ServedBy
+	9,  // 11: chorus.v1.StreamingRecognizeResponse.pathway:type_name -> chorus.v1.Pathway
+	18, // 12: chorus.v1.Pathway.layers:type_name -> chorus.v1.Pathway.Layer
+	11, // 13: chorus.v1.StreamingRecognitionResult.alternatives:type_name -> chorus.v1.SpeechRecognitionAlternative
+	19, // 14: chorus.v1.StreamingRecognitionResult.result_end_time:type_name -> google.protobuf.Duration
+	19, // 15: chorus.v1.StreamingRecognitionResult.result_start_time:type_name -> google.protobuf.Duration
+	12, // 16: chorus.v1.SpeechRecognitionAlternative.words:type_name -> chorus.v1.WordInfo
+	19, // 17: chorus.v1.WordInfo.start_time:type_name -> google.protobuf.Duration
+	19, // 18: chorus.v1.WordInfo.end_time:type_name -> google.protobuf.Duration
+	3,  // 19: chorus.v1.RecognizeRequest.config:type_name -> chorus.v1.RecognitionConfig
+	16, // 20: chorus.v1.RecognizeResponse.results:type_name -> chorus.v1.SpeechRecognitionResult
+	13, // 21: chorus.v1.RecognizeResponse.served_by:type_name -> chorus.v1.ServedBy
+	19, // 22: chorus.v1.RecognizeResponse.total_audio_time:type_name -> google.protobuf.Duration
+	11, // 23: chorus.v1.SpeechRecognitionResult.alternatives:type_name -> chorus.v1.SpeechRecognitionAlternative
+	19, // 24: chorus.v1.SpeechRecognitionResult.result_start_time:type_name -> google.protobuf.Duration
+	19, // 25: chorus.v1.SpeechRecognitionResult.result_end_time:type_name -> google.protobuf.Duration
+	19, // 26: chorus.v1.StreamingRecognitionConfig.VoiceActivityTimeout.speech_start_timeout:type_name -> google.protobuf.Duration
+	19, // 27: chorus.v1.StreamingRecognitionConfig.VoiceActivityTimeout.speech_end_timeout:type_name -> google.protobuf.Duration
+	6,  // 28: chorus.v1.Recognizer.StreamingRecognize:input_type -> chorus.v1.StreamingRecognizeRequest
+	14, // 29: chorus.v1.Recognizer.Recognize:input_type -> chorus.v1.RecognizeRequest
+	8,  // 30: chorus.v1.Recognizer.StreamingRecognize:output_type -> chorus.v1.StreamingRecognizeResponse
+	15, // 31: chorus.v1.Recognizer.Recognize:output_type -> chorus.v1.RecognizeResponse
+	30, // [30:32] is the sub-list for method output_type
+	28, // [28:30] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_chorus_v1_recognizer_proto_init() }
@@ -1500,7 +1642,7 @@ func file_chorus_v1_recognizer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chorus_v1_recognizer_proto_rawDesc), len(file_chorus_v1_recognizer_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

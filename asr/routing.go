@@ -1,0 +1,89 @@
+package asr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/nn"
+)
+
+// RoutingChoice is a request's choice of router for a mixture-of-experts variant: which
+// router, how many experts per layer, per token or per request. The zero value is the dense
+// model, which every variant honours.
+type RoutingChoice struct {
+	// Router is "" or "dense" (every expert), "random", "mlp" (the variant's learned
+	// routers) or "oracle" (the experts with the most activation mass: an upper bound that
+	// saves no compute).
+	Router string
+	// K is the experts each layer runs; when 0, Fraction of each layer's experts (rounded,
+	// at least 1) is used.
+	K        int
+	Fraction float64
+	// PerRequest fixes one expert subset per layer for the whole request (chosen on its
+	// first call of the layer) instead of choosing per token.
+	PerRequest bool
+	// Seed seeds the random router.
+	Seed uint64
+	// Pathway records which experts each token used.
+	Pathway bool
+}
+
+// Dense reports whether the choice is the dense model.
+func (c RoutingChoice) Dense() bool { return c.Router == "" || c.Router == "dense" }
+
+// ErrRouting is wrapped by errors for routing choices a variant cannot honour (a dense
+// variant asked for experts, an unknown router, k out of range); servers map it to
+// INVALID_ARGUMENT.
+var ErrRouting = errors.New("routing")
+
+// Experts is the expert side of a mixture-of-experts variant: its feed-forward blocks split
+// into experts and its learned routers, immutable and shared by every stream. The package
+// experts/moe implements it and registers its builder (RegisterExperts), which keeps asr
+// below the experts package.
+type Experts interface {
+	// Routing returns a new routing for one stream, or an error wrapping ErrRouting when
+	// the variant cannot honour c.
+	Routing(c RoutingChoice) (whisper.Routing, error)
+}
+
+// ExpertsBuilder builds a variant's Experts from its config.json "experts" entry and its
+// checkpoint (which holds the router weights).
+type ExpertsBuilder func(v *Variant, layout json.RawMessage, src nn.Source) (Experts, error)
+
+var (
+	expertsMu      sync.Mutex
+	expertsBuilder ExpertsBuilder
+)
+
+// RegisterExperts installs the builder Open uses for variants with an expert layout; the
+// experts/moe package calls it from init. A second registration panics.
+func RegisterExperts(b ExpertsBuilder) {
+	expertsMu.Lock()
+	defer expertsMu.Unlock()
+	if expertsBuilder != nil {
+		panic("asr: experts builder registered twice")
+	}
+	expertsBuilder = b
+}
+
+func registeredExperts() ExpertsBuilder {
+	expertsMu.Lock()
+	defer expertsMu.Unlock()
+	return expertsBuilder
+}
+
+// Routing returns a routing for one stream of v under c: nil for the dense choice on a dense
+// variant (the model's own path, at no cost), an error wrapping ErrRouting for a choice v
+// cannot honour.
+func (v *Variant) Routing(c RoutingChoice) (whisper.Routing, error) {
+	if v.Experts == nil {
+		if c.Dense() {
+			return nil, nil // a dense model has no pathway to record
+		}
+		return nil, fmt.Errorf("%w: model %s is dense: router %q needs a variant split into experts (chorus moe)", ErrRouting, v.Name, c.Router)
+	}
+	return v.Experts.Routing(c)
+}

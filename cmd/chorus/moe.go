@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/defaultmodel"
+	"github.com/chorus-asr/chorus/experts"
+	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/moefy"
+	"github.com/spf13/cobra"
+)
+
+func moeCmd() *cobra.Command {
+	var (
+		model, out, method, manifest string
+		nExperts, hidden, limit      int
+		maxTokens, epochs            int
+		seed                         uint64
+		f16, compress                bool
+	)
+	cmd := &cobra.Command{
+		Use:   "moe --model M --out DIR [--manifest F | files…]",
+		Short: "MoE-fy a ReLU model: record FFN activations on speech, split each FFN into experts, train MLP routers, write the variant",
+		RunE: func(cmd *cobra.Command, files []string) error {
+			if out == "" {
+				return fmt.Errorf("--out is required")
+			}
+			if (manifest == "") == (len(files) == 0) {
+				return fmt.Errorf("give --manifest or audio files (not both)")
+			}
+			m := map[string]string{"coact": experts.MethodCoActivation, "coactivation": experts.MethodCoActivation, "kmeans": experts.MethodKMeans}[method]
+			if m == "" {
+				return fmt.Errorf("--method %q: want coact or kmeans", method)
+			}
+			v, err := openModelOrDefault(model, false)
+			if err != nil {
+				return err
+			}
+			var clips []moefy.Clip
+			if manifest != "" {
+				man, err := data.ReadManifest(manifest, data.ReadOptions{Report: func(e *data.LineError) { fmt.Fprintln(os.Stderr, e) }})
+				if err != nil {
+					return err
+				}
+				for _, e := range man.Entries {
+					if limit > 0 && len(clips) == limit {
+						break
+					}
+					x, err := audio.Load16kMono(e.Path(man.Dir))
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", e.AudioFilepath, err)
+						continue
+					}
+					clips = append(clips, moefy.Clip{Samples: x, Text: e.Text})
+				}
+			} else {
+				for _, f := range files {
+					x, err := audio.Load16kMono(f)
+					if err != nil {
+						return err
+					}
+					clips = append(clips, moefy.Clip{Samples: x})
+				}
+			}
+			start := time.Now()
+			bar := newBar("record")
+			rec, err := moefy.Record(cmd.Context(), v, clips, maxTokens, bar)
+			if err != nil {
+				return err
+			}
+			o := moefy.Options{Experts: nExperts, Method: m, RouterHidden: hidden, Epochs: epochs, Seed: seed}
+			res, err := moefy.Build(v, rec, o, newBar("split+route"))
+			if err != nil {
+				return err
+			}
+			parent := model
+			if parent == "" {
+				parent = defaultmodel.Name
+			}
+			card := map[string]any{
+				"name": filepath.Base(filepath.Clean(out)), "parent": parent, "kind": "moe",
+				"recipe": map[string]any{"method": m, "experts": nExperts, "router_hidden": hidden, "epochs": epochs,
+					"seed": seed, "max_tokens": maxTokens, "clips": len(clips), "manifest": manifest},
+				"data":    map[string]any{"clips": rec.Clips, "tokens_per_layer": rec.Tokens},
+				"routers": res.Reports,
+				"wall_s":  time.Since(start).Seconds(),
+			}
+			if err := moefy.Save(out, v, res, card, moefy.SaveOptions{F16: f16, Compress: compress}); err != nil {
+				return err
+			}
+			fmt.Printf("%-24s %7s %6s %7s %7s %7s\n", "layer", "tokens", "k", "recall", "random", "mass")
+			for _, r := range res.Reports {
+				fmt.Printf("%-24s %7d %6d %7.3f %7.3f %7.3f\n", r.Name, r.Tokens, r.K, r.Recall, r.RandomRecall, r.MassShare)
+			}
+			b, _ := json.Marshal(map[string]any{"out": out, "wall_s": time.Since(start).Seconds()})
+			fmt.Println(string(b))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&model, "model", "", "dense ReLU model folder (default: the embedded default model)")
+	f.StringVar(&out, "out", "", "variant folder to write")
+	f.IntVar(&nExperts, "experts", 16, "experts per feed-forward layer")
+	f.StringVar(&method, "method", "coact", "partitioning: coact (co-activation clustering) or kmeans (fc1 weight rows)")
+	f.IntVar(&hidden, "router-hidden", 64, "hidden units of each MLP router")
+	f.StringVar(&manifest, "manifest", "", "JSON-lines manifest whose audio and transcripts are recorded")
+	f.IntVar(&limit, "limit", 300, "first N utterances of the manifest (0: all)")
+	f.IntVar(&maxTokens, "max-tokens", 20000, "recorded tokens per layer at most")
+	f.IntVar(&epochs, "epochs", 40, "router training epochs")
+	f.Uint64Var(&seed, "seed", 1, "seed of the partitioning and router training")
+	f.BoolVar(&f16, "f16", true, "store the model's matrices in half precision (routers stay float32)")
+	f.BoolVar(&compress, "compress", true, "write model.safetensors.zst")
+	return cmd
+}
+
+// newBar returns a progress callback drawing a bar on stderr.
+func newBar(label string) func(done, total int) {
+	return func(done, total int) {
+		const width = 30
+		n := width * done / max(1, total)
+		fmt.Fprintf(os.Stderr, "\r%-12s [%-*s] %d/%d", label, width, strings.Repeat("#", n), done, total)
+		if done == total {
+			fmt.Fprintln(os.Stderr)
+		}
+	}
+}

@@ -1,0 +1,180 @@
+// Package moe runs Whisper variants whose feed-forward blocks are split into experts
+// (MoEfication): it builds a variant's expert side from the "experts" layout of its
+// config.json (asr.Experts, registered with asr so that asr.Open loads such variants) and
+// makes per-stream routings (whisper.Routing) that run only the experts a router picks, time
+// the blocks and record the activation pathway.
+//
+// It sits between the experts package, which knows nothing of Whisper, and the model, which
+// knows only the whisper.Routing interface (DESIGN: experts → asr). Programs that open MoE
+// variants import it (blank import is enough).
+package moe
+
+// Shapes: x [T, C] a block's input, E experts per layer, K selected per token.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/experts"
+	"github.com/chorus-asr/chorus/nn"
+)
+
+func init() { asr.RegisterExperts(build) }
+
+func build(v *asr.Variant, raw json.RawMessage, src nn.Source) (asr.Experts, error) {
+	l, err := experts.ParseLayout(raw)
+	if err != nil {
+		return nil, err
+	}
+	return New(v.Model, l, src)
+}
+
+// Set is a model's feed-forward blocks as experts plus its learned routers: immutable and
+// shared by every stream, like the model.
+type Set struct {
+	Layout *experts.ExpertLayout
+	FFNs   []*experts.FFN // per block, indexed by whisper.MLP.Layer: the model's weights split
+	MLP    *experts.MLP   // learned routers; nil entries for layers without one
+	E      []int          // experts per layer
+}
+
+// MLPs lists m's feed-forward blocks in layer order (whisper.MLP.Layer): encoder, then
+// decoder.
+func MLPs(m *whisper.Model) []*whisper.MLP {
+	var out []*whisper.MLP
+	for i := range m.Encoder.Layers {
+		out = append(out, &m.Encoder.Layers[i].MLP)
+	}
+	for i := range m.Decoder.Layers {
+		out = append(out, &m.Decoder.Layers[i].MLP)
+	}
+	return out
+}
+
+// LayerName is the checkpoint prefix of block layer of a model with enc encoder layers, the
+// name an expert layout gives it.
+func LayerName(layer, enc int) string {
+	if layer < enc {
+		return fmt.Sprintf("model.encoder.layers.%d", layer)
+	}
+	return fmt.Sprintf("model.decoder.layers.%d", layer-enc)
+}
+
+// New splits m's blocks as l declares (the stored weights are already permuted, so the
+// blocks are taken as they are) and loads the declared routers from src (nil: none). The
+// layout must list every block in layer order; the model must use ReLU, which the sparse
+// kernel assumes.
+func New(m *whisper.Model, l *experts.ExpertLayout, src nn.Source) (*Set, error) {
+	if a := m.Dims.Activation; a != "relu" {
+		return nil, fmt.Errorf("experts need a ReLU model, this one uses %q (ReLU-fy it first)", a)
+	}
+	mlps := MLPs(m)
+	if len(l.Layers) != len(mlps) {
+		return nil, fmt.Errorf("layout has %d layers, the model %d feed-forward blocks", len(l.Layers), len(mlps))
+	}
+	s := &Set{Layout: l, FFNs: make([]*experts.FFN, len(mlps)), E: make([]int, len(mlps))}
+	enc := len(m.Encoder.Layers)
+	routers := false
+	for i, mlp := range mlps {
+		ly := &l.Layers[i]
+		if want := LayerName(i, enc); ly.Name != want {
+			return nil, fmt.Errorf("layout layer %d is %q, want %q", i, ly.Name, want)
+		}
+		if ly.Neurons != mlp.FC1.Out {
+			return nil, fmt.Errorf("layout layer %s has %d neurons, the model %d", ly.Name, ly.Neurons, mlp.FC1.Out)
+		}
+		f, err := experts.FromLinear(&mlp.FC1, &mlp.FC2, ly.Experts)
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", ly.Name, err)
+		}
+		f.Layer = i
+		s.FFNs[i], s.E[i] = f, ly.Experts
+		routers = routers || ly.Router != nil
+	}
+	s.MLP = &experts.MLP{Layers: make([]*experts.MLPLayer, len(mlps))}
+	if routers && src != nil {
+		if m.Dims.NAudioState != m.Dims.NTextState {
+			return nil, fmt.Errorf("routers need one width, encoder %d and decoder %d differ", m.Dims.NAudioState, m.Dims.NTextState)
+		}
+		r, err := experts.LoadRouters(l, src, m.Dims.NAudioState)
+		if err != nil {
+			return nil, err
+		}
+		s.MLP = r
+	}
+	return s, nil
+}
+
+// Routers are the router names a choice may use.
+var Routers = []string{"dense", "random", "mlp", "oracle"}
+
+// K is the experts per layer a choice runs: c.K, or c.Fraction of e rounded (at least 1).
+// The result is not range-checked (Router does that).
+func K(c asr.RoutingChoice, e int) int {
+	if c.K != 0 || c.Fraction == 0 {
+		return c.K
+	}
+	return max(1, int(math.Round(c.Fraction*float64(e))))
+}
+
+// Router builds the router c names: dense for "" and "dense"; otherwise top-k of a random,
+// MLP or oracle scorer, pinned per request in per-request mode (a fresh value each call, as
+// the pinned router holds a request's subsets). Errors wrap asr.ErrRouting.
+func (s *Set) Router(c asr.RoutingChoice) (experts.Router, error) {
+	if c.Dense() {
+		return experts.Dense{E: s.E}, nil
+	}
+	for _, e := range s.E[1:] {
+		if e != s.E[0] {
+			return nil, fmt.Errorf("%w: router %q needs the same expert count in every layer (%v)", asr.ErrRouting, c.Router, s.E)
+		}
+	}
+	if c.Fraction < 0 || c.Fraction > 1 || math.IsNaN(c.Fraction) {
+		return nil, fmt.Errorf("%w: fraction %g outside (0, 1]", asr.ErrRouting, c.Fraction)
+	}
+	var sc experts.Scorer
+	switch c.Router {
+	case "random":
+		sc = experts.Random{Seed: c.Seed, E: s.E}
+	case "mlp":
+		for i, r := range s.MLP.Layers {
+			if r == nil {
+				return nil, fmt.Errorf("%w: router \"mlp\": the variant has no learned router for %s", asr.ErrRouting, s.Layout.Layers[i].Name)
+			}
+		}
+		sc = s.MLP
+	case "oracle":
+		sc = experts.Oracle{FFNs: s.FFNs}
+	default:
+		return nil, fmt.Errorf("%w: unknown router %q (want one of %s)", asr.ErrRouting, c.Router, strings.Join(Routers, ", "))
+	}
+	k := K(c, s.E[0])
+	if k == 0 {
+		return nil, fmt.Errorf("%w: router %q needs a fraction in (0, 1] or an expert count in 1…%d", asr.ErrRouting, c.Router, s.E[0])
+	}
+	mode := experts.PerToken
+	if c.PerRequest {
+		mode = experts.PerRequest
+	}
+	tk, err := experts.NewTopK(sc, k, mode, len(s.E))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", asr.ErrRouting, err)
+	}
+	if c.PerRequest {
+		return experts.NewPinned(tk), nil
+	}
+	return tk, nil
+}
+
+// Routing implements asr.Experts: a new per-stream routing for c.
+func (s *Set) Routing(c asr.RoutingChoice) (whisper.Routing, error) {
+	r, err := s.Router(c)
+	if err != nil {
+		return nil, err
+	}
+	return s.NewRouting(r, c.Pathway), nil
+}

@@ -1,0 +1,183 @@
+package moefy
+
+import (
+	"context"
+	"errors"
+	"math"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/defaultmodel"
+	"github.com/chorus-asr/chorus/experts"
+	"github.com/chorus-asr/chorus/experts/moe"
+)
+
+const refText = "the quick brown fox jumps over the lazy dog while the band plays a slow song about rivers, mountains and the long road home"
+
+var (
+	fixtureOnce sync.Once
+	fixDense    *asr.Variant
+	fixMoE      *asr.Variant
+	fixRef      []float32
+	fixErr      error
+)
+
+// fixture MoE-fies the embedded default model (E = 16, k-means split, routers trained
+// briefly on crops of testdata ref.wav), saves it and opens the saved folder, once.
+func fixture(t *testing.T) (dense, moeV *asr.Variant, ref []float32) {
+	t.Helper()
+	fixtureOnce.Do(func() {
+		dir := filepath.Join(t.TempDir(), "moe")
+		fixDense, fixErr = defaultmodel.Open(asr.OpenOptions{})
+		if fixErr != nil {
+			return
+		}
+		fixRef, fixErr = audio.Load16kMono(filepath.Join("..", "..", "testdata", "audio", "ref.wav"))
+		if fixErr != nil {
+			return
+		}
+		var clips []Clip
+		for off := range 4 {
+			clips = append(clips, Clip{Samples: fixRef[off*4000 : off*4000+2*16000], Text: refText})
+		}
+		rec, err := Record(context.Background(), fixDense, clips, 0, nil)
+		if err != nil {
+			fixErr = err
+			return
+		}
+		res, err := Build(fixDense, rec, Options{Experts: 16, Method: experts.MethodKMeans, RouterHidden: 16, Epochs: 3, Seed: 1}, nil)
+		if err != nil {
+			fixErr = err
+			return
+		}
+		if fixErr = Save(dir, fixDense, res, map[string]any{"parent": "chorus-micro"}, SaveOptions{}); fixErr != nil {
+			return
+		}
+		fixMoE, fixErr = asr.Open(dir, asr.OpenOptions{})
+	})
+	if fixErr != nil {
+		t.Fatal(fixErr)
+	}
+	return fixDense, fixMoE, fixRef
+}
+
+// logitsOf encodes samples (content window) and teacher-forces text, returning the
+// features and all logits, under routing rt.
+func logitsOf(t *testing.T, v *asr.Variant, samples []float32, c asr.RoutingChoice) ([]float32, []float32, *moe.Routing) {
+	t.Helper()
+	rt, err := v.Routing(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := v.Model.NewState(1)
+	st.SetRouting(rt)
+	feats := st.Encode(Window(samples, v.Model.Dims.NMels, true))
+	sot, _ := v.Tokenizer.SOTSequence("en", "transcribe", false)
+	toks := append(sot, v.Tokenizer.Encode(" "+refText)...)
+	logits := st.AllLogits(0, toks)
+	mr, _ := rt.(*moe.Routing)
+	return feats.Data, logits.Data, mr
+}
+
+func maxDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var d float64
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return d
+}
+
+// TestMoEVariantDenseIdentity: the saved MoE variant loads with its experts; run with no
+// routing, with the dense router, or with every expert selected by the oracle, its permuted
+// blocks give the original model's features and logits within 1e-5 (the permutation only
+// reorders a sum), while a sparse router changes them (the test could fail).
+func TestMoEVariantDenseIdentity(t *testing.T) {
+	dense, mv, ref := fixture(t)
+	if mv.Experts == nil {
+		t.Fatal("MoE variant loaded without experts")
+	}
+	samples := ref[:3*16000]
+	wantF, wantL, _ := logitsOf(t, dense, samples, asr.RoutingChoice{})
+	for _, c := range []asr.RoutingChoice{{}, {Router: "dense"}, {Router: "oracle", K: 16}, {Router: "mlp", Fraction: 1}} {
+		gotF, gotL, _ := logitsOf(t, mv, samples, c)
+		if d := maxDiff(gotF, wantF); d > 1e-5 {
+			t.Errorf("%+v: features differ by %.3g", c, d)
+		}
+		if d := maxDiff(gotL, wantL); d > 1e-5 {
+			t.Errorf("%+v: logits differ by %.3g", c, d)
+		}
+	}
+	_, sparse, _ := logitsOf(t, mv, samples, asr.RoutingChoice{Router: "mlp", K: 4})
+	if d := maxDiff(sparse, wantL); d < 1e-3 {
+		t.Errorf("mlp:4 logits equal the dense ones (diff %.3g): the sparse path did not run", d)
+	}
+}
+
+// TestPathwayShape: a recorded pathway has every layer, the encoder layers one token per
+// frame and the decoder layers one per fed token, each using exactly k experts; the
+// routing's work counters agree.
+func TestPathwayShape(t *testing.T) {
+	_, mv, ref := fixture(t)
+	for _, c := range []asr.RoutingChoice{{Router: "random", K: 4, Seed: 3}, {Router: "mlp", Fraction: 0.25, PerRequest: true}, {Router: "oracle", K: 2}, {Router: "dense"}} {
+		c.Pathway = true
+		feats, _, rt := logitsOf(t, mv, ref[:2*16000], c)
+		p := rt.Pathway()
+		frames := len(feats) / mv.Model.Dims.NAudioState
+		enc, layers := len(mv.Model.Encoder.Layers), len(moe.MLPs(mv.Model))
+		k := moe.K(c, 16)
+		if c.Router == "dense" {
+			k = 16
+		}
+		if len(p.Layers) != layers {
+			t.Fatalf("%s: %d layers recorded, want %d", rt.Name(), len(p.Layers), layers)
+		}
+		var sum int64
+		for i, lp := range p.Layers {
+			if i < enc && lp.Tokens != frames {
+				t.Errorf("%s %s: %d tokens, want %d frames", rt.Name(), lp.Name, lp.Tokens, frames)
+			}
+			if i >= enc && lp.Tokens != p.Layers[enc].Tokens {
+				t.Errorf("%s %s: %d tokens, decoder layer 0 %d", rt.Name(), lp.Name, lp.Tokens, p.Layers[enc].Tokens)
+			}
+			for tok := range lp.Tokens {
+				if n := len(lp.Experts(tok)); n != k {
+					t.Fatalf("%s %s token %d used %d experts, want %d", rt.Name(), lp.Name, tok, n, k)
+				}
+			}
+			sum += int64(lp.Tokens * k)
+		}
+		if used, all := rt.Work(); used != sum || all != sum*16/int64(k) {
+			t.Errorf("%s: work %d of %d, pathway says %d of %d", rt.Name(), used, all, sum, sum*16/int64(k))
+		}
+	}
+}
+
+// TestRoutingRejects: choices the variant cannot honour are errors wrapping asr.ErrRouting,
+// on the MoE variant and on the dense model alike.
+func TestRoutingRejects(t *testing.T) {
+	dense, mv, _ := fixture(t)
+	for _, tc := range []struct {
+		v *asr.Variant
+		c asr.RoutingChoice
+	}{
+		{mv, asr.RoutingChoice{Router: "lstm", K: 4}},
+		{mv, asr.RoutingChoice{Router: "mlp", K: 17}},
+		{mv, asr.RoutingChoice{Router: "mlp", K: -1}},
+		{mv, asr.RoutingChoice{Router: "random"}},
+		{mv, asr.RoutingChoice{Router: "oracle", Fraction: 1.5}},
+		{dense, asr.RoutingChoice{Router: "mlp", K: 4}},
+	} {
+		if _, err := tc.v.Routing(tc.c); !errors.Is(err, asr.ErrRouting) {
+			t.Errorf("%s %+v: %v, want ErrRouting", tc.v.Name, tc.c, err)
+		}
+	}
+	if rt, err := dense.Routing(asr.RoutingChoice{Router: "dense", Pathway: true}); rt != nil || err != nil {
+		t.Errorf("dense model, dense router: %v, %v", rt, err)
+	}
+}
