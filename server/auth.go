@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -12,9 +13,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// adminPrefix is the full-method prefix of the admin service, the only one that needs the
+// adminPrefixes are the full-method prefixes of the admin services, the ones that need the
 // bearer token.
-const adminPrefix = "/chorus.v1.Models/"
+var adminPrefixes = []string{"/chorus.v1.Models/", "/chorus.v1.Experiments/"}
 
 // bearerAuth checks "authorization: Bearer <token>" on admin calls. The token is compared as
 // a SHA-256 digest in constant time, so neither its length nor its prefix leaks through
@@ -32,7 +33,7 @@ func newBearerAuth(token string) bearerAuth {
 }
 
 func (a bearerAuth) check(ctx context.Context, method string) error {
-	if !strings.HasPrefix(method, adminPrefix) {
+	if !slices.ContainsFunc(adminPrefixes, func(p string) bool { return strings.HasPrefix(method, p) }) {
 		return nil
 	}
 	if !a.set {

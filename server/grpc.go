@@ -47,6 +47,7 @@ func (s *Server) newGRPC() (*grpc.Server, *health.Server, error) {
 	if s.cfg.Admin != nil {
 		chorusv1.RegisterModelsServer(gs, s.cfg.Admin)
 	}
+	chorusv1.RegisterExperimentsServer(gs, s.experiments)
 	hs := health.NewServer()
 	// Not serving until the models are warm; ServeListeners flips it.
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

@@ -303,13 +303,28 @@ func (s *Server) openStream(ctx context.Context, cfg streamConfig, sink response
 		}
 		return nil, nil, status.Errorf(codes.ResourceExhausted, "server at its limit of %d concurrent streams; retry later", s.cfg.MaxStreams)
 	}
+	arm, shadow, err := s.joinExperiment(&cfg)
+	if err != nil {
+		s.streams.leave()
+		return nil, nil, err
+	}
+	if arm != nil {
+		arm.active.Add(1)
+	}
+	leaveArm := func() {
+		if arm != nil {
+			arm.active.Add(-1)
+		}
+	}
 	lease, err := s.acquire(ctx, cfg.model, cfg.variant)
 	if err != nil {
+		leaveArm()
 		s.streams.leave()
 		return nil, nil, err
 	}
 	fail := func(err error) (*streamWorker, func(), error) {
 		lease.Release()
+		leaveArm()
 		s.streams.leave()
 		return nil, nil, err
 	}
@@ -322,13 +337,24 @@ func (s *Server) openStream(ctx context.Context, cfg streamConfig, sink response
 	}
 	w = &streamWorker{
 		s: s, st: sink, cfg: cfg, sess: sess, served: servedByRouting(lease.Model, sess.Routing()), lease: lease.Model,
-		log: s.log.With("request_id", cfg.requestID, "model", lease.Model.Name, "variant", lease.Model.Variant),
+		log:     s.log.With("request_id", cfg.requestID, "model", lease.Model.Name, "variant", lease.Model.Variant),
+		arm:     arm,
+		shadow:  shadow,
+		variant: lease.Variant,
+	}
+	if arm != nil {
+		w.served.Arm = arm.name
+		w.log = w.log.With("experiment", arm.exp.spec.GetName(), "arm", arm.name, "shadow", shadow)
 	}
 	s.metrics.streamOpened(lease.Model)
 	return w, func() {
 		s.metrics.streamClosed(lease.Model)
 		s.metrics.routing.streamDone(lease.Model, sess.Routing())
+		if arm != nil {
+			arm.done(s.experiments, samplesToDuration(w.samples).Seconds(), w.compute.Seconds(), sess.Routing())
+		}
 		lease.Release()
+		leaveArm()
 		s.streams.leave()
 	}, nil
 }
@@ -342,6 +368,14 @@ type streamWorker struct {
 	served *chorusv1.ServedBy
 	lease  ModelInfo
 	log    *slog.Logger
+
+	// Live experiment: the stream's arm (nil outside one) and, for a shadow-decoded stream,
+	// its recent audio, the variant and a dense transcriber to decode finals again.
+	arm     *arm
+	shadow  bool
+	variant *asr.Variant
+	recent  recentAudio
+	shadowT *asr.Transcriber
 
 	samples      int64         // 16-kHz samples received
 	arrivals     []arrival     // when recent audio arrived, for latency figures; oldest first
@@ -451,6 +485,9 @@ func (w *streamWorker) write(ctx context.Context, it item) (end bool, err error)
 	w.arrivals = append(w.arrivals, arrival{end: w.samples, at: it.at})
 	if len(w.arrivals) > 4096 { // keep the last few minutes of 50-ms chunks
 		w.arrivals = append(w.arrivals[:0], w.arrivals[len(w.arrivals)-2048:]...)
+	}
+	if w.shadow {
+		w.recent.add(it.samples)
 	}
 	const piece = 5 * samplesPerSecond
 	for x := it.samples; len(x) > 0; {
@@ -572,6 +609,9 @@ func (w *streamWorker) send(ctx context.Context, evs []stream.Event) (end bool, 
 			}
 			if at := w.arrivedAt(speechEnd); !at.IsZero() {
 				w.s.metrics.finalLatency(w.lease, now.Sub(at).Seconds())
+				if w.arm != nil {
+					w.arm.final(w.s.experiments, now.Sub(at).Seconds())
+				}
 			}
 			if w.cfg.single {
 				if err := w.sendResp(&chorusv1.StreamingRecognizeResponse{
@@ -595,6 +635,14 @@ func (w *streamWorker) send(ctx context.Context, evs []stream.Event) (end bool, 
 				LanguageCode:    ev.Language,
 			}}, Pathway: w.finalPathway()}); err != nil {
 				return true, err
+			}
+			if w.shadow {
+				if err := w.shadowDecode(ctx, ev.Start, ev.End, ev.Text); err != nil {
+					if ctx.Err() != nil {
+						return true, status.FromContextError(ctx.Err()).Err()
+					}
+					w.log.Warn("shadow decoding failed", "err", err) // the arm's stream goes on
+				}
 			}
 			if w.cfg.single {
 				return true, w.sendEOF()

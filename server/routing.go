@@ -26,8 +26,8 @@ func routingChoice(r *chorusv1.RoutingConfig) (asr.RoutingChoice, error) {
 	c.Router, c.Seed, c.Pathway = r.GetRouter(), r.GetSeed(), r.GetReturnPathway()
 	switch c.Router {
 	case "", "dense", "random", "mlp", "oracle":
-	case "experiment":
-		return c, status.Error(codes.InvalidArgument, "routing.router \"experiment\": this server runs no live experiment; name a router (dense, random, mlp, oracle)")
+	case "experiment": // the live experiment assigns the routing (joinExperiment)
+		return c, nil
 	default:
 		return c, status.Errorf(codes.InvalidArgument, "routing.router %q: unknown router; want dense, random, mlp or oracle", c.Router)
 	}

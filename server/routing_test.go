@@ -35,7 +35,7 @@ func TestRoutingChoice(t *testing.T) {
 		{"random count per request", &chorusv1.RoutingConfig{Router: "random", Experts: 4, Mode: chorusv1.RoutingConfig_PER_REQUEST, Seed: 9},
 			asr.RoutingChoice{Router: "random", K: 4, PerRequest: true, Seed: 9}, false},
 		{"unknown router", &chorusv1.RoutingConfig{Router: "magic"}, asr.RoutingChoice{}, true},
-		{"experiment without one", &chorusv1.RoutingConfig{Router: "experiment"}, asr.RoutingChoice{}, true},
+		{"experiment (assigned later)", &chorusv1.RoutingConfig{Router: "experiment"}, asr.RoutingChoice{Router: "experiment"}, false},
 		{"fraction above 1", &chorusv1.RoutingConfig{Router: "oracle", Fraction: 1.5}, asr.RoutingChoice{}, true},
 		{"fraction NaN", &chorusv1.RoutingConfig{Router: "oracle", Fraction: float32(math.NaN())}, asr.RoutingChoice{}, true},
 		{"negative count", &chorusv1.RoutingConfig{Router: "mlp", Experts: -2}, asr.RoutingChoice{}, true},

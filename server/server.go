@@ -133,6 +133,8 @@ type Server struct {
 	health  *health.Server
 	rtc     *rtcIngest // WebRTC peers (webrtc.go)
 
+	experiments *experiments // the live A/B experiment (experiment.go)
+
 	ready   atomic.Bool // the models are warmed up; readiness probes pass
 	serving atomic.Bool // Serve was called; it may be called once
 
@@ -217,6 +219,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.rtc = rtc
+	s.experiments = newExperiments(s, s.metrics.reg)
 	s.handler = s.routes()
 	gs, hs, err := s.newGRPC()
 	if err != nil {
