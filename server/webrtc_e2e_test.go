@@ -209,3 +209,80 @@ func TestPageChromium(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", shot)
 }
+
+// TestPagePathwayChromium: on a model split into experts, a stream the page opens with the
+// random router at k/E 1/4 comes back with activation pathways, and the page draws the
+// layers × experts heatmap from them (and says how many layers and experts it drew).
+func TestPagePathwayChromium(t *testing.T) {
+	chromium := findChromium(t)
+	_, base := startRTC(t, Config{Model: moeDefault(t), ModelName: "chorus-micro-moe"})
+	clip := speechClip(t)
+	x := make([]float32, 16000+len(clip)+16000)
+	copy(x[16000:], clip)
+	wav := filepath.Join(t.TempDir(), "speech.wav")
+	if err := os.WriteFile(wav, wavBytes(x), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", wav+"%noloop"),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("force-webrtc-ip-handling-policy", "default"),
+		chromedp.WindowSize(1100, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancelAlloc()
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	defer cancelCtx()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/"), chromedp.WaitVisible(`#mic`),
+		chromedp.SetValue(`#router`, "random"),
+		chromedp.SetValue(`#fraction`, "0.25"),
+		chromedp.Click(`#mic`),
+		chromedp.WaitVisible(`body[data-state="live"]`),
+		chromedp.Sleep(time.Duration(len(x))*time.Second/16000+300*time.Millisecond),
+		chromedp.Click(`#mic`),
+		chromedp.WaitVisible(`body[data-state="ended"], body[data-state="error"]`),
+	)
+	if err != nil {
+		t.Fatalf("drive the page: %v", err)
+	}
+	type page struct {
+		State, Error, Router, Note string
+		Hidden                     bool
+	}
+	p, err := chromedp.Run(ctx, chromedp.Evaluate[page](`({
+		state: document.body.dataset.state, error: chorus.error || '',
+		router: document.getElementById('sb-router').textContent,
+		note: document.getElementById('pathway-note').textContent,
+		hidden: document.getElementById('heatmap').hidden,
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.State != "ended" || p.Error != "" || p.Router != "random:4" {
+		t.Fatalf("page state %q error %q router %q", p.State, p.Error, p.Router)
+	}
+	if p.Hidden || !strings.Contains(p.Note, "6 layers × 16 experts") {
+		t.Errorf("heatmap hidden %v, note %q; want 6 layers × 16 experts drawn", p.Hidden, p.Note)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := os.Getenv("CHORUS_ARTIFACTS")
+	if out == "" {
+		out = t.TempDir()
+	}
+	if err := os.MkdirAll(out, 0o755); err == nil {
+		shot := filepath.Join(out, "page-pathway-chromium.png")
+		if err := os.WriteFile(shot, png, 0o644); err == nil {
+			t.Logf("screenshot: %s", shot)
+		}
+	}
+}

@@ -109,8 +109,8 @@ function showServedBy(sb) {
 }
 
 // drawPathway draws a layers × experts matrix of how often each expert ran (any
-// non-negative numbers; each layer is scaled to its own maximum). Responses carry it only
-// once the server sends pathways (StreamingRecognizeResponse field 7 is reserved for it).
+// non-negative numbers; each layer is scaled to its own maximum), accumulated over the
+// stream's finals.
 function drawPathway(layers) {
   const c = $("heatmap");
   const rows = layers.length, cols = Math.max(...layers.map((l) => l.length));
@@ -130,10 +130,28 @@ function drawPathway(layers) {
   $("pathway-note").textContent = `${rows} layers × ${cols} experts; darker ran more often.`;
 }
 
+// pathwayMatrix turns a final's Pathway (per layer: experts E, tokens T, masks = T bitmasks
+// of ceil(E/8) bytes, base64 in JSON, bit j of byte j/8 set when expert j ran) into per-layer
+// counts of the tokens each expert served, added to the stream's running totals.
+let pathwayTotals = null;
+
 function pathwayMatrix(r) {
   const p = r.pathway;
-  if (!p || !Array.isArray(p.layers)) return null;
-  return p.layers.map((l) => (Array.isArray(l.experts) ? l.experts.map(Number) : []));
+  if (!p || !Array.isArray(p.layers) || !p.layers.length) return null;
+  const layers = p.layers.map((l) => {
+    const e = Number(l.experts) || 0, t = Number(l.tokens) || 0, stride = Math.ceil(e / 8);
+    const bytes = Uint8Array.from(atob(l.masks || ""), (c) => c.charCodeAt(0));
+    const counts = new Array(e).fill(0);
+    for (let tok = 0; tok < t; tok++) {
+      for (let j = 0; j < e; j++) {
+        if (bytes[tok * stride + (j >> 3)] & (1 << (j & 7))) counts[j]++;
+      }
+    }
+    return counts;
+  });
+  if (!pathwayTotals || pathwayTotals.length !== layers.length) pathwayTotals = layers.map((l) => l.map(() => 0));
+  layers.forEach((row, i) => row.forEach((v, j) => { pathwayTotals[i][j] = (pathwayTotals[i][j] || 0) + v; }));
+  return pathwayTotals;
 }
 
 // ---- responses ---------------------------------------------------------------------------
@@ -177,6 +195,10 @@ function streamingConfig() {
   const cfg = { interimResults: $("interim").checked, config: {} };
   if ($("model").value.trim()) cfg.config.model = $("model").value.trim();
   if ($("language").value.trim()) cfg.config.languageCode = $("language").value.trim();
+  const router = $("router").value;
+  // The pathway is asked for whatever the router: a dense stream simply has none.
+  cfg.routing = { router: router, returnPathway: true };
+  if (router && router !== "dense") cfg.routing.fraction = Number($("fraction").value) || 0.25;
   return cfg;
 }
 
@@ -194,6 +216,7 @@ async function start() {
   $("error").hidden = true;
   S.finals = []; S.finalLatencies = []; S.finalAt = []; S.finalSpans = []; S.eof = false; S.error = null; S.micStart = 0;
   servedShown = false;
+  pathwayTotals = null;
   $("transcript").innerHTML = "";
   interimEl = null;
   setState("connecting", "connecting…");
