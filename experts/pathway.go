@@ -18,7 +18,10 @@ import (
 // request's session, never on the model.
 type Pathway struct {
 	Request string
-	Layers  []LayerPath // indexed by FFN.Layer
+	// Tags describe the request for exports (model, variant, router, arm, time…); every
+	// exported line of the request carries them.
+	Tags   map[string]string
+	Layers []LayerPath // indexed by FFN.Layer
 }
 
 // LayerPath is one layer's record: a bitmask of experts per token, so that selections of any
@@ -203,12 +206,13 @@ func (a *Aggregate) Add(p *Pathway) error {
 // per token, bit e (little-endian within and across bytes) set when the token used expert e,
 // base64-encoded: 250 encoder frames of a 16-expert layer take 668 characters.
 type pathLine struct {
-	Request string `json:"request"`
-	Layer   int    `json:"layer"`
-	Name    string `json:"name,omitempty"`
-	Experts int    `json:"experts"`
-	Tokens  int    `json:"tokens"`
-	Masks   string `json:"masks"`
+	Request string            `json:"request"`
+	Tags    map[string]string `json:"tags,omitempty"`
+	Layer   int               `json:"layer"`
+	Name    string            `json:"name,omitempty"`
+	Experts int               `json:"experts"`
+	Tokens  int               `json:"tokens"`
+	Masks   string            `json:"masks"`
 }
 
 // WriteJSONL writes one JSON line per recorded layer (pathLine's format).
@@ -219,7 +223,7 @@ func (p *Pathway) WriteJSONL(w io.Writer) error {
 		if lp.E == 0 {
 			continue
 		}
-		l := pathLine{Request: p.Request, Layer: i, Name: lp.Name, Experts: lp.E, Tokens: lp.Tokens, Masks: base64.StdEncoding.EncodeToString(lp.Packed())}
+		l := pathLine{Request: p.Request, Tags: p.Tags, Layer: i, Name: lp.Name, Experts: lp.E, Tokens: lp.Tokens, Masks: base64.StdEncoding.EncodeToString(lp.Packed())}
 		if err := enc.Encode(&l); err != nil {
 			return fmt.Errorf("write pathway: %w", err)
 		}
@@ -254,7 +258,7 @@ func ReadJSONL(r io.Reader) ([]*Pathway, error) {
 		}
 		p := byReq[l.Request]
 		if p == nil {
-			p = &Pathway{Request: l.Request}
+			p = &Pathway{Request: l.Request, Tags: l.Tags}
 			byReq[l.Request] = p
 			out = append(out, p)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/transcribe"
+	"github.com/chorus-asr/chorus/experts"
 	"github.com/chorus-asr/chorus/experts/moe"
 	chorusv1 "github.com/chorus-asr/chorus/proto/chorus/v1"
 	asrmetrics "github.com/chorus-asr/chorus/training/metrics"
@@ -59,6 +60,7 @@ type arm struct {
 	shadowN      int64
 	shadowErrors int
 	shadowWords  int
+	usage        experts.Aggregate // pathways of the arm's finals (routed arms)
 }
 
 // maxLatencies is how many recent final latencies an arm keeps for its percentiles.
@@ -259,6 +261,15 @@ func (a *arm) done(e *experiments, audioS, computeS float64, rt whisper.Routing)
 	e.used.WithLabelValues(a.labels()...).Observe(used)
 }
 
+// addPathway adds a final's pathway to the arm's expert-use figures. A pathway whose layout
+// differs from the first one's (an arm pinned to no variant, across a swap to a variant with
+// another split) is left out.
+func (a *arm) addPathway(p *experts.Pathway) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_ = a.usage.Add(p)
+}
+
 func (a *arm) shadow(e *experiments, c asrmetrics.Counts) {
 	a.mu.Lock()
 	a.shadowN++
@@ -286,6 +297,10 @@ func (x *experiment) status(running bool) *chorusv1.ExperimentStatus {
 		}
 		if a.shadowWords > 0 {
 			as.ShadowWer = float64(a.shadowErrors) / float64(a.shadowWords)
+		}
+		for i := range a.usage.Layers {
+			l := &a.usage.Layers[i]
+			as.Layers = append(as.Layers, &chorusv1.LayerUsage{Name: l.Name, Tokens: l.Tokens, EntropyBits: l.Entropy(), Utilisation: l.Utilisation()})
 		}
 		lat := slices.Clone(a.latencies)
 		a.mu.Unlock()

@@ -2,6 +2,12 @@ package server
 
 import (
 	"io"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/chorus-asr/chorus/experts"
+	"github.com/klauspost/compress/zstd"
 	"net/http"
 	"strings"
 	"sync"
@@ -127,6 +133,20 @@ func TestExperimentLive(t *testing.T) {
 			if a.GetStreams() > 0 && (a.GetShadowUtterances() == 0 || a.GetExpertsUsed() != 0.25) {
 				t.Errorf("arm %s: shadow %d, experts used %g, want shadowed and 0.25", a.GetArm(), a.GetShadowUtterances(), a.GetExpertsUsed())
 			}
+			if a.GetStreams() > 0 {
+				if len(a.GetLayers()) != 6 {
+					t.Fatalf("arm %s: expert use of %d layers, want 6", a.GetArm(), len(a.GetLayers()))
+				}
+				for _, l := range a.GetLayers() {
+					sum := 0.0
+					for _, u := range l.GetUtilisation() {
+						sum += u
+					}
+					if l.GetTokens() == 0 || len(l.GetUtilisation()) != 16 || math.Abs(sum-4) > 1e-9 /* k = 4 experts per token */ || l.GetEntropyBits() <= 0 || l.GetEntropyBits() > 4+1e-9 {
+						t.Errorf("arm %s layer %s: %d tokens, utilisation %v (sum %g), entropy %g", a.GetArm(), l.GetName(), l.GetTokens(), l.GetUtilisation(), sum, l.GetEntropyBits())
+					}
+				}
+			}
 		}
 	}
 	if streams != n {
@@ -149,5 +169,57 @@ func TestExperimentLive(t *testing.T) {
 	resps, err = streamRouted(t, g, clip[:16000], nil)
 	if err != nil || resps[0].GetServedBy().GetArm() != "" {
 		t.Errorf("a stream after Stop was assigned: %v %v", resps, err)
+	}
+}
+
+// TestPathwayExport: with a pathway log, every final of a routed stream is exported as
+// zstd-compressed JSON lines even when the client did not ask for the pathway, tagged with
+// the stream's model and router, and readable with experts.ReadJSONL once the server has
+// shut down (which flushes the file).
+func TestPathwayExport(t *testing.T) {
+	checkLeaks(t)
+	dir := t.TempDir()
+	g := startGRPC(t, Config{Model: moeDefault(t), ModelName: "chorus-micro-moe", PathwayLog: dir})
+	finals := 0
+	for range 2 {
+		resps, err := streamRouted(t, g, speechClip(t), &chorusv1.RoutingConfig{Router: "random", Experts: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range resps {
+			if r.GetPathway() != nil {
+				t.Fatal("pathway sent to a client that did not ask for it")
+			}
+			if len(r.GetResults()) > 0 && r.GetResults()[0].GetIsFinal() {
+				finals++
+			}
+		}
+	}
+	g.stop(t)
+	files, _ := filepath.Glob(filepath.Join(dir, "pathways-*.jsonl.zst"))
+	if len(files) != 1 {
+		t.Fatalf("export files %v, want one", files)
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	ps, err := experts.ReadJSONL(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != finals || finals == 0 {
+		t.Fatalf("%d pathways exported for %d finals", len(ps), finals)
+	}
+	for _, p := range ps {
+		if p.Tags["model"] != "chorus-micro-moe" || p.Tags["router"] != "random:4" || p.Tags["time"] == "" || len(p.Layers) != 6 {
+			t.Errorf("pathway %s: tags %v, %d layers", p.Request, p.Tags, len(p.Layers))
+		}
 	}
 }

@@ -43,6 +43,9 @@ type streamConfig struct {
 	startTO     time.Duration // 0: none
 	endTO       time.Duration // 0: none
 	routing     asr.RoutingChoice
+	// returnPathway is the client's routing.return_pathway; routing.Pathway may be turned on
+	// besides, for the server's own pathway export and experiment figures.
+	returnPathway bool
 }
 
 // checkRecognitionConfig validates the fields StreamingRecognize and Recognize share.
@@ -311,6 +314,10 @@ func (s *Server) openStream(ctx context.Context, cfg streamConfig, sink response
 	if arm != nil {
 		arm.active.Add(1)
 	}
+	cfg.returnPathway = cfg.routing.Pathway
+	if (arm != nil || s.pathways != nil) && !cfg.routing.Dense() {
+		cfg.routing.Pathway = true
+	}
 	leaveArm := func() {
 		if arm != nil {
 			arm.active.Add(-1)
@@ -341,6 +348,7 @@ func (s *Server) openStream(ctx context.Context, cfg streamConfig, sink response
 		arm:     arm,
 		shadow:  shadow,
 		variant: lease.Variant,
+		serial:  s.streamSerial.Add(1),
 	}
 	if arm != nil {
 		w.served.Arm = arm.name
@@ -376,6 +384,7 @@ type streamWorker struct {
 	variant *asr.Variant
 	recent  recentAudio
 	shadowT *asr.Transcriber
+	serial  uint64 // the stream's number in this process, for pathway export ids
 
 	samples      int64         // 16-kHz samples received
 	arrivals     []arrival     // when recent audio arrived, for latency figures; oldest first
@@ -633,7 +642,7 @@ func (w *streamWorker) send(ctx context.Context, evs []stream.Event) (end bool, 
 				ResultEndTime:   durationpb.New(ev.End),
 				Utterance:       int32(ev.Utterance),
 				LanguageCode:    ev.Language,
-			}}, Pathway: w.finalPathway()}); err != nil {
+			}}, Pathway: w.finalPathway(ev.Utterance)}); err != nil {
 				return true, err
 			}
 			if w.shadow {

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"fmt"
 	"math"
+	"time"
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
@@ -87,12 +89,39 @@ func pathwayProto(p *experts.Pathway) *chorusv1.Pathway {
 // finalPathway is the pathway of the utterance just finalized when the stream asked for it
 // (routing.return_pathway on a MoE variant): everything its routing recorded since the
 // previous final. Nil otherwise.
-func (w *streamWorker) finalPathway() *chorusv1.Pathway {
+//
+// The pathway is also recorded, for the export and the arm's figures, when the server
+// exports pathways or the stream is in an experiment arm: then it goes to the pathway log
+// (tagged with the stream's model, variant, router, arm and time) and into the arm's
+// aggregate, whether or not the client asked for it.
+func (w *streamWorker) finalPathway(utterance int) *chorusv1.Pathway {
 	rt, ok := w.sess.Routing().(*moe.Routing)
 	if !ok {
 		return nil
 	}
-	return pathwayProto(rt.TakePathway())
+	p := rt.TakePathway()
+	if p == nil {
+		return nil
+	}
+	var out *chorusv1.Pathway
+	if w.cfg.returnPathway {
+		out = pathwayProto(p)
+	}
+	if w.arm != nil {
+		w.arm.addPathway(p)
+	}
+	if pl := w.s.pathways; pl != nil {
+		p.Request = fmt.Sprintf("%s#%d/%d", w.cfg.requestID, w.serial, utterance)
+		p.Tags = map[string]string{
+			"model": w.served.GetModel(), "variant": w.served.GetVariant(), "router": w.served.GetRouter(),
+			"time": time.Now().UTC().Format(time.RFC3339Nano),
+		}
+		if w.arm != nil {
+			p.Tags["experiment"], p.Tags["arm"] = w.arm.exp.spec.GetName(), w.arm.name
+		}
+		pl.add(p) // the log's goroutine owns p from here
+	}
+	return out
 }
 
 // routingMetrics are the per-router figures of routed streams: time inside the

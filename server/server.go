@@ -94,6 +94,9 @@ type Config struct {
 	AdminToken string
 	// TLSCertFile and TLSKeyFile, when set, serve both gRPC and HTTP over TLS.
 	TLSCertFile, TLSKeyFile string
+	// PathwayLog is a directory to export the activation pathway of every final of a routed
+	// stream to, as zstd-compressed JSON lines (see pathwaylog.go); empty exports nothing.
+	PathwayLog string
 	// Metrics is the Prometheus registry /metrics serves, shared with collaborators such as
 	// the model registry; nil gives the server one of its own.
 	Metrics *prometheus.Registry
@@ -133,7 +136,9 @@ type Server struct {
 	health  *health.Server
 	rtc     *rtcIngest // WebRTC peers (webrtc.go)
 
-	experiments *experiments // the live A/B experiment (experiment.go)
+	experiments  *experiments  // the live A/B experiment (experiment.go)
+	pathways     *pathwayLog   // the pathway export (nil: none); closed when Serve returns
+	streamSerial atomic.Uint64 // streams opened, numbering them
 
 	ready   atomic.Bool // the models are warmed up; readiness probes pass
 	serving atomic.Bool // Serve was called; it may be called once
@@ -220,6 +225,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.rtc = rtc
 	s.experiments = newExperiments(s, s.metrics.reg)
+	if cfg.PathwayLog != "" {
+		if s.pathways, err = newPathwayLog(cfg.PathwayLog, cfg.Logger, s.metrics.reg); err != nil {
+			return nil, err
+		}
+	}
 	s.handler = s.routes()
 	gs, hs, err := s.newGRPC()
 	if err != nil {
@@ -381,6 +391,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, gln net.Listener) error
 		err = errors.Join(err, s.shutdown(hs, served, cancelWork))
 	}
 	<-grpcDone
+	if s.pathways != nil {
+		s.pathways.close() // the streams are done: flush the export
+	}
 	// Nothing may use a model once Serve has returned, the warm-up included.
 	select {
 	case <-warmDone:

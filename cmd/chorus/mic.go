@@ -65,7 +65,7 @@ ends the stream cleanly: the server finalizes what it heard before the program e
 				return err
 			}
 			if !asJSON {
-				summarize(os.Stderr, []*clients.Outcome{out})
+				summarize(os.Stderr, []*clients.Outcome{out}, true)
 			}
 			return nil
 		},

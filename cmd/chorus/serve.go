@@ -32,6 +32,7 @@ func serveCmd() *cobra.Command {
 		rtcPorts                               string
 		rtcPublicIPs, rtcIfaces                []string
 		rtcLoopback                            bool
+		pathwayLog                             string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -87,6 +88,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 				Metrics:       metrics,
 				Logger:        log,
 				WebRTC:        rtc,
+				PathwayLog:    pathwayLog,
 			}
 			if model != "" && model != "chorus-micro" {
 				v, err := openModelOrDefault(model, f16)
@@ -151,6 +153,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 	fl.StringSliceVar(&rtcPublicIPs, "webrtc-public-ip", nil, "address(es) to announce in ICE candidates (a server behind 1:1 NAT)")
 	fl.StringSliceVar(&rtcIfaces, "webrtc-interface", nil, "network interface(s) for ICE candidates (default: all)")
 	fl.BoolVar(&rtcLoopback, "webrtc-loopback", true, "offer loopback ICE candidates (a browser on the same machine)")
+	fl.StringVar(&pathwayLog, "pathway-log", "", "export every routed final's activation pathway to this directory (zstd JSON lines; see chorus pathways)")
 	fl.IntVar(&threads, "threads", 0, "compute threads (default: all cores)")
 	fl.BoolVar(&f16, "f16", true, "store large weights in half precision (f32 compute)")
 	return cmd

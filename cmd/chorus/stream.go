@@ -22,6 +22,8 @@ func streamCmd() *cobra.Command {
 		realtime, asJSON, noInterim, tls bool
 		chunk                            time.Duration
 		concurrency                      int
+		router                           string
+		fraction                         float64
 	)
 	cmd := &cobra.Command{
 		Use:   "stream FILE",
@@ -58,6 +60,7 @@ the latency percentiles over all of them (the load tool behind docs/BENCHMARKS.m
 						},
 						InterimResults:            !noInterim,
 						EnableVoiceActivityEvents: true,
+						Routing:                   routingFlags(router, fraction),
 					},
 					Chunk:    chunk,
 					Realtime: realtime,
@@ -73,7 +76,7 @@ the latency percentiles over all of them (the load tool behind docs/BENCHMARKS.m
 					return err
 				}
 				if !asJSON {
-					summarize(os.Stderr, []*clients.Outcome{out})
+					summarize(os.Stderr, []*clients.Outcome{out}, realtime)
 				}
 				return nil
 			}
@@ -98,7 +101,7 @@ the latency percentiles over all of them (the load tool behind docs/BENCHMARKS.m
 				}
 				ok = append(ok, outs[i])
 			}
-			summarize(os.Stdout, ok)
+			summarize(os.Stdout, ok, realtime)
 			if failed > 0 {
 				return fmt.Errorf("%d of %d streams failed", failed, concurrency)
 			}
@@ -116,6 +119,8 @@ the latency percentiles over all of them (the load tool behind docs/BENCHMARKS.m
 	fl.BoolVar(&asJSON, "json", false, "print every response as a JSON line (with wall and sent times)")
 	fl.BoolVar(&noInterim, "no-interim", false, "ask for final results only")
 	fl.IntVar(&concurrency, "concurrency", 1, "streams of the file to run at once (load test)")
+	fl.StringVar(&router, "router", "", "expert router for MoE models: dense, random, mlp, oracle, experiment (default: the server's choice)")
+	fl.Float64Var(&fraction, "fraction", 0.25, "share of each layer's experts to run with --router random, mlp or oracle")
 	return cmd
 }
 
@@ -173,8 +178,9 @@ func (p *printer) done() { p.clear() }
 
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
-// summarize prints latency statistics over the outcomes.
-func summarize(w *os.File, outs []*clients.Outcome) {
+// summarize prints latency statistics over the outcomes; latencies mean something only when
+// the audio was sent in real time.
+func summarize(w *os.File, outs []*clients.Outcome, realtime bool) {
 	var finals, firsts []time.Duration
 	var audioS, wallS float64
 	for _, o := range outs {
@@ -190,8 +196,23 @@ func summarize(w *os.File, outs []*clients.Outcome) {
 		fmt.Fprintf(w, ", served by %s/%s@%s", sb.GetModel(), sb.GetVariant(), sb.GetVersion())
 	}
 	fmt.Fprintln(w)
+	if !realtime {
+		fmt.Fprintln(w, "(sent as fast as possible: use --realtime for latency figures)")
+		return
+	}
 	fmt.Fprintf(w, "final after end of speech: n %d, median %s, p95 %s, max %s\n", len(finals),
 		ms(clients.Percentile(finals, 50)), ms(clients.Percentile(finals, 95)), ms(clients.Percentile(finals, 100)))
 	fmt.Fprintf(w, "first interim after speech start: n %d, median %s, p95 %s\n", len(firsts),
 		ms(clients.Percentile(firsts, 50)), ms(clients.Percentile(firsts, 95)))
+}
+
+// routingFlags is the RoutingConfig of --router and --fraction (fraction only where the
+// router takes one).
+func routingFlags(router string, fraction float64) *chorusv1.RoutingConfig {
+	rc := &chorusv1.RoutingConfig{Router: router}
+	switch router {
+	case "random", "mlp", "oracle":
+		rc.Fraction = float32(fraction)
+	}
+	return rc
 }

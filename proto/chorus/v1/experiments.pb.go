@@ -341,8 +341,12 @@ type ArmStats struct {
 	// decoding of the same audio (word errors / dense words).
 	ShadowUtterances int64   `protobuf:"varint,11,opt,name=shadow_utterances,json=shadowUtterances,proto3" json:"shadow_utterances,omitempty"`
 	ShadowWer        float64 `protobuf:"fixed64,12,opt,name=shadow_wer,json=shadowWer,proto3" json:"shadow_wer,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Expert use per layer over the arm's finals so far (routed arms only): the fraction of
+	// the layer's tokens each expert served (summing to k), and the entropy in bits of the
+	// experts' shares of the load (log2 E when it is even).
+	Layers        []*LayerUsage `protobuf:"bytes,13,rep,name=layers,proto3" json:"layers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ArmStats) Reset() {
@@ -459,6 +463,81 @@ func (x *ArmStats) GetShadowWer() float64 {
 	return 0
 }
 
+func (x *ArmStats) GetLayers() []*LayerUsage {
+	if x != nil {
+		return x.Layers
+	}
+	return nil
+}
+
+type LayerUsage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Tokens        int64                  `protobuf:"varint,2,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	EntropyBits   float64                `protobuf:"fixed64,3,opt,name=entropy_bits,json=entropyBits,proto3" json:"entropy_bits,omitempty"`
+	Utilisation   []float64              `protobuf:"fixed64,4,rep,packed,name=utilisation,proto3" json:"utilisation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LayerUsage) Reset() {
+	*x = LayerUsage{}
+	mi := &file_chorus_v1_experiments_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LayerUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LayerUsage) ProtoMessage() {}
+
+func (x *LayerUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_chorus_v1_experiments_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LayerUsage.ProtoReflect.Descriptor instead.
+func (*LayerUsage) Descriptor() ([]byte, []int) {
+	return file_chorus_v1_experiments_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LayerUsage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LayerUsage) GetTokens() int64 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *LayerUsage) GetEntropyBits() float64 {
+	if x != nil {
+		return x.EntropyBits
+	}
+	return 0
+}
+
+func (x *LayerUsage) GetUtilisation() []float64 {
+	if x != nil {
+		return x.Utilisation
+	}
+	return nil
+}
+
 var File_chorus_v1_experiments_proto protoreflect.FileDescriptor
 
 const file_chorus_v1_experiments_proto_rawDesc = "" +
@@ -484,7 +563,7 @@ const file_chorus_v1_experiments_proto_rawDesc = "" +
 	"experiment\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x124\n" +
 	"\astarted\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12'\n" +
-	"\x04arms\x18\x04 \x03(\v2\x13.chorus.v1.ArmStatsR\x04arms\"\xc3\x03\n" +
+	"\x04arms\x18\x04 \x03(\v2\x13.chorus.v1.ArmStatsR\x04arms\"\xf2\x03\n" +
 	"\bArmStats\x12\x10\n" +
 	"\x03arm\x18\x01 \x01(\tR\x03arm\x12\x18\n" +
 	"\astreams\x18\x02 \x01(\x03R\astreams\x12\x16\n" +
@@ -499,7 +578,14 @@ const file_chorus_v1_experiments_proto_rawDesc = "" +
 	" \x01(\x01R\x16finalLatencyP95Seconds\x12+\n" +
 	"\x11shadow_utterances\x18\v \x01(\x03R\x10shadowUtterances\x12\x1d\n" +
 	"\n" +
-	"shadow_wer\x18\f \x01(\x01R\tshadowWer2\xd4\x01\n" +
+	"shadow_wer\x18\f \x01(\x01R\tshadowWer\x12-\n" +
+	"\x06layers\x18\r \x03(\v2\x15.chorus.v1.LayerUsageR\x06layers\"}\n" +
+	"\n" +
+	"LayerUsage\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06tokens\x18\x02 \x01(\x03R\x06tokens\x12!\n" +
+	"\fentropy_bits\x18\x03 \x01(\x01R\ventropyBits\x12 \n" +
+	"\vutilisation\x18\x04 \x03(\x01R\vutilisation2\xd4\x01\n" +
 	"\vExperiments\x129\n" +
 	"\x03Set\x12\x15.chorus.v1.Experiment\x1a\x1b.chorus.v1.ExperimentStatus\x12C\n" +
 	"\x03Get\x12\x1f.chorus.v1.GetExperimentRequest\x1a\x1b.chorus.v1.ExperimentStatus\x12E\n" +
@@ -517,7 +603,7 @@ func file_chorus_v1_experiments_proto_rawDescGZIP() []byte {
 	return file_chorus_v1_experiments_proto_rawDescData
 }
 
-var file_chorus_v1_experiments_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_chorus_v1_experiments_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_chorus_v1_experiments_proto_goTypes = []any{
 	(*Experiment)(nil),            // 0: chorus.v1.Experiment
 	(*Arm)(nil),                   // 1: chorus.v1.Arm
@@ -525,26 +611,28 @@ var file_chorus_v1_experiments_proto_goTypes = []any{
 	(*StopExperimentRequest)(nil), // 3: chorus.v1.StopExperimentRequest
 	(*ExperimentStatus)(nil),      // 4: chorus.v1.ExperimentStatus
 	(*ArmStats)(nil),              // 5: chorus.v1.ArmStats
-	(*RoutingConfig)(nil),         // 6: chorus.v1.RoutingConfig
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*LayerUsage)(nil),            // 6: chorus.v1.LayerUsage
+	(*RoutingConfig)(nil),         // 7: chorus.v1.RoutingConfig
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_chorus_v1_experiments_proto_depIdxs = []int32{
 	1, // 0: chorus.v1.Experiment.arms:type_name -> chorus.v1.Arm
-	6, // 1: chorus.v1.Arm.routing:type_name -> chorus.v1.RoutingConfig
+	7, // 1: chorus.v1.Arm.routing:type_name -> chorus.v1.RoutingConfig
 	0, // 2: chorus.v1.ExperimentStatus.experiment:type_name -> chorus.v1.Experiment
-	7, // 3: chorus.v1.ExperimentStatus.started:type_name -> google.protobuf.Timestamp
+	8, // 3: chorus.v1.ExperimentStatus.started:type_name -> google.protobuf.Timestamp
 	5, // 4: chorus.v1.ExperimentStatus.arms:type_name -> chorus.v1.ArmStats
-	0, // 5: chorus.v1.Experiments.Set:input_type -> chorus.v1.Experiment
-	2, // 6: chorus.v1.Experiments.Get:input_type -> chorus.v1.GetExperimentRequest
-	3, // 7: chorus.v1.Experiments.Stop:input_type -> chorus.v1.StopExperimentRequest
-	4, // 8: chorus.v1.Experiments.Set:output_type -> chorus.v1.ExperimentStatus
-	4, // 9: chorus.v1.Experiments.Get:output_type -> chorus.v1.ExperimentStatus
-	4, // 10: chorus.v1.Experiments.Stop:output_type -> chorus.v1.ExperimentStatus
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 5: chorus.v1.ArmStats.layers:type_name -> chorus.v1.LayerUsage
+	0, // 6: chorus.v1.Experiments.Set:input_type -> chorus.v1.Experiment
+	2, // 7: chorus.v1.Experiments.Get:input_type -> chorus.v1.GetExperimentRequest
+	3, // 8: chorus.v1.Experiments.Stop:input_type -> chorus.v1.StopExperimentRequest
+	4, // 9: chorus.v1.Experiments.Set:output_type -> chorus.v1.ExperimentStatus
+	4, // 10: chorus.v1.Experiments.Get:output_type -> chorus.v1.ExperimentStatus
+	4, // 11: chorus.v1.Experiments.Stop:output_type -> chorus.v1.ExperimentStatus
+	9, // [9:12] is the sub-list for method output_type
+	6, // [6:9] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_chorus_v1_experiments_proto_init() }
@@ -559,7 +647,7 @@ func file_chorus_v1_experiments_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chorus_v1_experiments_proto_rawDesc), len(file_chorus_v1_experiments_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
