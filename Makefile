@@ -52,9 +52,12 @@ train: build
 # into 16 experts per layer, MLP routers trained on the training corpus's first utterances
 # (deterministic for a given corpus and seed). Rerun after the default model is regenerated.
 MOE_CLIPS ?= 200
+# It also writes the overlay the binary embeds as chorus-micro-moe (asr/defaultmodel/chorus-micro-moe:
+# the layout and routers over the embedded default's weights).
 moe: build
 	nice -n 10 ./$(BIN) moe --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
-		--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
+		--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1 \
+		--overlay asr/defaultmodel/chorus-micro-moe
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/chorus

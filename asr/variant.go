@@ -45,6 +45,10 @@ type ChorusConfig struct {
 	// per layer the expert count, the neuron permutation its stored weights already have,
 	// and its router's tensors), kept raw here and built by the registered ExpertsBuilder.
 	Experts json.RawMessage `json:"experts,omitempty"`
+	// AudioHeadDim and TextHeadDim are the head widths of a pruned variant whose attention
+	// kept fewer heads than d_model/heads implies (whisper.Dims); 0: d_model/heads.
+	AudioHeadDim int `json:"audio_head_dim,omitempty"`
+	TextHeadDim  int `json:"text_head_dim,omitempty"`
 }
 
 // WindowContent marks models that encode only the audio frames of a window.
@@ -68,6 +72,37 @@ func Open(path string, opts OpenOptions) (*Variant, error) {
 		return OpenFS(os.DirFS(path), ".", path, opts)
 	}
 	return openGGML(path, opts)
+}
+
+// ExpertsFile is an optional second tensor file of a variant folder holding tensors that are
+// not the base model's: the routers of a MoE variant built over unchanged base weights (an
+// overlay; see experts.ExpertLayout.Unpermuted). Its tensors join model.safetensors'; a name
+// in both is an error.
+const ExpertsFile = "experts.safetensors"
+
+// mergeExpertsFile adds ExpertsFile's tensors to ck when the folder has one.
+func mergeExpertsFile(fsys fs.FS, dir, name string, ck *formats.Checkpoint) error {
+	r, err := fsys.Open(filepath.Join(dir, ExpertsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open model %s: %w", name, err)
+	}
+	extra, err := formats.ReadSafetensorsFrom(r)
+	r.Close()
+	if err != nil {
+		return fmt.Errorf("open model %s: %s: %w", name, ExpertsFile, err)
+	}
+	for _, n := range extra.Names() {
+		if ck.Get(n) != nil {
+			return fmt.Errorf("open model %s: %s: tensor %s is also in the model's weights", name, ExpertsFile, n)
+		}
+		if err := ck.Add(extra.Get(n)); err != nil {
+			return fmt.Errorf("open model %s: %s: %w", name, ExpertsFile, err)
+		}
+	}
+	return nil
 }
 
 // OpenFS loads a variant folder from a file system (an embedded model uses embed.FS).
@@ -98,6 +133,9 @@ func OpenFS(fsys fs.FS, dir, name string, opts OpenOptions) (*Variant, error) {
 	}
 	if ck == nil {
 		return nil, fmt.Errorf("open model %s: %w: no model.safetensors or model.safetensors.zst", name, ErrUnsupportedModel)
+	}
+	if err := mergeExpertsFile(fsys, dir, name, ck); err != nil {
+		return nil, err
 	}
 	v, err := build(name, "hf", cfg, ck, opts)
 	if err != nil {
@@ -169,6 +207,7 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 			return nil, fmt.Errorf("open model %s: config chorus block: %w", name, err)
 		}
 	}
+	d.AudioHeadDim, d.TextHeadDim = chorus.AudioHeadDim, chorus.TextHeadDim
 	moe := len(chorus.Experts) > 0 && string(chorus.Experts) != "null"
 	// A MoE variant's checkpoint also holds its routers, which the expert builder checks.
 	m, err := whisper.Load(d, checkpointSource{ck}, ck.Names(), whisper.LoadOptions{F16: opts.F16, AllowUnused: moe})

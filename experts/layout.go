@@ -25,6 +25,11 @@ import (
 // already permuted, so Perm records provenance and lets the original order be restored.
 type ExpertLayout struct {
 	Layers []LayerLayout `json:"layers"`
+	// Unpermuted says the variant's stored weights are in the base model's neuron order and
+	// the permutation is applied when the experts are built: an overlay over unchanged base
+	// weights (the embedded chorus-micro-moe), which then needs only the layout and the
+	// routers. The dense model's outputs do not depend on the order either way.
+	Unpermuted bool `json:"unpermuted,omitempty"`
 }
 
 // LayerLayout is one feed-forward block's entry.

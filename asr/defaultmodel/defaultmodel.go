@@ -2,19 +2,31 @@
 // transcribes and serves with no download. The folder is the variant that `make train`
 // writes (runs/chorus-micro/variant), copied here with its card.json; see its card for the
 // recipe, data, steps, training time and measured WER/CER.
+//
+// It also embeds chorus-micro-moe, the default model MoE-fied (`make moe`): an overlay of a
+// few hundred kilobytes — the expert layout and the MLP routers — over chorus-micro's own
+// weights, read as one variant folder by MoEFS. Opening it needs the experts/moe package
+// linked in (it registers the expert builder with asr).
 package defaultmodel
 
 import (
 	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io/fs"
+	"slices"
 
 	"github.com/chorus-asr/chorus/asr"
 )
 
-// Name is the default variant's name.
-const Name = "chorus-micro"
+// Name is the default variant's name; MoEName the MoE-fied one's.
+const (
+	Name    = "chorus-micro"
+	MoEName = "chorus-micro-moe"
+)
 
-//go:embed chorus-micro
+//go:embed chorus-micro chorus-micro-moe
 var files embed.FS
 
 // Open loads the embedded default model.
@@ -31,4 +43,96 @@ func Open(opts asr.OpenOptions) (*asr.Variant, error) {
 func FS() fs.FS {
 	sub, _ := fs.Sub(files, Name)
 	return sub
+}
+
+// OpenMoE loads the embedded MoE variant. It fails when the overlay was made over other
+// weights than the embedded default's (regenerate it with `make moe`).
+func OpenMoE(opts asr.OpenOptions) (*asr.Variant, error) {
+	fsys, err := MoEFS()
+	if err != nil {
+		return nil, err
+	}
+	v, err := asr.OpenFS(fsys, ".", MoEName, opts)
+	if err != nil {
+		return nil, err
+	}
+	v.Path = "embedded:" + MoEName
+	return v, nil
+}
+
+// MoEFS is the embedded MoE variant as one folder: the overlay's config.json,
+// experts.safetensors and card.json over the default's weights and tokenizer. It checks that
+// the overlay's recorded base weights are the embedded default's.
+func MoEFS() (fs.FS, error) {
+	top, _ := fs.Sub(files, MoEName)
+	return Overlay(top, FS())
+}
+
+// Overlay is MoEFS for any overlay folder top (written by training/moefy.SaveOverlay) over
+// the base variant folder it was made from.
+func Overlay(top, base fs.FS) (fs.FS, error) {
+	var card struct {
+		Weights string `json:"base_weights"`
+		SHA     string `json:"base_weights_sha256"`
+	}
+	b, err := fs.ReadFile(top, "card.json")
+	if err == nil {
+		err = json.Unmarshal(b, &card)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: card.json: %w", MoEName, err)
+	}
+	got, err := asr.FSFileSHA256(base, card.Weights)
+	if err != nil {
+		return nil, fmt.Errorf("%s: base weights: %w", MoEName, err)
+	}
+	if got != card.SHA {
+		return nil, fmt.Errorf("%s: the overlay was made over other weights (%s %.12s…, embedded %.12s…); regenerate it with make moe", MoEName, card.Weights, card.SHA, got)
+	}
+	return overlayFS{top: top, base: base}, nil
+}
+
+// overlayFS reads files from top, falling back to base: a variant folder made of an overlay
+// over another variant's files.
+type overlayFS struct{ top, base fs.FS }
+
+func (o overlayFS) Open(name string) (fs.File, error) {
+	if name == "." {
+		return o.top.Open(name) // a directory listing goes through ReadDir
+	}
+	f, err := o.top.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return o.base.Open(name)
+	}
+	return f, err
+}
+
+// ReadDir lists the union of both folders (top's entry wins a name both hold).
+func (o overlayFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	a, err := fs.ReadDir(o.top, name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	b, err := fs.ReadDir(o.base, name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []fs.DirEntry
+	for _, e := range append(a, b...) {
+		if !seen[e.Name()] {
+			seen[e.Name()] = true
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(x, y fs.DirEntry) int {
+		switch {
+		case x.Name() < y.Name():
+			return -1
+		case x.Name() > y.Name():
+			return 1
+		}
+		return 0
+	})
+	return out, nil
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/audio"
@@ -58,5 +60,55 @@ func TestCardChecksums(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: sha256 %s, card says %s", name, got, want)
 		}
+	}
+}
+
+// TestMoEOverlay: the embedded MoE overlay reads as one variant folder whose files all
+// match its card's checksums (overlay files and the default's weights and tokenizer), and an
+// overlay recorded over other weights is refused.
+func TestMoEOverlay(t *testing.T) {
+	fsys, err := MoEFS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fs.ReadFile(fsys, "card.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card struct {
+		Files map[string]string `json:"files_sha256"`
+	}
+	if err := json.Unmarshal(b, &card); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "card.json" {
+			continue
+		}
+		got, err := asr.FSFileSHA256(fsys, e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if card.Files[e.Name()] != got {
+			t.Errorf("%s: sha256 %s, card says %q", e.Name(), got, card.Files[e.Name()])
+		}
+		delete(card.Files, e.Name())
+	}
+	if len(card.Files) != 0 {
+		t.Errorf("card lists files the merged folder lacks: %v", card.Files)
+	}
+	for _, want := range []string{"config.json", asr.ExpertsFile, "model.safetensors.zst", "vocab.json"} {
+		if _, err := fs.Stat(fsys, want); err != nil {
+			t.Errorf("merged folder lacks %s: %v", want, err)
+		}
+	}
+	top, _ := fs.Sub(files, MoEName)
+	other := fstest.MapFS{"model.safetensors.zst": {Data: []byte("other weights")}}
+	if _, err := Overlay(top, other); err == nil || !strings.Contains(err.Error(), "regenerate") {
+		t.Errorf("overlay over other weights: %v", err)
 	}
 }

@@ -14,10 +14,17 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// openModel opens a model by path (variant or Hugging Face folder, ggml file).
+// openModel opens a model by path (variant or Hugging Face folder, ggml file) or by the name
+// of an embedded one (chorus-micro, chorus-micro-moe), which wins over a folder of that
+// name in the working directory (write ./chorus-micro for the folder).
 func openModel(path string, f16 bool) (*asr.Variant, error) {
-	if path == "" {
+	switch path {
+	case "":
 		return nil, fmt.Errorf("no model given (--model DIR|FILE)")
+	case defaultmodel.Name:
+		return defaultmodel.Open(asr.OpenOptions{F16: f16})
+	case defaultmodel.MoEName:
+		return defaultmodel.OpenMoE(asr.OpenOptions{F16: f16})
 	}
 	return asr.Open(path, asr.OpenOptions{F16: f16})
 }
@@ -149,9 +156,9 @@ func exportCmd() *cobra.Command {
 	return cmd
 }
 
-// openModelOrDefault opens path, or the embedded default model when path is empty.
+// openModelOrDefault is openModel with the embedded default model for an empty path.
 func openModelOrDefault(path string, f16 bool) (*asr.Variant, error) {
-	if path == "" || path == defaultmodel.Name {
+	if path == "" {
 		return defaultmodel.Open(asr.OpenOptions{F16: f16})
 	}
 	return openModel(path, f16)

@@ -19,6 +19,7 @@ import (
 func moeCmd() *cobra.Command {
 	var (
 		model, out, method, manifest string
+		overlay                      string
 		nExperts, hidden, limit      int
 		maxTokens, epochs            int
 		seed                         uint64
@@ -94,6 +95,17 @@ func moeCmd() *cobra.Command {
 			if err := moefy.Save(out, v, res, card, moefy.SaveOptions{F16: f16, Compress: compress}); err != nil {
 				return err
 			}
+			if overlay != "" {
+				base := defaultmodel.FS()
+				if model != "" && model != defaultmodel.Name {
+					base = os.DirFS(model)
+				}
+				card["name"] = filepath.Base(filepath.Clean(overlay))
+				card["kind"] = "moe-overlay"
+				if err := moefy.SaveOverlay(overlay, base, res, card); err != nil {
+					return err
+				}
+			}
 			fmt.Printf("%-24s %7s %6s %7s %7s %7s\n", "layer", "tokens", "k", "recall", "random", "mass")
 			for _, r := range res.Reports {
 				fmt.Printf("%-24s %7d %6d %7.3f %7.3f %7.3f\n", r.Name, r.Tokens, r.K, r.Recall, r.RandomRecall, r.MassShare)
@@ -106,6 +118,7 @@ func moeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "", "dense ReLU model folder (default: the embedded default model)")
 	f.StringVar(&out, "out", "", "variant folder to write")
+	f.StringVar(&overlay, "overlay", "", "also write the variant as an overlay over the base model's folder (layout + routers only; what asr/defaultmodel embeds as chorus-micro-moe)")
 	f.IntVar(&nExperts, "experts", 16, "experts per feed-forward layer")
 	f.StringVar(&method, "method", "coact", "partitioning: coact (co-activation clustering) or kmeans (fc1 weight rows)")
 	f.IntVar(&hidden, "router-hidden", 64, "hidden units of each MLP router")

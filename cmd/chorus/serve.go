@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/defaultmodel"
 	"github.com/chorus-asr/chorus/server"
 	"github.com/chorus-asr/chorus/server/registry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,7 +91,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 				WebRTC:        rtc,
 				PathwayLog:    pathwayLog,
 			}
-			if model != "" && model != "chorus-micro" {
+			if model != "" && model != defaultmodel.Name {
 				v, err := openModelOrDefault(model, f16)
 				if err != nil {
 					return err
@@ -107,7 +108,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 			reg, err := registry.New(registry.Config{
-				Dir: modelsDir, DefaultModel: name, Open: asr.OpenOptions{F16: f16},
+				Dir: modelsDir, DefaultModel: name, Open: asr.OpenOptions{F16: f16}, EmbeddedMoE: true,
 				Logger: log, Registerer: metrics, Hangup: hup,
 			})
 			if err != nil {

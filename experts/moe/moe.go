@@ -65,7 +65,7 @@ func LayerName(layer, enc int) string {
 }
 
 // New splits m's blocks as l declares (the stored weights are already permuted, so the
-// blocks are taken as they are) and loads the declared routers from src (nil: none). The
+// blocks are taken as they are, unless l.Unpermuted says to permute them here) and loads the declared routers from src (nil: none). The
 // layout must list every block in layer order; the model must use ReLU, which the sparse
 // kernel assumes.
 func New(m *whisper.Model, l *experts.ExpertLayout, src nn.Source) (*Set, error) {
@@ -90,6 +90,11 @@ func New(m *whisper.Model, l *experts.ExpertLayout, src nn.Source) (*Set, error)
 		f, err := experts.FromLinear(&mlp.FC1, &mlp.FC2, ly.Experts)
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %w", ly.Name, err)
+		}
+		if l.Unpermuted { // an overlay: the stored weights are in the base order
+			if f, err = f.Permute(ly.Permutation(), ly.Experts); err != nil {
+				return nil, fmt.Errorf("layer %s: %w", ly.Name, err)
+			}
 		}
 		f.Layer = i
 		s.FFNs[i], s.E[i] = f, ly.Experts

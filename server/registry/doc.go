@@ -17,6 +17,10 @@
 //   - The model a folder serves is its card.json's "serves" field when present, else the
 //     folder's name. Publishing a folder with "serves": "chorus-micro" therefore replaces
 //     the live chorus-micro; publishing one without it adds a model named after the folder.
+//   - The binary also embeds chorus-micro-moe (the default MoE-fied, as an overlay over its
+//     weights; see asr/defaultmodel): with Config.EmbeddedMoE, which chorus serve sets, it
+//     serves as "chorus-micro-moe" when the store holds no variant of that model, and the
+//     admin Load takes "chorus-micro-moe" or "embedded:chorus-micro-moe" at any time.
 //   - The embedded default serves as "chorus-micro"; Config.DefaultModel (default
 //     "chorus-micro") answers requests that name no model.
 //   - The admin Load takes an explicit model; without one, the card's "serves", else the

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/chorus-asr/chorus/asr/defaultmodel"
 )
 
 // Load loads variant beside whatever is live, as Standby, and promotes it when promote is
@@ -49,11 +47,15 @@ func (r *Registry) Load(ctx context.Context, variant, model string, promote bool
 
 // resolve finds variant in the store, the embedded default or the file system.
 func (r *Registry) resolve(ctx context.Context, variant string) (candidate, error) {
-	if variant == embeddedLocation {
+	if variant == embeddedLocation || variant == embeddedMoELocation {
 		if !r.embedded {
-			return candidate{}, fmt.Errorf("%w: the embedded default is turned off", ErrVariantNotFound)
+			return candidate{}, fmt.Errorf("%w: the embedded models are turned off", ErrVariantNotFound)
 		}
-		return prepare(embeddedSource(), ""), nil
+		src, _, err := embeddedFor(variant)
+		if err != nil {
+			return candidate{}, err
+		}
+		return prepare(src, ""), nil
 	}
 	if isPath(variant) {
 		src, err := pathSource(variant)
@@ -63,8 +65,13 @@ func (r *Registry) resolve(ctx context.Context, variant string) (candidate, erro
 		return prepare(src, ""), nil
 	}
 	src, err := r.store.Open(ctx, variant)
-	if errors.Is(err, ErrVariantNotFound) && variant == defaultmodel.Name && r.embedded {
-		return prepare(embeddedSource(), ""), nil
+	if errors.Is(err, ErrVariantNotFound) && r.embedded {
+		if emb, ok, eerr := embeddedFor(variant); ok {
+			if eerr != nil {
+				return candidate{}, eerr
+			}
+			return prepare(emb, ""), nil
+		}
 	}
 	if err != nil {
 		return candidate{}, err

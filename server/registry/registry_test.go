@@ -466,3 +466,36 @@ func TestCloseDrains(t *testing.T) {
 		t.Errorf("variants after the last release: %+v", vs)
 	}
 }
+
+// TestEmbeddedMoE: with EmbeddedMoE the binary's chorus-micro-moe serves beside the default
+// under its own name, with its experts; without it, it loads by name through Load.
+func TestEmbeddedMoE(t *testing.T) {
+	checkLeaks(t)
+	h := newHarness(t, Config{EmbeddedMoE: true})
+	if err := h.r.Warm(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.r.List()); n != 2 {
+		t.Fatalf("List: %d models, want chorus-micro and chorus-micro-moe", n)
+	}
+	l, err := h.r.Acquire(t.Context(), defaultmodel.MoEName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Variant.Experts == nil || l.Model.Source != "embedded:"+defaultmodel.MoEName {
+		t.Errorf("chorus-micro-moe: experts %v, source %q", l.Variant.Experts != nil, l.Model.Source)
+	}
+	l.Release()
+
+	h2 := newHarness(t, Config{})
+	if err := h2.r.Warm(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.r.Acquire(t.Context(), defaultmodel.MoEName); !errors.Is(err, server.ErrModelNotFound) {
+		t.Fatalf("without EmbeddedMoE, chorus-micro-moe acquired: %v", err)
+	}
+	info, err := h2.r.Load(t.Context(), defaultmodel.MoEName, defaultmodel.MoEName, true)
+	if err != nil || info.State != Live {
+		t.Fatalf("Load(chorus-micro-moe): %+v %v", info, err)
+	}
+}

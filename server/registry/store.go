@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	_ "github.com/chorus-asr/chorus/experts/moe" // the embedded chorus-micro-moe needs the expert builder
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -157,6 +158,32 @@ const embeddedLocation = "embedded:" + defaultmodel.Name
 // embeddedSource is the default model compiled into the binary.
 func embeddedSource() Source {
 	return Source{Variant: defaultmodel.Name, Location: embeddedLocation, FS: defaultmodel.FS()}
+}
+
+// embeddedMoELocation is the source the built-in MoE variant reports.
+const embeddedMoELocation = "embedded:" + defaultmodel.MoEName
+
+// embeddedMoESource is chorus-micro-moe: the embedded overlay (layout and routers) read
+// over the embedded default's files, as one folder. It fails when the overlay is stale.
+func embeddedMoESource() (Source, error) {
+	fsys, err := defaultmodel.MoEFS()
+	if err != nil {
+		return Source{}, fmt.Errorf("%w: %v", ErrInvalidVariant, err)
+	}
+	return Source{Variant: defaultmodel.MoEName, Location: embeddedMoELocation, FS: fsys}, nil
+}
+
+// embeddedFor returns the built-in source named variant ("chorus-micro", "chorus-micro-moe",
+// or their "embedded:" locations), and whether there is one.
+func embeddedFor(variant string) (Source, bool, error) {
+	switch variant {
+	case defaultmodel.Name, embeddedLocation:
+		return embeddedSource(), true, nil
+	case defaultmodel.MoEName, embeddedMoELocation:
+		src, err := embeddedMoESource()
+		return src, true, err
+	}
+	return Source{}, false, nil
 }
 
 // pathSource opens a variant named by path in a Load request: a folder (card.json optional,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ var (
 	fixDense    *asr.Variant
 	fixMoE      *asr.Variant
 	fixRef      []float32
+	fixRes      *Result
 	fixErr      error
 )
 
@@ -53,6 +55,7 @@ func fixture(t *testing.T) (dense, moeV *asr.Variant, ref []float32) {
 			fixErr = err
 			return
 		}
+		fixRes = res
 		if fixErr = Save(dir, fixDense, res, map[string]any{"parent": "chorus-micro"}, SaveOptions{}); fixErr != nil {
 			return
 		}
@@ -179,5 +182,52 @@ func TestRoutingRejects(t *testing.T) {
 	}
 	if rt, err := dense.Routing(asr.RoutingChoice{Router: "dense", Pathway: true}); rt != nil || err != nil {
 		t.Errorf("dense model, dense router: %v, %v", rt, err)
+	}
+}
+
+// TestOverlayEqualsVariant: the same MoE-fication written as an overlay over the base folder
+// (layout marked unpermuted + routers only) and read through defaultmodel's overlay view
+// gives exactly the full variant's features and logits under the MLP router; and the
+// embedded chorus-micro-moe opens, is dense-identical to chorus-micro, and routes sparsely.
+func TestOverlayEqualsVariant(t *testing.T) {
+	dense, mv, ref := fixture(t)
+	dir := filepath.Join(t.TempDir(), "overlay")
+	if err := SaveOverlay(dir, defaultmodel.FS(), fixRes, map[string]any{"parent": "chorus-micro"}); err != nil {
+		t.Fatal(err)
+	}
+	ovFS, err := defaultmodel.Overlay(os.DirFS(dir), defaultmodel.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ov, err := asr.OpenFS(ovFS, ".", "overlay", asr.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := ref[:3*16000]
+	c := asr.RoutingChoice{Router: "mlp", K: 4}
+	wantF, wantL, _ := logitsOf(t, mv, samples, c)
+	gotF, gotL, _ := logitsOf(t, ov, samples, c)
+	if d := maxDiff(gotF, wantF); d > 1e-6 {
+		t.Errorf("overlay features differ from the full variant's by %.3g", d)
+	}
+	if d := maxDiff(gotL, wantL); d > 1e-6 {
+		t.Errorf("overlay logits differ from the full variant's by %.3g", d)
+	}
+
+	em, err := defaultmodel.OpenMoE(asr.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if em.Experts == nil {
+		t.Fatal("embedded chorus-micro-moe has no experts")
+	}
+	_, baseL, _ := logitsOf(t, dense, samples, asr.RoutingChoice{})
+	_, denseL, _ := logitsOf(t, em, samples, asr.RoutingChoice{Router: "dense"})
+	if d := maxDiff(denseL, baseL); d > 1e-5 {
+		t.Errorf("embedded MoE, dense router: logits differ from chorus-micro by %.3g", d)
+	}
+	_, sparseL, r := logitsOf(t, em, samples, asr.RoutingChoice{Router: "mlp", Fraction: 0.25})
+	if d := maxDiff(sparseL, baseL); d < 1e-3 || r == nil {
+		t.Errorf("embedded MoE, mlp at 1/4: logits diff %.3g from dense (routing %v)", d, r != nil)
 	}
 }
