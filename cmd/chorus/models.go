@@ -31,7 +31,7 @@ func openModel(path string, f16 bool) (*asr.Variant, error) {
 
 func modelsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "models", Short: "Inspect, dump and convert models"}
-	cmd.AddCommand(inspectCmd(), dumpCmd(), exportCmd(), randomCmd())
+	cmd.AddCommand(inspectCmd(), dumpCmd(), exportCmd(), randomCmd(), sparsityCmd())
 	return cmd
 }
 

@@ -43,31 +43,9 @@ func moeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var clips []moefy.Clip
-			if manifest != "" {
-				man, err := data.ReadManifest(manifest, data.ReadOptions{Report: func(e *data.LineError) { fmt.Fprintln(os.Stderr, e) }})
-				if err != nil {
-					return err
-				}
-				for _, e := range man.Entries {
-					if limit > 0 && len(clips) == limit {
-						break
-					}
-					x, err := audio.Load16kMono(e.Path(man.Dir))
-					if err != nil {
-						fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", e.AudioFilepath, err)
-						continue
-					}
-					clips = append(clips, moefy.Clip{Samples: x, Text: e.Text})
-				}
-			} else {
-				for _, f := range files {
-					x, err := audio.Load16kMono(f)
-					if err != nil {
-						return err
-					}
-					clips = append(clips, moefy.Clip{Samples: x})
-				}
+			clips, err := loadClips(manifest, limit, files)
+			if err != nil {
+				return err
 			}
 			start := time.Now()
 			bar := newBar("record")
@@ -142,4 +120,36 @@ func newBar(label string) func(done, total int) {
 			fmt.Fprintln(os.Stderr)
 		}
 	}
+}
+
+// loadClips reads the first limit utterances (0: all) of a manifest, with their transcripts,
+// or the given audio files without.
+func loadClips(manifest string, limit int, files []string) ([]moefy.Clip, error) {
+	var clips []moefy.Clip
+	if manifest != "" {
+		man, err := data.ReadManifest(manifest, data.ReadOptions{Report: func(e *data.LineError) { fmt.Fprintln(os.Stderr, e) }})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range man.Entries {
+			if limit > 0 && len(clips) == limit {
+				break
+			}
+			x, err := audio.Load16kMono(e.Path(man.Dir))
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", e.AudioFilepath, err)
+				continue
+			}
+			clips = append(clips, moefy.Clip{Samples: x, Text: e.Text})
+		}
+		return clips, nil
+	}
+	for _, f := range files {
+		x, err := audio.Load16kMono(f)
+		if err != nil {
+			return nil, err
+		}
+		clips = append(clips, moefy.Clip{Samples: x})
+	}
+	return clips, nil
 }

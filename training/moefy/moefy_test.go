@@ -231,3 +231,37 @@ func TestOverlayEqualsVariant(t *testing.T) {
 		t.Errorf("embedded MoE, mlp at 1/4: logits diff %.3g from dense (routing %v)", d, r != nil)
 	}
 }
+
+// TestSparsity: on the default (ReLU) model every layer has exact zeros and NonPositive
+// equals Zero (ReLU never outputs a negative); the same weights with GELU have no exact
+// zeros (far fewer: only where GELU underflows) but the same share of non-positive
+// activations, since the pre-activations are the same; Mass90 is a share in (0, 1].
+func TestSparsity(t *testing.T) {
+	dense, _, ref := fixture(t)
+	rec, err := Record(context.Background(), dense, []Clip{{Samples: ref[:2*16000], Text: refText}}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relu, err := Sparsity(dense, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := *dense
+	gm := *dense.Model
+	gm.Dims.Activation = "gelu"
+	g.Model = &gm
+	gelu, err := Sparsity(&g, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range relu {
+		r, q := relu[i], gelu[i]
+		t.Logf("%s: relu zero %.3f mass90 %.3f | gelu zero %.3f non-positive %.3f mass90 %.3f", r.Name, r.Zero, r.Mass90, q.Zero, q.NonPositive, q.Mass90)
+		if r.Zero <= 0 || r.Zero != r.NonPositive || r.Mass90 <= 0 || r.Mass90 > 1 {
+			t.Errorf("%s relu: %+v", r.Name, r)
+		}
+		if q.Zero >= r.Zero/2 || math.Abs(q.NonPositive-r.Zero) > 1e-9 {
+			t.Errorf("%s gelu: %+v (relu zero %.3f)", q.Name, q, r.Zero)
+		}
+	}
+}
