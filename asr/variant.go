@@ -45,6 +45,10 @@ type ChorusConfig struct {
 	// per layer the expert count, the neuron permutation its stored weights already have,
 	// and its router's tensors), kept raw here and built by the registered ExpertsBuilder.
 	Experts json.RawMessage `json:"experts,omitempty"`
+	// AudioHeadDim and TextHeadDim are the head widths of a pruned variant whose attention
+	// kept fewer heads than d_model/heads implies (whisper.Dims); 0: d_model/heads.
+	AudioHeadDim int `json:"audio_head_dim,omitempty"`
+	TextHeadDim  int `json:"text_head_dim,omitempty"`
 }
 
 // WindowContent marks models that encode only the audio frames of a window.
@@ -203,6 +207,7 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 			return nil, fmt.Errorf("open model %s: config chorus block: %w", name, err)
 		}
 	}
+	d.AudioHeadDim, d.TextHeadDim = chorus.AudioHeadDim, chorus.TextHeadDim
 	moe := len(chorus.Experts) > 0 && string(chorus.Experts) != "null"
 	// A MoE variant's checkpoint also holds its routers, which the expert builder checks.
 	m, err := whisper.Load(d, checkpointSource{ck}, ck.Names(), whisper.LoadOptions{F16: opts.F16, AllowUnused: moe})

@@ -11,6 +11,7 @@ import (
 func trainCmd() *cobra.Command {
 	var (
 		recipe, work string
+		publish      string
 		resume       bool
 		steps        int
 		memLimit     int64
@@ -32,13 +33,14 @@ func trainCmd() *cobra.Command {
 			if work == "" {
 				work = "runs/" + r.Name
 			}
-			return speech.Run(cmd.Context(), r, speech.RunOptions{Work: work, Resume: resume, Steps: steps, Progress: os.Stderr})
+			return speech.Run(cmd.Context(), r, speech.RunOptions{Work: work, Resume: resume, Steps: steps, Progress: os.Stderr, Publish: publish})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&recipe, "recipe", "", "recipe file (see recipes/)")
 	f.StringVar(&work, "work", "", "work folder for tokenizer, checkpoints, logs, plots and the variant (default runs/NAME)")
 	f.BoolVar(&resume, "resume", false, "continue from the newest valid checkpoint")
+	f.StringVar(&publish, "publish", "", "models directory to publish the final variant into (temp name + rename: a watching server hot-swaps it)")
 	f.IntVar(&steps, "steps", 0, "override the recipe's step count (extend a finished run)")
 	f.Int64Var(&memLimit, "memory-limit-mb", 8192, "soft memory limit for the Go heap in MiB (0: none; GOMEMLIMIT wins)")
 	return cmd

@@ -191,3 +191,10 @@ func KeepProbsBackward(dLogAlpha *Set, dp, p Probs) {
 		}
 	}
 }
+
+// Gate implements whisper.Masks: the model's mask point g of layer l of stack st is this
+// Set's kind of the same number (the numbering is shared; TestKindsMatchGates pins it), as a
+// [1, size] row recorded on ctx's tape (see Layer).
+func (s *Set) Gate(ctx *tensor.Ctx, st whisper.Stack, g whisper.Gate, l int) *tensor.T {
+	return s.Layer(ctx, Side(st), Kind(g), l)
+}

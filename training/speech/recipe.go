@@ -28,6 +28,16 @@ import (
 // (the repository root, where `make` runs) unless absolute.
 type Recipe struct {
 	Name string `json:"name"` // the variant it produces, e.g. "chorus-micro"
+	// Kind is "" or "train" (train from scratch or fine-tune From) or "prune" (CoFi pruning
+	// with distillation from Teacher, configured by Prune).
+	Kind string `json:"kind,omitempty"`
+	// Teacher is the variant folder a prune recipe starts from and distils from; empty: the
+	// embedded default model.
+	Teacher string       `json:"teacher,omitempty"`
+	Prune   *PruneRecipe `json:"prune,omitempty"`
+	// Publish, when set, is a models directory the final variant is published into (see
+	// Publish); the --publish flag overrides it.
+	Publish string `json:"publish,omitempty"`
 	// From fine-tunes this variant (folder) instead of training from scratch.
 	From  string       `json:"from,omitempty"`
 	Model whisper.Dims `json:"model"` // n_vocab is set from the tokenizer
@@ -81,6 +91,23 @@ func ReadRecipe(path string) (*Recipe, error) {
 	if r.Name == "" || len(r.Data.Train) == 0 || r.Optim.Steps <= 0 || r.Optim.PeakLR <= 0 {
 		return nil, fmt.Errorf("recipe %s: name, data.train, optim.steps and optim.peak_lr are required", path)
 	}
+	switch r.Kind {
+	case "", "train":
+		if r.Prune != nil {
+			return nil, fmt.Errorf("recipe %s: a prune block needs kind \"prune\"", path)
+		}
+	case "prune":
+		if _, _, err := checkPrune(&r); err != nil {
+			return nil, fmt.Errorf("recipe %s: %w", path, err)
+		}
+		if r.Teacher != "" {
+			if _, err := os.Stat(filepath.Join(r.Teacher, "config.json")); err != nil {
+				return nil, fmt.Errorf("recipe %s: teacher %q is not a variant folder: %w", path, r.Teacher, err)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("recipe %s: unknown kind %q (train or prune)", path, r.Kind)
+	}
 	return &r, nil
 }
 
@@ -91,6 +118,15 @@ type RunOptions struct {
 	Steps    int // overrides optim.steps when > 0 (extends a finished run)
 	Progress io.Writer
 	Logger   *slog.Logger
+	// Publish overrides the recipe's publish directory.
+	Publish string
+}
+
+func (o RunOptions) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
 }
 
 func (o RunOptions) path(p string) string {
@@ -103,10 +139,29 @@ func (o RunOptions) path(p string) string {
 // Run trains a recipe: tokenizer (learned once, then reused), features, the trainer loop with
 // checkpoints, and finally the variant folder <work>/variant.
 func Run(ctx context.Context, r *Recipe, o RunOptions) error {
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
+	err := run(ctx, r, o)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
 	}
+	dir := o.Publish
+	if dir == "" {
+		dir = r.Publish
+	}
+	if dir != "" && err == nil {
+		dst, perr := Publish(o.path("variant"), dir, r.Name)
+		if perr != nil {
+			return perr
+		}
+		o.logger().Info("published", "variant", dst)
+	}
+	return err
+}
+
+func run(ctx context.Context, r *Recipe, o RunOptions) error {
+	if r.Kind == "prune" {
+		return runPrune(ctx, r, o)
+	}
+	log := o.logger()
 	if err := os.MkdirAll(o.Work, 0o755); err != nil {
 		return err
 	}
@@ -121,11 +176,9 @@ func Run(ctx context.Context, r *Recipe, o RunOptions) error {
 	}
 	dims := r.Model
 	dims.NVocab = tok.Size()
-	var dev *data.Manifest
-	if r.Data.Dev != "" {
-		if dev, err = data.ReadManifest(r.Data.Dev, data.ReadOptions{}); err != nil {
-			return err
-		}
+	dev, err := readDev(r)
+	if err != nil {
+		return err
 	}
 	var init *whisper.Model
 	if r.From != "" {
@@ -150,30 +203,9 @@ func Run(ctx context.Context, r *Recipe, o RunOptions) error {
 	}
 	n, hours := task.Utterances()
 	log.Info("corpus ready", "utterances", n, "hours", fmt.Sprintf("%.2f", hours), "batches", task.Batches(), "load", time.Since(start).Round(time.Second))
-	shape := trainer.DecayCosine
-	switch r.Optim.Schedule {
-	case "linear":
-		shape = trainer.DecayLinear
-	case "none":
-		shape = trainer.DecayNone
-	}
-	every := 5 * time.Minute
-	if r.CheckpointEvery != "" {
-		if every, err = time.ParseDuration(r.CheckpointEvery); err != nil {
-			return fmt.Errorf("recipe checkpoint_every: %w", err)
-		}
-	}
-	steps := r.Optim.Steps
-	if o.Steps > 0 {
-		steps = o.Steps
-	}
-	cfg := trainer.Config{
-		Steps: steps, Accum: max(1, r.Batch.Accum), Seed: r.Seed,
-		Schedule:  trainer.WarmupDecay{Peak: r.Optim.PeakLR, Floor: r.Optim.FloorLR, Warmup: r.Optim.Warmup, Total: r.Optim.Steps, Shape: shape},
-		Optimizer: trainer.AdamWConfig{Beta2: r.Optim.Beta2, WeightDecay: r.Optim.WeightDecay},
-		ClipNorm:  r.Optim.ClipNorm, CheckpointDir: o.path("checkpoints"), CheckpointEvery: every,
-		Resume: o.Resume, EvalEvery: r.EvalEvery, LogCSV: o.path("train.csv"), PlotDir: o.path("plots"),
-		Progress: o.Progress, Logger: log,
+	cfg, err := trainerConfig(r, o, log)
+	if err != nil {
+		return err
 	}
 	runErr := trainer.Run(ctx, task, cfg)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
@@ -183,6 +215,44 @@ func Run(ctx context.Context, r *Recipe, o RunOptions) error {
 		return err
 	}
 	return runErr
+}
+
+// readDev reads the recipe's development manifest (nil when it names none).
+func readDev(r *Recipe) (*data.Manifest, error) {
+	if r.Data.Dev == "" {
+		return nil, nil
+	}
+	return data.ReadManifest(r.Data.Dev, data.ReadOptions{})
+}
+
+// trainerConfig is the trainer's configuration for a recipe.
+func trainerConfig(r *Recipe, o RunOptions, log *slog.Logger) (trainer.Config, error) {
+	shape := trainer.DecayCosine
+	switch r.Optim.Schedule {
+	case "linear":
+		shape = trainer.DecayLinear
+	case "none":
+		shape = trainer.DecayNone
+	}
+	every := 5 * time.Minute
+	if r.CheckpointEvery != "" {
+		var err error
+		if every, err = time.ParseDuration(r.CheckpointEvery); err != nil {
+			return trainer.Config{}, fmt.Errorf("recipe checkpoint_every: %w", err)
+		}
+	}
+	steps := r.Optim.Steps
+	if o.Steps > 0 {
+		steps = o.Steps
+	}
+	return trainer.Config{
+		Steps: steps, Accum: max(1, r.Batch.Accum), Seed: r.Seed,
+		Schedule:  trainer.WarmupDecay{Peak: r.Optim.PeakLR, Floor: r.Optim.FloorLR, Warmup: r.Optim.Warmup, Total: r.Optim.Steps, Shape: shape},
+		Optimizer: trainer.AdamWConfig{Beta2: r.Optim.Beta2, WeightDecay: r.Optim.WeightDecay},
+		ClipNorm:  r.Optim.ClipNorm, CheckpointDir: o.path("checkpoints"), CheckpointEvery: every,
+		Resume: o.Resume, EvalEvery: r.EvalEvery, LogCSV: o.path("train.csv"), PlotDir: o.path("plots"),
+		Progress: o.Progress, Logger: log,
+	}, nil
 }
 
 func readManifests(r *Recipe, o RunOptions, log *slog.Logger) (*data.Manifest, error) {

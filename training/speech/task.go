@@ -197,6 +197,34 @@ func (t *Task) Fingerprint() string {
 
 // Step implements trainer.Task: forward and backward on one batch.
 func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer.StepResult, error) {
+	sb, err := t.batch(b)
+	if err != nil {
+		return trainer.StepResult{}, err
+	}
+	xa := t.m.Encoder.Forward(t.ctx, sb.mel) // [B, F/2, C]
+	logits := t.m.Decoder.ForwardTrain(t.ctx, sb.inputs, sb.size, xa)
+	loss := t.speechLoss(sb, xa, logits, 1)
+	if err := ctx.Err(); err != nil {
+		t.ctx.Reset()
+		return trainer.StepResult{}, err
+	}
+	t.tape.Backward()
+	t.ctx.Reset()
+	return trainer.StepResult{Loss: loss, Items: sb.size, Counters: map[string]float64{"audio_s": sb.audioSec}}, nil
+}
+
+// stepBatch is one micro-batch laid out for the model.
+type stepBatch struct {
+	items           []int
+	size, frames    int
+	mel             *tensor.T // [B, M, F] in the task's arena, zero padded, SpecAugmented
+	inputs, targets []int     // [B·S] decoder inputs and next-token targets (padding ignored)
+	audioSec        float64
+	rng             *rand.Rand // the batch's own generator, after the augmentation's draws
+}
+
+// batch builds micro-batch b in the task's arena.
+func (t *Task) batch(b trainer.Batch) (*stepBatch, error) {
 	_, bi := t.order.At(b.Index)
 	items := t.batches[bi]
 	rng := rand.New(rand.NewPCG(b.Seed, uint64(b.Index)))
@@ -225,7 +253,8 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 		s = max(s, len(q)-1)
 	}
 	if s > d.NTextCtx {
-		return trainer.StepResult{}, fmt.Errorf("speech: %d tokens exceed the %d text positions", s, d.NTextCtx)
+		t.ctx.Reset()
+		return nil, fmt.Errorf("speech: %d tokens exceed the %d text positions", s, d.NTextCtx)
 	}
 	inputs := make([]int, bs*s)
 	targets := make([]int, bs*s)
@@ -237,20 +266,25 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 			}
 		}
 	}
+	return &stepBatch{items: items, size: bs, frames: frames, mel: melB, inputs: inputs, targets: targets, audioSec: audioSec, rng: rng}, nil
+}
 
-	xa := t.m.Encoder.Forward(t.ctx, melB) // [B, F/2, C]
-	logits := t.m.Decoder.ForwardTrain(t.ctx, inputs, bs, xa)
+// speechLoss is the joint CTC/attention loss of the batch given the model's audio features
+// xa [B, F/2, C] and logits [B, S, V] (from a taped forward on the task's ctx); it records
+// weight times its gradient on the tape and returns the unweighted loss.
+func (t *Task) speechLoss(sb *stepBatch, xa, logits *tensor.T, weight float64) float64 {
 	lam := t.o.CTCWeight
-	ce := t.ctx.CrossEntropy(t.ctx.ScaleGrad(logits, float32(1-lam)), targets, t.o.Smoothing, t.ignore)
+	ce := t.ctx.CrossEntropy(t.ctx.ScaleGrad(logits, float32(weight*(1-lam))), sb.targets, t.o.Smoothing, t.ignore)
 	loss := (1 - lam) * ce
 	if lam > 0 {
 		h := t.ctx.Linear(xa, t.ctcW, t.ctcB) // [B, F/2, nText+1]
-		tEnc := frames / 2
+		tEnc := sb.frames / 2
+		bs := sb.size
 		var ctc float64
-		for j, i := range items {
+		for j, i := range sb.items {
 			u := t.utts[i]
 			rows := t.ctx.Rows(h, j*tEnc, j*tEnc+u.frames/2)
-			w := lam / float64(bs*max(1, len(u.tokens)))
+			w := weight * lam / float64(bs*max(1, len(u.tokens)))
 			l := t.ctx.CTCLoss(t.ctx.ScaleGrad(t.ctx.LogSoftmax(rows), float32(w)), u.tokens, t.blank)
 			if !math.IsInf(l, 0) {
 				ctc += l / float64(max(1, len(u.tokens)))
@@ -258,13 +292,7 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 		}
 		loss += lam * ctc / float64(bs)
 	}
-	if err := ctx.Err(); err != nil {
-		t.ctx.Reset()
-		return trainer.StepResult{}, err
-	}
-	t.tape.Backward()
-	t.ctx.Reset()
-	return trainer.StepResult{Loss: loss, Items: bs, Counters: map[string]float64{"audio_s": audioSec}}, nil
+	return loss
 }
 
 // sequence is the decoder's token sequence for u: the SOT sequence, the text (between

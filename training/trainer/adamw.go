@@ -129,7 +129,8 @@ func (o *AdamW) GradNorm() float64 {
 	return math.Sqrt(s)
 }
 
-// Step applies one AdamW update with learning rate lr to gradients multiplied by gradScale
+// Step applies one AdamW update with learning rate lr (params with their own Param.LR use
+// that instead) to gradients multiplied by gradScale
 // (the trainer folds the 1/accumulation average and the clipping factor into it, so the
 // gradients are never rescaled in a pass of their own), and then zeroes every gradient, ready
 // for the next accumulation — fused into the same pass to save a sweep over memory.
@@ -152,6 +153,12 @@ func (o *AdamW) Step(lr float64, gradScale float32) {
 		kc.decay = 1
 		if p.Decay {
 			kc.decay = decayed
+		}
+		if p.LR > 0 { // its own group: a constant rate (Param.LR)
+			kc.stepSize = float32(p.LR / bc1)
+			if p.Decay {
+				kc.decay = float32(1 - p.LR*o.cfg.WeightDecay)
+			}
 		}
 		adamwKernel(p.W.Data[c.lo:c.hi], p.Grad.Data[c.lo:c.hi], o.m[c.param][c.lo:c.hi], o.v[c.param][c.lo:c.hi], kc)
 	})

@@ -213,8 +213,9 @@ func (l *metricsLog) series(c string) (xs, ys []float64) {
 	return xs, ys
 }
 
-// plot redraws dir/loss.png (per-step loss and its moving average) and one
-// dir/eval_<metric>.png per eval metric (such as dev WER) against step.
+// plot redraws dir/loss.png (per-step loss and its moving average), one dir/<group>.png
+// per group of "group/series" value columns, and one dir/eval_<metric>.png per eval metric
+// (such as dev WER) against step.
 func (l *metricsLog) plot(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -232,6 +233,22 @@ func (l *metricsLog) plot(dir string) error {
 	err := plot.Lines(filepath.Join(dir, "loss.png"), "training loss", "step", "loss",
 		plot.Series{Name: "loss", X: xs, Y: ys},
 		plot.Series{Name: fmt.Sprintf("moving average (β=%g)", lossEMABeta), X: xs, Y: ema})
+	groups := map[string][]plot.Series{}
+	var order []string
+	for _, c := range l.header {
+		g, name, ok := strings.Cut(c, "/")
+		if !ok || strings.HasPrefix(c, evalPrefix) {
+			continue
+		}
+		if _, seen := groups[g]; !seen {
+			order = append(order, g)
+		}
+		xs, ys := l.series(c)
+		groups[g] = append(groups[g], plot.Series{Name: name, X: xs, Y: ys})
+	}
+	for _, g := range order {
+		err = errors.Join(err, plot.Lines(filepath.Join(dir, fileSafe(g)+".png"), g, "step", g, groups[g]...))
+	}
 	for _, c := range l.header {
 		name, ok := strings.CutPrefix(c, evalPrefix)
 		if !ok {

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/chorus-asr/chorus/tensor"
@@ -21,6 +22,11 @@ type Param struct {
 	// Decay selects decoupled weight decay for this tensor. Biases, LayerNorm gains and shifts
 	// and embedding tables usually go without it; see DecayFor.
 	Decay bool
+	// LR, when positive, is this tensor's own constant learning rate in place of the schedule's:
+	// a second AdamW parameter group, as CoFi trains its gates' log α and the Lagrange
+	// multipliers with their own rates (reg_learning_rate, trainer/trainer.py#L150-L170)
+	// while the model follows the warm-up/decay schedule. It is folded into the config hash.
+	LR float64
 }
 
 // DecayFor is the usual rule for which tensors get weight decay: weight matrices and
@@ -55,6 +61,8 @@ func checkParams(params []Param) error {
 		case !tensor.SameShape(p.W.Shape, p.Grad.Shape) || len(p.Grad.Data) != len(p.W.Data):
 			return fmt.Errorf("param %q: gradient shape %v (%d values) differs from weight shape %v",
 				p.Name, p.Grad.Shape, len(p.Grad.Data), p.W.Shape)
+		case !(p.LR >= 0) || math.IsInf(p.LR, 0):
+			return fmt.Errorf("param %q: learning rate %v", p.Name, p.LR)
 		case len(p.W.Data) > 0 && &p.W.Data[0] == &p.Grad.Data[0]:
 			return fmt.Errorf("param %q: gradient shares the weight's storage", p.Name)
 		}

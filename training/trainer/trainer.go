@@ -56,6 +56,11 @@ type StepResult struct {
 	// Counters are extra throughput quantities, summed over micro-batches and reported per
 	// second: "audio_s" (seconds of audio) shows as audio_s/s, logged as audio_s_per_s.
 	Counters map[string]float64
+	// Values are quantities logged as they are, one CSV column each, from the step's last
+	// micro-batch (a pruning run's expected sparsity, Lagrange multipliers, per-layer keep
+	// ratios). A name "group/series" is drawn with the other series of its group in
+	// <PlotDir>/group.png.
+	Values map[string]float64
 }
 
 // Task is a model plus its objective and data, as the trainer sees it.
@@ -370,7 +375,7 @@ func (r *run) runStep(ctx context.Context) error {
 	snap := *r.pcg
 	var loss float64
 	var items int64
-	var counters map[string]float64
+	var counters, values map[string]float64
 	for micro := range cfg.Accum {
 		if micro > 0 && ctx.Err() != nil {
 			*r.pcg = snap // the checkpoint must hold the RNG as this step found it
@@ -387,6 +392,9 @@ func (r *run) runStep(ctx context.Context) error {
 		}
 		loss += res.Loss
 		items += int64(res.Items)
+		if res.Values != nil {
+			values = res.Values
+		}
 		for k, v := range res.Counters {
 			if counters == nil {
 				counters = make(map[string]float64, len(res.Counters))
@@ -448,6 +456,9 @@ func (r *run) runStep(ctx context.Context) error {
 			if stepTime > 0 {
 				cells = append(cells, cell{k + "_per_s", fmtFloat(counters[k] / stepTime)})
 			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(values)) {
+			cells = append(cells, cell{k, fmtFloat(values[k])})
 		}
 		for _, k := range slices.Sorted(maps.Keys(evals)) {
 			cells = append(cells, cell{evalPrefix + k, fmtFloat(evals[k])})
@@ -621,6 +632,9 @@ func configHash(cfg Config, params []Param, task Task) string {
 	slices.SortFunc(sorted, func(a, b Param) int { return cmp.Compare(a.Name, b.Name) })
 	for _, p := range sorted {
 		fmt.Fprintf(h, "param %q %v decay=%t\n", p.Name, p.W.Shape, p.Decay)
+		if p.LR > 0 { // only then, so that runs without groups keep their hashes
+			fmt.Fprintf(h, "param %q lr=%v\n", p.Name, p.LR)
+		}
 	}
 	if f, ok := task.(Fingerprinter); ok {
 		fmt.Fprintf(h, "task %q\n", f.Fingerprint())

@@ -23,6 +23,27 @@ type Dims struct {
 	DecoderFFN int `json:"decoder_ffn,omitempty"`
 	// Activation of the feed-forward layers: "gelu" (Whisper) or "relu" (chorus variants).
 	Activation string `json:"activation,omitempty"`
+	// AudioHeadDim and TextHeadDim are the attention head widths D; 0 means Whisper's
+	// width/heads. A pruned variant sets them: removing heads leaves fewer heads of the same
+	// width (the 1/√D scale unchanged), so H·D no longer equals the model width.
+	AudioHeadDim int `json:"audio_head_dim,omitempty"`
+	TextHeadDim  int `json:"text_head_dim,omitempty"`
+}
+
+// AudioHD is the encoder's head width D.
+func (d Dims) AudioHD() int {
+	if d.AudioHeadDim > 0 {
+		return d.AudioHeadDim
+	}
+	return d.NAudioState / d.NAudioHead
+}
+
+// TextHD is the decoder's head width D.
+func (d Dims) TextHD() int {
+	if d.TextHeadDim > 0 {
+		return d.TextHeadDim
+	}
+	return d.NTextState / d.NTextHead
 }
 
 func (d Dims) encoderFFN() int {

@@ -65,7 +65,7 @@ func (m *Model) halfKV() bool { return m.Decoder.Tok.W16 != nil }
 // NewCaches allocates caches for one decoding sequence of model m.
 func (m *Model) NewCaches() *Caches {
 	d := m.Dims
-	hd := d.NTextState / d.NTextHead
+	hd := d.TextHD()
 	c := &Caches{}
 	for range d.NTextLayer {
 		c.Self = append(c.Self, NewKV(d.NTextCtx, d.NTextHead, hd, m.halfKV()))
@@ -95,7 +95,7 @@ func (m *Model) ShareCross(c *Caches) *Caches {
 	d := m.Dims
 	n := &Caches{Cross: c.Cross}
 	for range d.NTextLayer {
-		n.Self = append(n.Self, NewKV(d.NTextCtx, d.NTextHead, d.NTextState/d.NTextHead, m.halfKV()))
+		n.Self = append(n.Self, NewKV(d.NTextCtx, d.NTextHead, d.TextHD(), m.halfKV()))
 	}
 	return n
 }

@@ -83,8 +83,10 @@ func New(d Dims) (*Model, error) {
 		return nil, err
 	}
 	relu := d.Activation == "relu"
-	attn := func(c int) Attention {
-		return Attention{Q: nn.NewLinear(c, c, true), K: nn.NewLinear(c, c, false), V: nn.NewLinear(c, c, true), Out: nn.NewLinear(c, c, true)}
+	// attn declares an attention reading queries of width c and keys and values of width kv,
+	// with inner width w = H·D (C·C in Whisper; less in a pruned variant).
+	attn := func(c, kv, w int) Attention {
+		return Attention{Q: nn.NewLinear(c, w, true), K: nn.NewLinear(kv, w, false), V: nn.NewLinear(kv, w, true), Out: nn.NewLinear(w, c, true)}
 	}
 	layer := 0
 	mlp := func(c, f int) MLP {
@@ -101,7 +103,7 @@ func New(d Dims) (*Model, error) {
 		heads: d.NAudioHead,
 	}
 	for range d.NAudioLayer {
-		m.Encoder.Layers = append(m.Encoder.Layers, EncoderLayer{Attn: attn(e), AttnLN: nn.NewLayerNorm(e), MLP: mlp(e, d.encoderFFN()), MLPLN: nn.NewLayerNorm(e)})
+		m.Encoder.Layers = append(m.Encoder.Layers, EncoderLayer{Attn: attn(e, e, d.NAudioHead*d.AudioHD()), AttnLN: nn.NewLayerNorm(e), MLP: mlp(e, d.encoderFFN()), MLPLN: nn.NewLayerNorm(e)})
 	}
 	m.Decoder = Decoder{
 		Tok:   nn.NewLinear(t, d.NVocab, false),
@@ -111,7 +113,7 @@ func New(d Dims) (*Model, error) {
 	}
 	for range d.NTextLayer {
 		m.Decoder.Layers = append(m.Decoder.Layers, DecoderLayer{
-			Attn: attn(t), AttnLN: nn.NewLayerNorm(t), Cross: attn(t), CrossLN: nn.NewLayerNorm(t),
+			Attn: attn(t, t, d.NTextHead*d.TextHD()), AttnLN: nn.NewLayerNorm(t), Cross: attn(t, e, d.NTextHead*d.TextHD()), CrossLN: nn.NewLayerNorm(t),
 			MLP: mlp(t, d.decoderFFN()), MLPLN: nn.NewLayerNorm(t),
 		})
 	}
@@ -123,9 +125,11 @@ func (d Dims) Validate() error {
 	switch {
 	case d.NMels <= 0, d.NAudioCtx <= 0, d.NAudioState <= 0, d.NAudioLayer < 0, d.NVocab <= 0, d.NTextCtx <= 0, d.NTextState <= 0, d.NTextLayer < 0:
 		return fmt.Errorf("whisper: invalid dimensions %+v", d)
-	case d.NAudioHead <= 0 || d.NAudioState%d.NAudioHead != 0:
+	case d.AudioHeadDim < 0 || d.TextHeadDim < 0:
+		return fmt.Errorf("whisper: negative head width in %+v", d)
+	case d.NAudioHead <= 0 || (d.AudioHeadDim == 0 && d.NAudioState%d.NAudioHead != 0):
 		return fmt.Errorf("whisper: encoder width %d not divisible by %d heads", d.NAudioState, d.NAudioHead)
-	case d.NTextHead <= 0 || d.NTextState%d.NTextHead != 0:
+	case d.NTextHead <= 0 || (d.TextHeadDim == 0 && d.NTextState%d.NTextHead != 0):
 		return fmt.Errorf("whisper: decoder width %d not divisible by %d heads", d.NTextState, d.NTextHead)
 	case d.Activation != "" && d.Activation != "gelu" && d.Activation != "relu":
 		return fmt.Errorf("whisper: unsupported activation %q", d.Activation)
@@ -140,24 +144,54 @@ func (e *Encoder) Forward(ctx *tensor.Ctx, mel *tensor.T) *tensor.T {
 
 // ForwardRouted is Forward with a stream's expert routing (nil: every block dense).
 func (e *Encoder) ForwardRouted(ctx *tensor.Ctx, mel *tensor.T, rt Routing) *tensor.T {
+	return e.forward(ctx, mel, rt, nil)
+}
+
+// ForwardHooked is Forward with a training pass's hooks (masks, recorded outputs; nil: none).
+func (e *Encoder) ForwardHooked(ctx *tensor.Ctx, mel *tensor.T, h *Hooks) *tensor.T {
+	return e.forward(ctx, mel, nil, h)
+}
+
+// forward is the encoder. Under masks the hidden-dimension gates z multiply the stem's
+// channels (the conv1 output that conv2 reads, and the stream it starts: CoFi masks the
+// embedding output the same way) and every sublayer's output before the residual add, so
+// the removed dimensions of the stream stay exactly zero.
+func (e *Encoder) forward(ctx *tensor.Ctx, mel *tensor.T, rt Routing, h *Hooks) *tensor.T {
+	hid := h.gate(ctx, EncoderStack, GateHidden, 0)
 	x := ctx.Transpose(mel) // [2T, M]: the conv runs time-major
-	x = ctx.GELU(e.Conv1.Forward(ctx, x))
+	x = scale(ctx, ctx.GELU(e.Conv1.Forward(ctx, x)), hid)
 	x = ctx.GELU(e.Conv2.Forward(ctx, x)) // [T, C]
-	if x.Shape[0] > e.Pos.Shape[0] {
-		panic(fmt.Sprintf("whisper: %d audio frames exceed the %d positions", x.Shape[0], e.Pos.Shape[0]))
+	if x.Shape[len(x.Shape)-2] > e.Pos.Shape[0] {
+		panic(fmt.Sprintf("whisper: %d audio frames exceed the %d positions", x.Shape[len(x.Shape)-2], e.Pos.Shape[0]))
 	}
-	x = ctx.AddRows(x, e.Pos, 0)
+	x = scale(ctx, ctx.AddRows(x, e.Pos, 0), hid)
 	for i := range e.Layers {
-		x = e.Layers[i].Forward(ctx, x, e.heads, rt)
+		x = e.Layers[i].forward(ctx, x, e.heads, rt, h, i)
 	}
-	return e.LN.Forward(ctx, x)
+	return norm(ctx, &e.LN, x, hid)
 }
 
 // Forward runs one encoder block on x [T, C]; rt routes its MLP (nil: dense).
 func (l *EncoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, rt Routing) *tensor.T {
-	h := l.AttnLN.Forward(ctx, x)
-	x = ctx.Add(x, l.Attn.Self(ctx, h, heads, false, nil))
-	return ctx.Add(x, l.MLP.ForwardRouted(ctx, l.MLPLN.Forward(ctx, x), rt))
+	return l.forward(ctx, x, heads, rt, nil, 0)
+}
+
+// forward is block i under hooks h: CoFi's gates at their points (eq. 3–4: heads before the
+// output projection, the whole sublayer after it, units after the activation, the whole FFN
+// after fc2, hidden dimensions on each sublayer's output and in its layer norm).
+func (l *EncoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, heads int, rt Routing, h *Hooks, i int) *tensor.T {
+	const s = EncoderStack
+	hid := h.gate(ctx, s, GateHidden, i)
+	a := l.Attn.self(ctx, norm(ctx, &l.AttnLN, x, hid), heads, false, nil, h.gate(ctx, s, GateHeads, i))
+	a = scale(ctx, scale(ctx, a, h.gate(ctx, s, GateAttn, i)), hid)
+	h.put(s, recAttn, a)
+	x = ctx.Add(x, a)
+	f := l.MLP.forward(ctx, norm(ctx, &l.MLPLN, x, hid), rt, h.gate(ctx, s, GateUnits, i))
+	f = scale(ctx, scale(ctx, f, h.gate(ctx, s, GateFFN, i)), hid)
+	h.put(s, recFFN, f)
+	x = ctx.Add(x, f)
+	h.put(s, recHidden, x)
+	return x
 }
 
 // ForwardRouted is the block as a stream runs it: with a routing, the routing computes it
@@ -175,19 +209,39 @@ func (m *MLP) Layer() int { return m.layer }
 
 // Forward is the dense block, fc2(act(fc1(x))).
 func (m *MLP) Forward(ctx *tensor.Ctx, x *tensor.T) *tensor.T {
+	return m.masked(ctx, x, nil)
+}
+
+// forward is the block under unit gates (CoFi's z_int, after the activation) when given,
+// else as routed.
+func (m *MLP) forward(ctx *tensor.Ctx, x *tensor.T, rt Routing, units *tensor.T) *tensor.T {
+	if units == nil {
+		return m.ForwardRouted(ctx, x, rt)
+	}
+	return m.masked(ctx, x, units)
+}
+
+// masked is fc2(act(fc1(x)) ⊙ units) (units nil: the dense block).
+func (m *MLP) masked(ctx *tensor.Ctx, x, units *tensor.T) *tensor.T {
 	h := m.FC1.Forward(ctx, x)
 	if m.relu {
 		h = ctx.ReLU(h)
 	} else {
 		h = ctx.GELU(h)
 	}
-	return m.FC2.Forward(ctx, h)
+	return m.FC2.Forward(ctx, scale(ctx, h, units))
 }
 
 // Self is self-attention on x [S, C] (or [B, S, C]). With a cache, the new keys and values
 // are appended to it and the queries attend to everything cached (causal when asked); with
 // cache nil (training) they attend within x.
 func (a *Attention) Self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, cache *KV) *tensor.T {
+	return a.self(ctx, x, heads, causal, cache, nil)
+}
+
+// self is Self with head gates hg [1, H] on the heads' outputs before the output projection
+// (nil: none; training passes only, without a cache).
+func (a *Attention) self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, cache *KV, hg *tensor.T) *tensor.T {
 	q := a.Q.Forward(ctx, x)
 	k := a.K.Forward(ctx, x)
 	v := a.V.Forward(ctx, x)
@@ -195,18 +249,23 @@ func (a *Attention) Self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, c
 		cache.Append(k, v)
 		return a.Out.Forward(ctx, cache.Attend(ctx, q, causal))
 	}
-	return a.Out.Forward(ctx, ctx.Attention(q, k, v, heads, causal))
+	return a.Out.Forward(ctx, scale(ctx, ctx.Attention(q, k, v, heads, causal), hg))
 }
 
 // Cross is attention from x [S, C] to the audio: the keys and values in cache (inference) or,
 // with cache nil (training), k, v [T, C] (batched alike). Whisper multiplies q and k each by
 // D^-¼ before their product; the kernels apply the equivalent 1/√D to the scores once.
 func (a *Attention) Cross(ctx *tensor.Ctx, x *tensor.T, cache *KV, k, v *tensor.T, heads int) *tensor.T {
+	return a.cross(ctx, x, cache, k, v, heads, nil)
+}
+
+// cross is Cross with head gates hg (nil: none; training passes only).
+func (a *Attention) cross(ctx *tensor.Ctx, x *tensor.T, cache *KV, k, v *tensor.T, heads int, hg *tensor.T) *tensor.T {
 	q := a.Q.Forward(ctx, x)
 	if cache != nil {
 		return a.Out.Forward(ctx, cache.Attend(ctx, q, false))
 	}
-	return a.Out.Forward(ctx, ctx.Attention(q, k, v, heads, false))
+	return a.Out.Forward(ctx, scale(ctx, ctx.Attention(q, k, v, heads, false), hg))
 }
 
 // Forward runs one decoder block on x [S, C] (or [B, S, C]). With caches (inference), self
@@ -214,9 +273,28 @@ func (a *Attention) Cross(ctx *tensor.Ctx, x *tensor.T, cache *KV, k, v *tensor.
 // block attends within x and to the audio keys and values k, v [T, C]. rt routes its MLP
 // (nil: dense).
 func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, self, cross *KV, k, v *tensor.T, rt Routing) *tensor.T {
-	x = ctx.Add(x, l.Attn.Self(ctx, l.AttnLN.Forward(ctx, x), heads, true, self))
-	x = ctx.Add(x, l.Cross.Cross(ctx, l.CrossLN.Forward(ctx, x), cross, k, v, heads))
-	return ctx.Add(x, l.MLP.ForwardRouted(ctx, l.MLPLN.Forward(ctx, x), rt))
+	return l.forward(ctx, x, heads, self, cross, k, v, rt, nil, 0)
+}
+
+// forward is block i under hooks h (see EncoderLayer.forward; masks need the cache-less
+// training form).
+func (l *DecoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, heads int, self, cross *KV, k, v *tensor.T, rt Routing, h *Hooks, i int) *tensor.T {
+	const s = DecoderStack
+	hid := h.gate(ctx, s, GateHidden, i)
+	a := l.Attn.self(ctx, norm(ctx, &l.AttnLN, x, hid), heads, true, self, h.gate(ctx, s, GateHeads, i))
+	a = scale(ctx, scale(ctx, a, h.gate(ctx, s, GateAttn, i)), hid)
+	h.put(s, recAttn, a)
+	x = ctx.Add(x, a)
+	c := l.Cross.cross(ctx, norm(ctx, &l.CrossLN, x, hid), cross, k, v, heads, h.gate(ctx, s, GateCrossHeads, i))
+	c = scale(ctx, scale(ctx, c, h.gate(ctx, s, GateCross, i)), hid)
+	h.put(s, recCross, c)
+	x = ctx.Add(x, c)
+	f := l.MLP.forward(ctx, norm(ctx, &l.MLPLN, x, hid), rt, h.gate(ctx, s, GateUnits, i))
+	f = scale(ctx, scale(ctx, f, h.gate(ctx, s, GateFFN, i)), hid)
+	h.put(s, recFFN, f)
+	x = ctx.Add(x, f)
+	h.put(s, recHidden, x)
+	return x
 }
 
 // Forward runs the decoder on tokens (one sequence) whose first position is offset (the
@@ -247,15 +325,24 @@ func (d *Decoder) ForwardRouted(ctx *tensor.Ctx, tokens []int, c *Caches, keep i
 // another, padded by the caller) against audio features xa [B, T, C], without caches, and
 // returns logits [B, S, V]. Everything it computes is recorded when ctx has a tape.
 func (d *Decoder) ForwardTrain(ctx *tensor.Ctx, tokens []int, batch int, xa *tensor.T) *tensor.T {
+	return d.ForwardTrainHooked(ctx, tokens, batch, xa, nil)
+}
+
+// ForwardTrainHooked is ForwardTrain with a training pass's hooks (nil: none). Under masks
+// the hidden-dimension gates multiply the embedded tokens (CoFi's masked embedding output)
+// and every sublayer's output, and the final layer norm and the tied projection read the
+// kept dimensions only.
+func (d *Decoder) ForwardTrainHooked(ctx *tensor.Ctx, tokens []int, batch int, xa *tensor.T, h *Hooks) *tensor.T {
 	if len(tokens)/batch > d.Pos.Shape[0] {
 		panic(fmt.Sprintf("whisper: %d tokens exceed the %d text positions", len(tokens)/batch, d.Pos.Shape[0]))
 	}
-	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, batch), d.Pos, 0)
+	hid := h.gate(ctx, DecoderStack, GateHidden, 0)
+	x := scale(ctx, ctx.AddRows(d.tokenEmbedding(ctx, tokens, batch), d.Pos, 0), hid)
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		x = l.Forward(ctx, x, d.heads, nil, nil, l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa), nil)
+		x = l.forward(ctx, x, d.heads, nil, nil, l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa), nil, h, i)
 	}
-	return d.Tok.Forward(ctx, d.LN.Forward(ctx, x))
+	return d.Tok.Forward(ctx, norm(ctx, &d.LN, x, hid))
 }
 
 // tokenEmbedding returns [S, C] (batch 1) or [B, S/B, C] embeddings of tokens.

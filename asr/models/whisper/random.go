@@ -20,14 +20,15 @@ type TensorSpec struct {
 func TensorSpecs(d Dims) []TensorSpec {
 	var s []TensorSpec
 	add := func(name string, shape ...int) { s = append(s, TensorSpec{name, shape}) }
-	attn := func(p string, width int) {
-		add(p+".k_proj.weight", width, width)
-		add(p+".v_proj.weight", width, width)
-		add(p+".v_proj.bias", width)
-		add(p+".q_proj.weight", width, width)
-		add(p+".q_proj.bias", width)
-		add(p+".out_proj.weight", width, width)
-		add(p+".out_proj.bias", width)
+	// attn lists an attention of query width c, key/value input width kv, inner width w = H·D.
+	attn := func(p string, c, kv, w int) {
+		add(p+".k_proj.weight", w, kv)
+		add(p+".v_proj.weight", w, kv)
+		add(p+".v_proj.bias", w)
+		add(p+".q_proj.weight", w, c)
+		add(p+".q_proj.bias", w)
+		add(p+".out_proj.weight", c, w)
+		add(p+".out_proj.bias", c)
 	}
 	ln := func(p string, width int) {
 		add(p+".weight", width)
@@ -41,7 +42,7 @@ func TensorSpecs(d Dims) []TensorSpec {
 	add("model.encoder.embed_positions.weight", d.NAudioCtx, e)
 	for i := 0; i < d.NAudioLayer; i++ {
 		p := fmt.Sprintf("model.encoder.layers.%d", i)
-		attn(p+".self_attn", e)
+		attn(p+".self_attn", e, e, d.NAudioHead*d.AudioHD())
 		ln(p+".self_attn_layer_norm", e)
 		add(p+".fc1.weight", d.encoderFFN(), e)
 		add(p+".fc1.bias", d.encoderFFN())
@@ -54,9 +55,9 @@ func TensorSpecs(d Dims) []TensorSpec {
 	add("model.decoder.embed_positions.weight", d.NTextCtx, t)
 	for i := 0; i < d.NTextLayer; i++ {
 		p := fmt.Sprintf("model.decoder.layers.%d", i)
-		attn(p+".self_attn", t)
+		attn(p+".self_attn", t, t, d.NTextHead*d.TextHD())
 		ln(p+".self_attn_layer_norm", t)
-		attn(p+".encoder_attn", t)
+		attn(p+".encoder_attn", t, e, d.NTextHead*d.TextHD())
 		ln(p+".encoder_attn_layer_norm", t)
 		add(p+".fc1.weight", d.decoderFFN(), t)
 		add(p+".fc1.bias", d.decoderFFN())
