@@ -187,12 +187,30 @@ func (t *Task) Params() []trainer.Param { return t.params }
 // Fingerprint implements trainer.Fingerprinter.
 func (t *Task) Fingerprint() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%+v %d %d %g %g %g %+v %d\n", t.o.Dims, t.o.BatchFrames, t.o.MaxItems, t.o.CTCWeight,
+	fmt.Fprintf(h, "%s %d %d %g %g %g %+v %d\n", dimsFingerprint(t.o.Dims), t.o.BatchFrames, t.o.MaxItems, t.o.CTCWeight,
 		t.o.Smoothing, t.o.TimestampFraction, t.o.SpecAugment, len(t.utts))
 	for _, u := range t.utts {
 		fmt.Fprintf(h, "%d %s\n", u.frames, u.text)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// dimsFingerprint formats d for the task fingerprint exactly as %+v formatted whisper.Dims
+// before it gained fields, so that runs started then still resume; fields added since appear
+// only when set.
+func dimsFingerprint(d whisper.Dims) string {
+	type dimsV1 struct {
+		NMels, NAudioCtx, NAudioState, NAudioHead, NAudioLayer int
+		NVocab, NTextCtx, NTextState, NTextHead, NTextLayer    int
+		EncoderFFN, DecoderFFN                                 int
+		Activation                                             string
+	}
+	s := fmt.Sprintf("%+v", dimsV1{d.NMels, d.NAudioCtx, d.NAudioState, d.NAudioHead, d.NAudioLayer,
+		d.NVocab, d.NTextCtx, d.NTextState, d.NTextHead, d.NTextLayer, d.EncoderFFN, d.DecoderFFN, d.Activation})
+	if d.AudioHeadDim != 0 || d.TextHeadDim != 0 {
+		s += fmt.Sprintf(" head_dims=%d/%d", d.AudioHeadDim, d.TextHeadDim)
+	}
+	return s
 }
 
 // Step implements trainer.Task: forward and backward on one batch.

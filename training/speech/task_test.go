@@ -99,3 +99,19 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
 }
+
+// TestDimsFingerprintStable pins the fingerprint text of the dimensions: it is part of the
+// config hash every checkpoint records, so a change here stops running trainings from
+// resuming (chorus-micro's run started before whisper.Dims gained head widths).
+func TestDimsFingerprintStable(t *testing.T) {
+	d := whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 256, NAudioHead: 4, NAudioLayer: 4, NVocab: 2022,
+		NTextCtx: 224, NTextState: 256, NTextHead: 4, NTextLayer: 2, EncoderFFN: 1024, DecoderFFN: 1024, Activation: "relu"}
+	const want = "{NMels:80 NAudioCtx:1500 NAudioState:256 NAudioHead:4 NAudioLayer:4 NVocab:2022 NTextCtx:224 NTextState:256 NTextHead:4 NTextLayer:2 EncoderFFN:1024 DecoderFFN:1024 Activation:relu}"
+	if got := dimsFingerprint(d); got != want {
+		t.Errorf("dims fingerprint changed:\n got %s\nwant %s", got, want)
+	}
+	d.AudioHeadDim = 32
+	if got := dimsFingerprint(d); got == want {
+		t.Error("a head width does not change the fingerprint")
+	}
+}
