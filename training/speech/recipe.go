@@ -2,6 +2,7 @@ package speech
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -187,6 +188,14 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 			return err
 		}
 		init = v.Model
+		// ReLU-fication: a recipe that names another activation than its From variant's
+		// fine-tunes the same weights with it (recipes/chorus-relufy.json).
+		if a := r.Model.Activation; a != "" && a != init.Dims.Activation {
+			log.Info("changing the feed-forward activation", "from", cmp.Or(init.Dims.Activation, "gelu"), "to", a)
+			if err := init.SetActivation(a); err != nil {
+				return err
+			}
+		}
 		dims = v.Model.Dims
 	}
 	log.Info("loading features", "utterances", len(train.Entries))

@@ -207,6 +207,23 @@ func (m *MLP) ForwardRouted(ctx *tensor.Ctx, x *tensor.T, rt Routing) *tensor.T 
 // blocks. Expert layouts, routers and pathways number layers this way.
 func (m *MLP) Layer() int { return m.layer }
 
+// SetActivation switches every feed-forward block to a ("gelu" or "relu") and records it in
+// the dimensions: ReLU-fication (issue: experts) replaces GELU with ReLU and fine-tunes, so
+// the FFN activations become exactly sparse. The weights are untouched; outputs change.
+func (m *Model) SetActivation(a string) error {
+	if a != "gelu" && a != "relu" {
+		return fmt.Errorf("whisper: unsupported activation %q", a)
+	}
+	m.Dims.Activation = a
+	for i := range m.Encoder.Layers {
+		m.Encoder.Layers[i].MLP.relu = a == "relu"
+	}
+	for i := range m.Decoder.Layers {
+		m.Decoder.Layers[i].MLP.relu = a == "relu"
+	}
+	return nil
+}
+
 // Forward is the dense block, fc2(act(fc1(x))).
 func (m *MLP) Forward(ctx *tensor.Ctx, x *tensor.T) *tensor.T {
 	return m.masked(ctx, x, nil)

@@ -1,0 +1,98 @@
+package speech
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/asr/tokenizer"
+	"github.com/chorus-asr/chorus/training/data"
+)
+
+// TestRunReLUFication runs a whole recipe end to end on a tiny corpus written here: it
+// fine-tunes a GELU variant From with "activation": "relu" for two steps and checks the
+// variant Run writes: config activation relu, the card's parent and steps, and weights moved
+// from the start.
+func TestRunReLUFication(t *testing.T) {
+	dir := t.TempDir()
+	tok, err := tokenizer.Load("../../asr/tokenizer/testdata/trained-en")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 32, NAudioHead: 2, NAudioLayer: 1,
+		NVocab: tok.Size(), NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "gelu"}
+	m, err := whisper.NewRandom(d, 5, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := filepath.Join(dir, "gelu")
+	if err := asr.Save(from, m, nil, tok, asr.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Four one-second clips of tones with made-up transcripts.
+	var entries []data.Entry
+	for i := range 4 {
+		x := make([]float32, 16000)
+		for j := range x {
+			x[j] = float32(0.3 * math.Sin(2*math.Pi*float64(200+100*i)*float64(j)/16000))
+		}
+		name := filepath.Join("clips", string(rune('a'+i))+".wav")
+		if err := os.MkdirAll(filepath.Join(dir, "clips"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := audio.WriteWAV(f, x, 16000, 1, audio.PCM16); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		entries = append(entries, data.Entry{AudioFilepath: name, Duration: 1, Text: []string{"one", "two", "three", "four"}[i]})
+	}
+	man := filepath.Join(dir, "train.jsonl")
+	if err := data.WriteManifest(man, entries); err != nil {
+		t.Fatal(err)
+	}
+	var r Recipe
+	r.Name, r.From, r.Model.Activation = "relufied", from, "relu"
+	r.Data.Train, r.Data.Dev = []string{man}, man
+	r.Batch.Frames, r.Batch.MaxItems = 400, 2
+	r.Optim.PeakLR, r.Optim.Steps, r.Optim.Schedule = 1e-3, 2, "none"
+	r.Seed, r.CheckpointEvery = 1, "1h"
+	work := filepath.Join(dir, "work")
+	if err := Run(t.Context(), &r, RunOptions{Work: work}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := asr.Open(filepath.Join(work, "variant"), asr.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Model.Dims.Activation != "relu" {
+		t.Errorf("variant activation %q, want relu", v.Model.Dims.Activation)
+	}
+	b, err := os.ReadFile(filepath.Join(work, "variant", "card.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card struct {
+		Parent string `json:"parent"`
+		Steps  int    `json:"steps"`
+	}
+	if err := json.Unmarshal(b, &card); err != nil || card.Parent != from || card.Steps != 2 {
+		t.Errorf("card parent %q steps %d (%v), want %q and 2", card.Parent, card.Steps, err, from)
+	}
+	moved := false
+	w0, w1 := m.Encoder.Layers[0].MLP.FC1.W.Data, v.Model.Encoder.Layers[0].MLP.FC1.W.Data
+	for i := range w0 {
+		moved = moved || w0[i] != w1[i]
+	}
+	if !moved {
+		t.Error("fine-tuning did not change the weights")
+	}
+}
