@@ -29,6 +29,13 @@ type RoutingChoice struct {
 	Seed uint64
 	// Pathway records which experts each token used.
 	Pathway bool
+	// Heads, when above 0, runs only that many attention heads in each encoder layer's
+	// self-attention (attention heads as experts), chosen by HeadRouter: "random" or
+	// "oracle" (the heads contributing most to the output; saves nothing per token, it is
+	// the bound), per token or, with PerRequest, one subset per layer for the request —
+	// the mode that saves compute. Needs a variant split into experts.
+	Heads      int
+	HeadRouter string
 }
 
 // Dense reports whether the choice is the dense model.
@@ -80,7 +87,7 @@ func registeredExperts() ExpertsBuilder {
 // cannot honour.
 func (v *Variant) Routing(c RoutingChoice) (whisper.Routing, error) {
 	if v.Experts == nil {
-		if c.Dense() {
+		if c.Dense() && c.Heads == 0 {
 			return nil, nil // a dense model has no pathway to record
 		}
 		return nil, fmt.Errorf("%w: model %s is dense: router %q needs a variant split into experts (chorus moe)", ErrRouting, v.Name, c.Router)

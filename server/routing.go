@@ -26,6 +26,10 @@ func routingChoice(r *chorusv1.RoutingConfig) (asr.RoutingChoice, error) {
 		return c, nil
 	}
 	c.Router, c.Seed, c.Pathway = r.GetRouter(), r.GetSeed(), r.GetReturnPathway()
+	c.Heads, c.HeadRouter = int(r.GetHeads()), r.GetHeadRouter()
+	if c.Heads < 0 || c.Heads > 64 {
+		return c, status.Errorf(codes.InvalidArgument, "routing.heads %d outside [0, 64]", c.Heads)
+	}
 	switch c.Router {
 	case "", "dense", "random", "mlp", "oracle":
 	case "experiment": // the live experiment assigns the routing (joinExperiment)

@@ -192,3 +192,54 @@ func TestStreamPathway(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamHeadRouting: a stream asking for 2 of 4 encoder heads per request is served with
+// that routing (served_by.router names it) and its final's pathway lists each encoder
+// layer's heads after the feed-forward layers, 2 per token; heads on a dense model, or more
+// heads than the model has, are INVALID_ARGUMENT.
+func TestStreamHeadRouting(t *testing.T) {
+	v := moeDefault(t)
+	g := startGRPC(t, Config{Model: v, ModelName: "chorus-micro-moe"})
+	rc := &chorusv1.RoutingConfig{Router: "dense", Heads: 2, HeadRouter: "random", Mode: chorusv1.RoutingConfig_PER_REQUEST, ReturnPathway: true}
+	resps, err := streamRouted(t, g, speechClip(t), rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffn, enc := len(moe.MLPs(v.Model)), len(v.Model.Encoder.Layers)
+	finals := 0
+	for _, r := range resps {
+		if got := r.GetServedBy().GetRouter(); got != "dense+heads:random:2/request" {
+			t.Fatalf("served_by.router %q", got)
+		}
+		p := r.GetPathway()
+		if p == nil {
+			continue
+		}
+		finals++
+		if len(p.GetLayers()) != ffn+enc {
+			t.Fatalf("pathway has %d layers, want %d feed-forward + %d attention", len(p.GetLayers()), ffn, enc)
+		}
+		for _, lp := range p.GetLayers()[ffn:] {
+			if !strings.HasSuffix(lp.GetName(), ".self_attn") || lp.GetExperts() != 4 {
+				t.Fatalf("head layer %s with %d heads", lp.GetName(), lp.GetExperts())
+			}
+			for tok := range int(lp.GetTokens()) {
+				if n := bits.OnesCount8(lp.GetMasks()[tok]); n != 2 {
+					t.Fatalf("%s token %d kept %d heads", lp.GetName(), tok, n)
+				}
+			}
+		}
+	}
+	if finals == 0 {
+		t.Fatal("no final with a pathway")
+	}
+	g2 := startGRPC(t, Config{})
+	for _, rc := range []*chorusv1.RoutingConfig{{Heads: 2, HeadRouter: "random"}} {
+		if _, err := streamRouted(t, g2, speechClip(t)[:8000], rc); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("heads on the dense model: %v, want InvalidArgument", err)
+		}
+	}
+	if _, err := streamRouted(t, g, speechClip(t)[:8000], &chorusv1.RoutingConfig{Heads: 5, HeadRouter: "random"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("5 of 4 heads: %v, want InvalidArgument", err)
+	}
+}

@@ -22,8 +22,10 @@ func streamCmd() *cobra.Command {
 		realtime, asJSON, noInterim, tls bool
 		chunk                            time.Duration
 		concurrency                      int
-		router                           string
+		router, headRouter               string
 		fraction                         float64
+		heads                            int
+		perRequest                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "stream FILE",
@@ -60,7 +62,7 @@ the latency percentiles over all of them (the load tool behind docs/BENCHMARKS.m
 						},
 						InterimResults:            !noInterim,
 						EnableVoiceActivityEvents: true,
-						Routing:                   routingFlags(router, fraction),
+						Routing:                   routingFlags(router, fraction, heads, headRouter, perRequest),
 					},
 					Chunk:    chunk,
 					Realtime: realtime,
@@ -121,6 +123,9 @@ the latency percentiles over all of them (the load tool behind docs/BENCHMARKS.m
 	fl.IntVar(&concurrency, "concurrency", 1, "streams of the file to run at once (load test)")
 	fl.StringVar(&router, "router", "", "expert router for MoE models: dense, random, mlp, oracle, experiment (default: the server's choice)")
 	fl.Float64Var(&fraction, "fraction", 0.25, "share of each layer's experts to run with --router random, mlp or oracle")
+	fl.IntVar(&heads, "heads", 0, "attention heads to run per encoder layer (0: all; MoE models)")
+	fl.StringVar(&headRouter, "head-router", "random", "how --heads are chosen: random or oracle")
+	fl.BoolVar(&perRequest, "per-request", false, "one expert / head subset per layer for the whole stream")
 	return cmd
 }
 
@@ -206,10 +211,16 @@ func summarize(w *os.File, outs []*clients.Outcome, realtime bool) {
 		ms(clients.Percentile(firsts, 50)), ms(clients.Percentile(firsts, 95)))
 }
 
-// routingFlags is the RoutingConfig of --router and --fraction (fraction only where the
-// router takes one).
-func routingFlags(router string, fraction float64) *chorusv1.RoutingConfig {
+// routingFlags is the RoutingConfig of the routing flags (fraction only where the router
+// takes one).
+func routingFlags(router string, fraction float64, heads int, headRouter string, perRequest bool) *chorusv1.RoutingConfig {
 	rc := &chorusv1.RoutingConfig{Router: router}
+	if heads > 0 {
+		rc.Heads, rc.HeadRouter = int32(heads), headRouter
+	}
+	if perRequest {
+		rc.Mode = chorusv1.RoutingConfig_PER_REQUEST
+	}
 	switch router {
 	case "random", "mlp", "oracle":
 		rc.Fraction = float32(fraction)

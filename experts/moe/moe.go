@@ -40,6 +40,7 @@ type Set struct {
 	FFNs   []*experts.FFN // per block, indexed by whisper.MLP.Layer: the model's weights split
 	MLP    *experts.MLP   // learned routers; nil entries for layers without one
 	E      []int          // experts per layer
+	model  *whisper.Model // the model the blocks belong to (for its attention heads)
 }
 
 // MLPs lists m's feed-forward blocks in layer order (whisper.MLP.Layer): encoder, then
@@ -76,7 +77,7 @@ func New(m *whisper.Model, l *experts.ExpertLayout, src nn.Source) (*Set, error)
 	if len(l.Layers) != len(mlps) {
 		return nil, fmt.Errorf("layout has %d layers, the model %d feed-forward blocks", len(l.Layers), len(mlps))
 	}
-	s := &Set{Layout: l, FFNs: make([]*experts.FFN, len(mlps)), E: make([]int, len(mlps))}
+	s := &Set{Layout: l, FFNs: make([]*experts.FFN, len(mlps)), E: make([]int, len(mlps)), model: m}
 	enc := len(m.Encoder.Layers)
 	routers := false
 	for i, mlp := range mlps {
@@ -181,5 +182,11 @@ func (s *Set) Routing(c asr.RoutingChoice) (whisper.Routing, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.NewRouting(r, c.Pathway), nil
+	hc, err := s.checkHeads(c, s.model)
+	if err != nil {
+		return nil, err
+	}
+	rt := s.NewRouting(r, c.Pathway)
+	rt.heads, rt.sliced = hc, map[int]*slicedAttn{}
+	return rt, nil
 }

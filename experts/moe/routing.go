@@ -1,6 +1,7 @@
 package moe
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,12 @@ type Routing struct {
 	ffnNanos atomic.Int64 // wall time inside FFN, all blocks
 	used     atomic.Int64 // expert-token pairs computed
 	possible atomic.Int64 // expert-token pairs a dense model computes
+
+	heads         headChoice
+	sliced        map[int]*slicedAttn // per encoder layer, per-request head subsets
+	attnNanos     atomic.Int64
+	headsUsed     atomic.Int64
+	headsPossible atomic.Int64
 }
 
 // NewRouting runs r on the set's blocks for one stream, recording the pathway when asked.
@@ -68,8 +75,18 @@ func (r *Routing) FFN(ctx *tensor.Ctx, m *whisper.MLP, x *tensor.T) *tensor.T {
 	return y
 }
 
-// Name is the router's name ("dense", "mlp:4", "oracle:4/request/pinned").
-func (r *Routing) Name() string { return r.router.Name() }
+// Name is the router's name ("dense", "mlp:4", "oracle:4/request/pinned"), with the head
+// selection when there is one ("random:4+heads:oracle:2/request").
+func (r *Routing) Name() string {
+	n := r.router.Name()
+	if h := r.heads; h.k > 0 {
+		n += fmt.Sprintf("+heads:%s:%d", h.router, h.k)
+		if h.perRequest {
+			n += "/request"
+		}
+	}
+	return n
+}
 
 // FFNTime is the wall time spent inside feed-forward blocks so far.
 func (r *Routing) FFNTime() time.Duration { return time.Duration(r.ffnNanos.Load()) }

@@ -182,7 +182,12 @@ func (l *EncoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, rt Routi
 func (l *EncoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, heads int, rt Routing, h *Hooks, i int) *tensor.T {
 	const s = EncoderStack
 	hid := h.gate(ctx, s, GateHidden, i)
-	a := l.Attn.self(ctx, norm(ctx, &l.AttnLN, x, hid), heads, false, nil, h.gate(ctx, s, GateHeads, i))
+	var a *tensor.T
+	if hr, ok := rt.(HeadRouting); ok && h == nil { // attention heads as experts (inference)
+		a = hr.EncoderSelfAttention(ctx, &l.Attn, norm(ctx, &l.AttnLN, x, nil), heads, i)
+	} else {
+		a = l.Attn.self(ctx, norm(ctx, &l.AttnLN, x, hid), heads, false, nil, h.gate(ctx, s, GateHeads, i))
+	}
 	a = scale(ctx, scale(ctx, a, h.gate(ctx, s, GateAttn, i)), hid)
 	h.put(s, recAttn, a)
 	x = ctx.Add(x, a)

@@ -17,3 +17,13 @@ type Routing interface {
 	// block m.Forward for layers or routers that select every expert.
 	FFN(ctx *tensor.Ctx, m *MLP, x *tensor.T) *tensor.T
 }
+
+// HeadRouting is implemented by routings that also choose which attention heads of the
+// encoder run (attention heads as experts). EncoderSelfAttention computes encoder block
+// layer's self-attention sublayer on x [T, C] (after its layer norm, before the residual
+// add) with the heads it selects; the unrouted equivalent is a.Self(ctx, x, heads, false,
+// nil).
+type HeadRouting interface {
+	Routing
+	EncoderSelfAttention(ctx *tensor.Ctx, a *Attention, x *tensor.T, heads, layer int) *tensor.T
+}

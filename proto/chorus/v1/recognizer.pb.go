@@ -431,6 +431,13 @@ type RoutingConfig struct {
 	Seed uint64 `protobuf:"varint,5,opt,name=seed,proto3" json:"seed,omitempty"`
 	// Return the activation pathway with each final result.
 	ReturnPathway bool `protobuf:"varint,6,opt,name=return_pathway,json=returnPathway,proto3" json:"return_pathway,omitempty"`
+	// Attention heads as experts: run only this many heads in each encoder layer's
+	// self-attention (0: all), chosen by head_router ("random" or "oracle"), per token or,
+	// in PER_REQUEST mode, one subset per layer for the stream (the mode that saves compute).
+	// Needs a model split into experts; the pathway then also lists each encoder layer's
+	// heads ("….self_attn").
+	Heads         int32  `protobuf:"varint,7,opt,name=heads,proto3" json:"heads,omitempty"`
+	HeadRouter    string `protobuf:"bytes,8,opt,name=head_router,json=headRouter,proto3" json:"head_router,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,6 +512,20 @@ func (x *RoutingConfig) GetReturnPathway() bool {
 		return x.ReturnPathway
 	}
 	return false
+}
+
+func (x *RoutingConfig) GetHeads() int32 {
+	if x != nil {
+		return x.Heads
+	}
+	return 0
+}
+
+func (x *RoutingConfig) GetHeadRouter() string {
+	if x != nil {
+		return x.HeadRouter
+	}
+	return ""
 }
 
 type StreamingRecognizeRequest struct {
@@ -1459,14 +1480,17 @@ const file_chorus_v1_recognizer_proto_rawDesc = "" +
 	"\arouting\x18\x06 \x01(\v2\x18.chorus.v1.RoutingConfigR\arouting\x1a\xac\x01\n" +
 	"\x14VoiceActivityTimeout\x12K\n" +
 	"\x14speech_start_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x12speechStartTimeout\x12G\n" +
-	"\x12speech_end_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10speechEndTimeout\"\x89\x02\n" +
+	"\x12speech_end_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10speechEndTimeout\"\xc0\x02\n" +
 	"\rRoutingConfig\x12\x16\n" +
 	"\x06router\x18\x01 \x01(\tR\x06router\x12\x1a\n" +
 	"\bfraction\x18\x02 \x01(\x02R\bfraction\x12\x18\n" +
 	"\aexperts\x18\x03 \x01(\x05R\aexperts\x121\n" +
 	"\x04mode\x18\x04 \x01(\x0e2\x1d.chorus.v1.RoutingConfig.ModeR\x04mode\x12\x12\n" +
 	"\x04seed\x18\x05 \x01(\x04R\x04seed\x12%\n" +
-	"\x0ereturn_pathway\x18\x06 \x01(\bR\rreturnPathway\"<\n" +
+	"\x0ereturn_pathway\x18\x06 \x01(\bR\rreturnPathway\x12\x14\n" +
+	"\x05heads\x18\a \x01(\x05R\x05heads\x12\x1f\n" +
+	"\vhead_router\x18\b \x01(\tR\n" +
+	"headRouter\"<\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPER_TOKEN\x10\x01\x12\x0f\n" +
