@@ -49,6 +49,8 @@ type ChorusConfig struct {
 	// kept fewer heads than d_model/heads implies (whisper.Dims); 0: d_model/heads.
 	AudioHeadDim int `json:"audio_head_dim,omitempty"`
 	TextHeadDim  int `json:"text_head_dim,omitempty"`
+	// EncoderAttention is whisper.Dims.EncoderAttention ("relu" for a ReLU-attention encoder).
+	EncoderAttention string `json:"encoder_attention,omitempty"`
 }
 
 // WindowContent marks models that encode only the audio frames of a window.
@@ -208,6 +210,7 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 		}
 	}
 	d.AudioHeadDim, d.TextHeadDim = chorus.AudioHeadDim, chorus.TextHeadDim
+	d.EncoderAttention = chorus.EncoderAttention
 	moe := len(chorus.Experts) > 0 && string(chorus.Experts) != "null"
 	// A MoE variant's checkpoint also holds its routers, which the expert builder checks.
 	m, err := whisper.Load(d, checkpointSource{ck}, ck.Names(), whisper.LoadOptions{F16: opts.F16, AllowUnused: moe})

@@ -124,3 +124,30 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveOpenReLUAttention: a ReLU-attention model saved with its chorus block reopens as
+// one (config round trip) with the same logits.
+func TestSaveOpenReLUAttention(t *testing.T) {
+	d := smallDims
+	d.EncoderAttention = "relu"
+	m, err := whisper.NewRandom(d, 4, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ConfigFromDims(d)
+	cfg.Chorus = []byte(`{"encoder_attention":"relu"}`)
+	dir := filepath.Join(t.TempDir(), "v")
+	if err := Save(dir, m, cfg, nil, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dir, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Model.Dims.EncoderAttention != "relu" {
+		t.Fatalf("reopened encoder attention %q", v.Model.Dims.EncoderAttention)
+	}
+	if d := maxDiff(logitsOf(t, v.Model), logitsOf(t, m)); d > 1e-5 {
+		t.Errorf("reopened logits differ by %.3g", d)
+	}
+}

@@ -166,7 +166,7 @@ func (r *Routing) EncoderSelfAttention(ctx *tensor.Ctx, a *whisper.Attention, x 
 			if hc.router == "random" {
 				sel = randomHeads(hc.seed, layer, -1, heads, hc.k)
 			} else { // oracle: the heads that matter most over this first window
-				o := ctx.Attention(a.Q.Forward(ctx, x), a.K.Forward(ctx, x), a.V.Forward(ctx, x), heads, false)
+				o := a.Attend(ctx, a.Q.Forward(ctx, x), a.K.Forward(ctx, x), a.V.Forward(ctx, x), heads, false)
 				sc := headScores(ctx, a, o, heads)
 				sum := make([]float32, heads)
 				for tok := range t {
@@ -182,11 +182,11 @@ func (r *Routing) EncoderSelfAttention(ctx *tensor.Ctx, a *whisper.Attention, x 
 		r.recordHeads(layer, heads, t, func(int) []int { return sa.heads })
 		r.headsUsed.Add(int64(t * hc.k))
 		r.headsPossible.Add(int64(t * heads))
-		o := ctx.Attention(sa.q.Forward(ctx, x), sa.k.Forward(ctx, x), sa.v.Forward(ctx, x), hc.k, false)
+		o := a.Attend(ctx, sa.q.Forward(ctx, x), sa.k.Forward(ctx, x), sa.v.Forward(ctx, x), hc.k, false)
 		return sa.out.Forward(ctx, o)
 	}
 	// Per token: all heads, then each token keeps its k.
-	o := ctx.Attention(a.Q.Forward(ctx, x), a.K.Forward(ctx, x), a.V.Forward(ctx, x), heads, false)
+	o := a.Attend(ctx, a.Q.Forward(ctx, x), a.K.Forward(ctx, x), a.V.Forward(ctx, x), heads, false)
 	var sc []float32
 	if hc.router == "oracle" {
 		sc = headScores(ctx, a, o, heads)

@@ -210,6 +210,9 @@ func dimsFingerprint(d whisper.Dims) string {
 	if d.AudioHeadDim != 0 || d.TextHeadDim != 0 {
 		s += fmt.Sprintf(" head_dims=%d/%d", d.AudioHeadDim, d.TextHeadDim)
 	}
+	if d.EncoderAttention != "" {
+		s += " encoder_attention=" + d.EncoderAttention
+	}
 	return s
 }
 
@@ -368,5 +371,5 @@ func (t *Task) Transcribe(ctx context.Context, us []*utterance) (refs, hyps []st
 func (t *Task) Variant() *asr.Variant {
 	cfg := asr.ConfigFromDims(t.m.Dims)
 	return &asr.Variant{Name: "training", Model: t.m, Tokenizer: t.o.Tokenizer, Config: cfg,
-		Chorus: asr.ChorusConfig{EncoderWindow: asr.WindowContent}}
+		Chorus: asr.ChorusConfig{EncoderWindow: asr.WindowContent, EncoderAttention: t.m.Dims.EncoderAttention}}
 }

@@ -28,6 +28,10 @@ type Dims struct {
 	// width (the 1/√D scale unchanged), so H·D no longer equals the model width.
 	AudioHeadDim int `json:"audio_head_dim,omitempty"`
 	TextHeadDim  int `json:"text_head_dim,omitempty"`
+	// EncoderAttention is "" or "softmax" (Whisper) or "relu": the encoder's self-attention
+	// weights are relu(q·kᵀ/√D)/T (tensor.AttentionReLU), a training option for models
+	// whose attention heads become experts.
+	EncoderAttention string `json:"encoder_attention,omitempty"`
 }
 
 // AudioHD is the encoder's head width D.

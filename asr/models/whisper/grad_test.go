@@ -36,8 +36,12 @@ const (
 	ctcWeight     = 0.3
 )
 
-func newGradSetup(t testing.TB) *gradSetup {
-	m, err := NewRandom(gradDims, 7, LoadOptions{})
+func newGradSetup(t testing.TB) *gradSetup { return newGradSetupDims(t, gradDims) }
+
+// newGradSetupDims is newGradSetup for other dimensions of the same sizes (the activation,
+// the encoder's attention weighting).
+func newGradSetupDims(t testing.TB, dims Dims) *gradSetup {
+	m, err := NewRandom(dims, 7, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +101,17 @@ func TestTrainForwardMatchesInference(t *testing.T) {
 // |got − fd| ≤ 2e-3·|fd| + 1e-4; a wrong backward step is off by the size of the gradient
 // itself (1e-3 to 0.3 here), and every tensor's sample must hold one such gradient.
 func TestWhisperGradients(t *testing.T) {
-	s := newGradSetup(t)
+	relu := gradDims
+	relu.EncoderAttention = "relu" // GELU feed-forward: a finite difference must not cross ReLU kinks everywhere
+	for _, tc := range []struct {
+		name string
+		d    Dims
+	}{{"whisper", gradDims}, {"relu-attention", relu}} {
+		t.Run(tc.name, func(t *testing.T) { checkWhisperGradients(t, newGradSetupDims(t, tc.d)) })
+	}
+}
+
+func checkWhisperGradients(t *testing.T, s *gradSetup) {
 	tensors, names := s.m.Tensors()
 	tensors["ctc_head"] = s.ctcHead
 	names = append(names, "ctc_head")

@@ -67,6 +67,17 @@ type Attention struct {
 	K   nn.Linear `ckpt:"k_proj"` // [C, C], no bias
 	V   nn.Linear `ckpt:"v_proj"` // [C, C] + [C]
 	Out nn.Linear `ckpt:"out_proj"`
+
+	relu bool // ReLU attention weights (Dims.EncoderAttention "relu"); encoder self-attention only
+}
+
+// Attend is the attention of q over k, v [T, H·D] (or batched) without a cache, with this
+// block's weighting: softmax, or relu(s)/T for a ReLU-attention encoder.
+func (a *Attention) Attend(ctx *tensor.Ctx, q, k, v *tensor.T, heads int, causal bool) *tensor.T {
+	if a.relu {
+		return ctx.AttentionReLU(q, k, v, heads)
+	}
+	return ctx.Attention(q, k, v, heads, causal)
 }
 
 // MLP is fc1 → activation → fc2.
@@ -103,7 +114,9 @@ func New(d Dims) (*Model, error) {
 		heads: d.NAudioHead,
 	}
 	for range d.NAudioLayer {
-		m.Encoder.Layers = append(m.Encoder.Layers, EncoderLayer{Attn: attn(e, e, d.NAudioHead*d.AudioHD()), AttnLN: nn.NewLayerNorm(e), MLP: mlp(e, d.encoderFFN()), MLPLN: nn.NewLayerNorm(e)})
+		sa := attn(e, e, d.NAudioHead*d.AudioHD())
+		sa.relu = d.EncoderAttention == "relu"
+		m.Encoder.Layers = append(m.Encoder.Layers, EncoderLayer{Attn: sa, AttnLN: nn.NewLayerNorm(e), MLP: mlp(e, d.encoderFFN()), MLPLN: nn.NewLayerNorm(e)})
 	}
 	m.Decoder = Decoder{
 		Tok:   nn.NewLinear(t, d.NVocab, false),
@@ -133,6 +146,8 @@ func (d Dims) Validate() error {
 		return fmt.Errorf("whisper: decoder width %d not divisible by %d heads", d.NTextState, d.NTextHead)
 	case d.Activation != "" && d.Activation != "gelu" && d.Activation != "relu":
 		return fmt.Errorf("whisper: unsupported activation %q", d.Activation)
+	case d.EncoderAttention != "" && d.EncoderAttention != "softmax" && d.EncoderAttention != "relu":
+		return fmt.Errorf("whisper: unsupported encoder attention %q", d.EncoderAttention)
 	}
 	return nil
 }
@@ -271,7 +286,7 @@ func (a *Attention) self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, c
 		cache.Append(k, v)
 		return a.Out.Forward(ctx, cache.Attend(ctx, q, causal))
 	}
-	return a.Out.Forward(ctx, scale(ctx, ctx.Attention(q, k, v, heads, causal), hg))
+	return a.Out.Forward(ctx, scale(ctx, a.Attend(ctx, q, k, v, heads, causal), hg))
 }
 
 // Cross is attention from x [S, C] to the audio: the keys and values in cache (inference) or,

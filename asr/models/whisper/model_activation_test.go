@@ -43,3 +43,32 @@ func TestSetActivation(t *testing.T) {
 		t.Error("unknown activation accepted")
 	}
 }
+
+// TestEncoderAttentionReLU: the same weights with ReLU attention weights give another encoder
+// output (the option is live), and an unknown weighting is refused.
+func TestEncoderAttentionReLU(t *testing.T) {
+	d := gradDims
+	soft, err := NewRandom(d, 3, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.EncoderAttention = "relu"
+	relu, err := NewRandom(d, 3, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mel := tensor.New(d.NMels, 12)
+	tensor.SeededUniform(mel.Data, 1, "att-mel", -1, 1)
+	a, b := soft.Encoder.Forward(tensor.NewCtx(), mel).Data, relu.Encoder.Forward(tensor.NewCtx(), mel).Data
+	same := true
+	for i := range a {
+		same = same && a[i] == b[i]
+	}
+	if same {
+		t.Error("ReLU attention gives the softmax encoder's output")
+	}
+	d.EncoderAttention = "sigmoid"
+	if _, err := New(d); err == nil {
+		t.Error("unknown encoder attention accepted")
+	}
+}
