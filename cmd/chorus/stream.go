@@ -198,7 +198,10 @@ func summarize(w *os.File, outs []*clients.Outcome, realtime bool) {
 	fmt.Fprintf(w, "streams %d, audio %.1f s, wall %.1f s", len(outs), audioS, wallS)
 	if len(outs) > 0 && outs[0].ServedBy != nil {
 		sb := outs[0].ServedBy
-		fmt.Fprintf(w, ", served by %s/%s@%s", sb.GetModel(), sb.GetVariant(), sb.GetVersion())
+		fmt.Fprintf(w, ", served by %s/%s@%s router %s", sb.GetModel(), sb.GetVariant(), sb.GetVersion(), sb.GetRouter())
+		if sb.GetArm() != "" {
+			fmt.Fprintf(w, " arm %s", sb.GetArm())
+		}
 	}
 	fmt.Fprintln(w)
 	if !realtime {
