@@ -51,6 +51,30 @@ type ChorusConfig struct {
 	TextHeadDim  int `json:"text_head_dim,omitempty"`
 	// EncoderAttention is whisper.Dims.EncoderAttention ("relu" for a ReLU-attention encoder).
 	EncoderAttention string `json:"encoder_attention,omitempty"`
+	// Layers gives each layer its own head and feed-forward counts (whisper.Dims.EncoderSizes,
+	// DecoderSizes): a pruned variant keeps different numbers in different layers, and the
+	// Hugging Face fields can say only one per stack (chorus writes there the sizes the
+	// variant was pruned from, which bound every layer: Dims.Validate checks that).
+	// Nil, or a stack left out: every layer of it has the Hugging Face fields' sizes.
+	Layers *LayerSizes `json:"layers,omitempty"`
+}
+
+// LayerSizes are the per-layer sizes of a variant's stacks, one entry per layer in order.
+type LayerSizes struct {
+	Encoder []whisper.EncoderLayerSize `json:"encoder,omitempty"`
+	Decoder []whisper.DecoderLayerSize `json:"decoder,omitempty"`
+}
+
+// DimsChorus is the part of the chorus block that dimensions d need beyond the Hugging Face
+// fields (head widths, encoder attention, per-layer sizes); the other keys are left empty for
+// the caller. ConfigFromDims writes it; writers that build their own block start from it, so
+// that no dimension is lost between Save and Open.
+func DimsChorus(d whisper.Dims) ChorusConfig {
+	c := ChorusConfig{AudioHeadDim: d.AudioHeadDim, TextHeadDim: d.TextHeadDim, EncoderAttention: d.EncoderAttention}
+	if !d.Uniform() {
+		c.Layers = &LayerSizes{Encoder: d.EncoderSizes, Decoder: d.DecoderSizes}
+	}
+	return c
 }
 
 // WindowContent marks models that encode only the audio frames of a window.
@@ -195,6 +219,9 @@ func ConfigFromDims(d whisper.Dims) *formats.HFConfig {
 	if d.Activation != "" {
 		c.ActivationFunction = d.Activation
 	}
+	if d.AudioHeadDim != 0 || d.TextHeadDim != 0 || d.EncoderAttention != "" || !d.Uniform() {
+		c.Chorus, _ = json.Marshal(DimsChorus(d)) // plain values: cannot fail
+	}
 	return c
 }
 
@@ -211,6 +238,9 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 	}
 	d.AudioHeadDim, d.TextHeadDim = chorus.AudioHeadDim, chorus.TextHeadDim
 	d.EncoderAttention = chorus.EncoderAttention
+	if l := chorus.Layers; l != nil {
+		d.EncoderSizes, d.DecoderSizes = l.Encoder, l.Decoder
+	}
 	moe := len(chorus.Experts) > 0 && string(chorus.Experts) != "null"
 	// A MoE variant's checkpoint also holds its routers, which the expert builder checks.
 	m, err := whisper.Load(d, checkpointSource{ck}, ck.Names(), whisper.LoadOptions{F16: opts.F16, AllowUnused: moe})
@@ -302,12 +332,34 @@ func Save(dir string, m *whisper.Model, cfg *formats.HFConfig, tok *tokenizer.To
 	return nil
 }
 
+// ggmlExpressible reports dimensions whisper.cpp's hyperparameters cannot state: its header
+// has one head count per stack, derives the head width as width/heads and the feed-forward
+// width as 4·width, and runs softmax attention, so a model whose layers differ, whose heads
+// are narrower than that, or whose FFN is not 4·width would load there with the wrong shapes
+// or compute something else.
+func ggmlExpressible(d whisper.Dims) error {
+	switch {
+	case !d.Uniform():
+		return errors.New("whisper.cpp has one head count and one feed-forward width per stack; this model's layers have their own (a pruned variant)")
+	case d.AudioHD()*d.NAudioHead != d.NAudioState || d.TextHD()*d.NTextHead != d.NTextState:
+		return fmt.Errorf("whisper.cpp derives the head width as width/heads; this model has %d×%d encoder and %d×%d decoder heads for width %d", d.NAudioHead, d.AudioHD(), d.NTextHead, d.TextHD(), d.NAudioState)
+	case (d.EncoderFFN != 0 && d.EncoderFFN != 4*d.NAudioState) || (d.DecoderFFN != 0 && d.DecoderFFN != 4*d.NTextState):
+		return fmt.Errorf("whisper.cpp assumes a feed-forward width of 4·width; this model has %d/%d", d.EncoderFFN, d.DecoderFFN)
+	case d.EncoderAttention == "relu":
+		return errors.New("whisper.cpp supports only softmax attention; this model's encoder uses ReLU attention")
+	}
+	return nil
+}
+
 // ExportGGML writes m as a whisper.cpp ggml model file, with chorus's computed mel filters
 // and, when tok is not nil, its ordinary tokens (whisper.cpp derives the special tokens).
 func ExportGGML(path string, m *whisper.Model, tok *tokenizer.Tokenizer, f16 bool) error {
 	if a := m.Dims.Activation; a != "" && a != "gelu" {
 		// whisper.cpp hard-codes GELU: a ReLU variant would load there and compute nonsense.
 		return fmt.Errorf("export ggml: whisper.cpp supports only GELU feed-forward layers, model uses %s", a)
+	}
+	if err := ggmlExpressible(m.Dims); err != nil {
+		return fmt.Errorf("export ggml: %w", err)
 	}
 	ck, err := Checkpoint(m)
 	if err != nil {

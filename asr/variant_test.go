@@ -1,6 +1,7 @@
 package asr
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -149,5 +150,53 @@ func TestSaveOpenReLUAttention(t *testing.T) {
 	}
 	if d := maxDiff(logitsOf(t, v.Model), logitsOf(t, m)); d > 1e-5 {
 		t.Errorf("reopened logits differ by %.3g", d)
+	}
+}
+
+// TestLayerSizesConfig pins the chorus block's "layers" key: uniform dimensions write no
+// chorus block at all (config.json as before per-layer sizes existed), per-layer sizes
+// write the layers block, reopen to the same dimensions and logits, and refuse to export to
+// ggml, whose header cannot state them.
+func TestLayerSizesConfig(t *testing.T) {
+	if c := ConfigFromDims(smallDims); c.Chorus != nil {
+		t.Fatalf("uniform dims wrote a chorus block %s", c.Chorus)
+	}
+	d := smallDims
+	d.EncoderSizes = []whisper.EncoderLayerSize{{Heads: 1, FFN: 100}, {Heads: 2, FFN: 0}}
+	d.DecoderSizes = []whisper.DecoderLayerSize{{SelfHeads: 0, CrossHeads: 2, FFN: 256}, {SelfHeads: 1, CrossHeads: 1, FFN: 7}}
+	const want = `{"layers":{"encoder":[{"heads":1,"ffn":100},{"heads":2,"ffn":0}],"decoder":[{"self_heads":0,"cross_heads":2,"ffn":256},{"self_heads":1,"cross_heads":1,"ffn":7}]}}`
+	if got := string(ConfigFromDims(d).Chorus); got != want {
+		t.Fatalf("chorus block\n got %s\nwant %s", got, want)
+	}
+	m, err := whisper.NewRandom(d, 2, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "v")
+	if err := Save(dir, m, nil, nil, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Open(dir, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Model.Dims; fmt.Sprint(got.EncoderSizes, got.DecoderSizes) != fmt.Sprint(d.EncoderSizes, d.DecoderSizes) {
+		t.Fatalf("reopened sizes %+v %+v, want %+v %+v", got.EncoderSizes, got.DecoderSizes, d.EncoderSizes, d.DecoderSizes)
+	}
+	if diff := maxDiff(logitsOf(t, v.Model), logitsOf(t, m)); diff != 0 {
+		t.Errorf("reopened logits differ by %.3g", diff)
+	}
+	err = ExportGGML(filepath.Join(t.TempDir(), "m.bin"), m, nil, false)
+	if err == nil || !strings.Contains(err.Error(), "one head count and one feed-forward width per stack") {
+		t.Fatalf("ggml export of per-layer sizes: %v", err)
+	}
+	bad := smallDims
+	bad.AudioHeadDim = 16 // 2 heads of 16 in a width of 64: a uniformly pruned variant
+	m, err = whisper.NewRandom(bad, 2, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ExportGGML(filepath.Join(t.TempDir(), "m.bin"), m, nil, false); err == nil || !strings.Contains(err.Error(), "head width") {
+		t.Fatalf("ggml export of narrowed heads: %v", err)
 	}
 }

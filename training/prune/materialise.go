@@ -27,9 +27,9 @@ import (
 // their gains and shifts.
 
 // Keep returns the indices of the non-zero entries of mask (nil mask: none given, every
-// index of n kept).
+// index of n kept). Nothing kept is an empty, non-nil slice: Select reads nil as "all".
 func Keep(mask []float32, n int) []int {
-	var idx []int
+	idx := []int{}
 	for i := range n {
 		if mask == nil || mask[i] != 0 {
 			idx = append(idx, i)

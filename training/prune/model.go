@@ -35,23 +35,18 @@ type LayerShape struct {
 type Materialised struct {
 	Model  *whisper.Model
 	Layers [numSides][]LayerShape // per layer of the ORIGINAL model
-	// Padding counts the zero heads and units added so that every layer of a stack has the
-	// stack's (maximum) number of heads and units (see MaterialiseModel).
-	PadHeads, PadUnits int
 }
 
 // MaterialiseModel builds the smaller dense model that computes what m computes under masks
 // z (EvalMasks: soft gates are folded into the weights; every hidden gate 0 or 1).
 //
 // Per layer it removes the heads, units and sublayers whose gate is 0 (MaterialiseAttention,
-// MaterialiseFFN) and drops layers whose every sublayer gate is 0 (they are identities).
-// chorus's model has one head count and one FFN width per stack (whisper.Dims), so layers
-// that keep fewer heads or units than the stack's largest are padded with zero heads and
-// units — q = k = v = 0 and a zero column of the output projection, or a zero fc1 row and
-// fc2 column, which add exactly 0 (act(0) = 0 for ReLU and GELU) — and a removed sublayer of
-// a kept layer becomes all zeros. The outputs are the masked model's; the saving is bounded
-// by the largest layer of each stack. Per-layer sizes in the config would remove the padding
-// (the known gap: Dims, New, the caches and the alignment heads assume one size per stack).
+// MaterialiseFFN) and drops layers whose every sublayer gate is 0 (they are identities). Each
+// kept layer keeps exactly its own heads and units: when a stack's kept layers all have the
+// same sizes the dimensions stay uniform (a plain Whisper config any reader loads), otherwise
+// they carry per-layer sizes (whisper.Dims.EncoderSizes, DecoderSizes), so nothing is padded
+// and the stored parameters are the kept ones. A removed sublayer of a kept layer keeps no
+// head or unit: what remains of it is its (zero) output bias and its layer norm.
 //
 // Hidden dimensions cannot be removed yet: a variant's config.json has one d_model for both
 // stacks, and the two stacks' hidden gates are independent; a mask that zeroes one is an error.
@@ -88,7 +83,6 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 	gate := func(side Side, k Kind, l int) float32 { return z[side][k].Data[l] }
 	for side := range numSides {
 		st := s.Side[side]
-		maxH, maxU := 1, 1
 		var kept []int
 		for l := range st.Layers {
 			var sh LayerShape
@@ -104,17 +98,13 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 			sh.Removed = gate(side, Attn, l) == 0 && gate(side, FFN, l) == 0 && (!st.Cross || gate(side, Cross, l) == 0)
 			if !sh.Removed {
 				kept = append(kept, l)
-				maxH, maxU = max(maxH, sh.Heads, sh.CrossHeads), max(maxU, sh.Units)
 			}
 			out.Layers[side] = append(out.Layers[side], sh)
 		}
-		dd := st.HeadDim()
+		setSizes(&d, side, st, kept, out.Layers[side])
 		prefix := "model.encoder.layers."
 		if side == Decoder {
 			prefix = "model.decoder.layers."
-			d.NTextLayer, d.NTextHead, d.TextHeadDim, d.DecoderFFN = len(kept), maxH, dd, maxU
-		} else {
-			d.NAudioLayer, d.NAudioHead, d.AudioHeadDim, d.EncoderFFN = len(kept), maxH, dd, maxU
 		}
 		for name := range src {
 			if len(name) > len(prefix) && name[:len(prefix)] == prefix {
@@ -146,36 +136,26 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 					Q: Linear{ts[p+"q_proj.weight"], ts[p+"q_proj.bias"]}, K: Linear{ts[p+"k_proj.weight"], nil},
 					V: Linear{ts[p+"v_proj.weight"], ts[p+"v_proj.bias"]}, Out: Linear{ts[p+"out_proj.weight"], ts[p+"out_proj.bias"]},
 				}
-				a, h, ok := MaterialiseAttention(w, st.Heads, AttentionMasks{Heads: row(side, sub.heads, l), Layer: gate(side, sub.attn, l)})
-				if !ok {
-					a, h = AttentionWeights{}, 0
+				a, _, ok := MaterialiseAttention(w, st.Heads, AttentionMasks{Heads: row(side, sub.heads, l), Layer: gate(side, sub.attn, l)})
+				if !ok { // removed: no head, and an output bias of zeros
+					c := w.Out.W.Shape[0]
+					a = AttentionWeights{Q: Linear{tensor.New(0, w.Q.W.Shape[1]), tensor.New(0)}, K: Linear{tensor.New(0, w.K.W.Shape[1]), nil},
+						V: Linear{tensor.New(0, w.V.W.Shape[1]), tensor.New(0)}, Out: Linear{tensor.New(c, 0), tensor.New(c)}}
 				}
-				out.PadHeads += maxH - h
 				q := to + sub.name + "."
-				cin, kvin := w.Q.W.Shape[1], w.K.W.Shape[1]
-				src[q+"q_proj.weight"] = padRows(a.Q.W, maxH*dd, cin)
-				src[q+"q_proj.bias"] = padVec(a.Q.B, maxH*dd)
-				src[q+"k_proj.weight"] = padRows(a.K.W, maxH*dd, kvin)
-				src[q+"v_proj.weight"] = padRows(a.V.W, maxH*dd, kvin)
-				src[q+"v_proj.bias"] = padVec(a.V.B, maxH*dd)
-				src[q+"out_proj.weight"] = padCols(a.Out.W, w.Out.W.Shape[0], maxH*dd)
-				src[q+"out_proj.bias"] = padVec(a.Out.B, w.Out.W.Shape[0])
+				src[q+"q_proj.weight"], src[q+"q_proj.bias"] = a.Q.W, a.Q.B
+				src[q+"k_proj.weight"] = a.K.W
+				src[q+"v_proj.weight"], src[q+"v_proj.bias"] = a.V.W, a.V.B
+				src[q+"out_proj.weight"], src[q+"out_proj.bias"] = a.Out.W, a.Out.B
 			}
 			f := FFNWeights{FC1: Linear{ts[from+"fc1.weight"], ts[from+"fc1.bias"]}, FC2: Linear{ts[from+"fc2.weight"], ts[from+"fc2.bias"]}}
-			c := f.FC2.W.Shape[0]
 			r, ok := MaterialiseFFN(f, FFNMasks{Units: row(side, Units, l), Layer: gate(side, FFN, l)})
-			if !ok {
-				r = FFNWeights{}
+			if !ok { // removed: no unit, and an output bias of zeros
+				c := f.FC2.W.Shape[0]
+				r = FFNWeights{FC1: Linear{tensor.New(0, c), tensor.New(0)}, FC2: Linear{tensor.New(c, 0), tensor.New(c)}}
 			}
-			units := 0
-			if r.FC1.W != nil {
-				units = r.FC1.W.Shape[0]
-			}
-			out.PadUnits += maxU - units
-			src[to+"fc1.weight"] = padRows(r.FC1.W, maxU, c)
-			src[to+"fc1.bias"] = padVec(r.FC1.B, maxU)
-			src[to+"fc2.weight"] = padCols(r.FC2.W, c, maxU)
-			src[to+"fc2.bias"] = padVec(r.FC2.B, c)
+			src[to+"fc1.weight"], src[to+"fc1.bias"] = r.FC1.W, r.FC1.B
+			src[to+"fc2.weight"], src[to+"fc2.bias"] = r.FC2.W, r.FC2.B
 		}
 	}
 	if out.Model, err = whisper.Load(d, src, nil, whisper.LoadOptions{}); err != nil {
@@ -184,32 +164,44 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 	return out, nil
 }
 
-// padRows returns w [r, c] (nil: none) below which zero rows fill [n, c].
-func padRows(w *tensor.T, n, c int) *tensor.T {
-	out := tensor.New(n, c)
-	if w != nil {
-		copy(out.Data, w.Data)
+// setSizes writes into d the sizes of the kept layers (indices into shapes) of side, whose
+// unpruned stack is st. Layers that all keep the same number of heads (self and cross alike)
+// and units, at least one each, with d_model divisible by that head count (config.json's
+// Hugging Face fields must say so), stay a uniform stack; otherwise the stack gets per-layer
+// sizes and keeps st's head count and FFN width as its uniform values, the bound of every
+// layer that is always valid there. The head width is st's: pruning removes heads, not
+// columns of a head.
+func setSizes(d *whisper.Dims, side Side, st Stack, kept []int, shapes []LayerShape) {
+	uniform := true
+	var first LayerShape
+	if len(kept) > 0 {
+		first = shapes[kept[0]]
 	}
-	return out
-}
-
-// padCols returns w [r, k] (nil: none) with zero columns filling [r, n].
-func padCols(w *tensor.T, r, n int) *tensor.T {
-	out := tensor.New(r, n)
-	if w != nil {
-		k := w.Shape[1]
-		for i := range r {
-			copy(out.Data[i*n:i*n+k], w.Data[i*k:(i+1)*k])
+	for _, l := range kept {
+		sh := shapes[l]
+		if sh.Heads != first.Heads || sh.Units != first.Units || sh.Heads == 0 || sh.Units == 0 ||
+			st.Width%sh.Heads != 0 || (side == Decoder && sh.CrossHeads != sh.Heads) {
+			uniform = false
 		}
 	}
-	return out
-}
-
-// padVec returns b (nil: none) followed by zeros, n values.
-func padVec(b *tensor.T, n int) *tensor.T {
-	out := tensor.New(n)
-	if b != nil {
-		copy(out.Data, b.Data)
+	heads, units := st.Heads, st.FFN
+	if uniform && len(kept) > 0 {
+		heads, units = first.Heads, first.Units
 	}
-	return out
+	if side == Encoder {
+		d.NAudioLayer, d.AudioHeadDim, d.NAudioHead, d.EncoderFFN, d.EncoderSizes = len(kept), st.HeadDim(), heads, units, nil
+		if !uniform {
+			for _, l := range kept {
+				d.EncoderSizes = append(d.EncoderSizes, whisper.EncoderLayerSize{Heads: shapes[l].Heads, FFN: shapes[l].Units})
+			}
+		}
+		return
+	}
+	d.NTextLayer, d.TextHeadDim, d.NTextHead, d.DecoderFFN, d.DecoderSizes = len(kept), st.HeadDim(), heads, units, nil
+	if !uniform {
+		for _, l := range kept {
+			sh := shapes[l]
+			d.DecoderSizes = append(d.DecoderSizes, whisper.DecoderLayerSize{SelfHeads: sh.Heads, CrossHeads: sh.CrossHeads, FFN: sh.Units})
+		}
+	}
 }

@@ -192,7 +192,9 @@ func TestLogAlphaGradients(t *testing.T) {
 // TestMaterialiseMatchesMasked prunes a random model with gates that remove some heads,
 // units, a cross-attention sublayer and one whole encoder layer, and checks the materialised
 // dense model's logits against the masked model's (EvalMasks, soft gates folded) within
-// 1e-5, and that it is smaller.
+// 1e-5, and that it stores exactly the unpadded parameters: CoFi's exact count of what the
+// masks keep (Structure.Expected on 0/1 probabilities) plus the output bias and layer norm
+// that a removed sublayer of a kept layer still has — no zero head or unit anywhere.
 func TestMaterialiseMatchesMasked(t *testing.T) {
 	for _, relu := range []bool{false, true} {
 		s := newModelSetup(t, relu)
@@ -237,8 +239,14 @@ func TestMaterialiseMatchesMasked(t *testing.T) {
 		if count(small) >= count(full) {
 			t.Fatalf("relu=%v: materialised model has %d parameters, original %d", relu, count(small), count(full))
 		}
-		t.Logf("relu=%v: max |Δlogit| %.2g; %d → %d parameters; dims %d/%d heads, FFN %d/%d; padding %d heads, %d units",
-			relu, worst, count(full), count(small), d.NAudioHead, d.NTextHead, d.EncoderFFN, d.DecoderFFN, mat.PadHeads, mat.PadUnits)
+		if d.Uniform() {
+			t.Fatalf("relu=%v: the decoder's layers keep different sizes, yet the dims are uniform: %+v", relu, d)
+		}
+		if want := unpaddedCount(t, st, z, mat); count(small) != want {
+			t.Fatalf("relu=%v: materialised model stores %d parameters, the kept structures %d", relu, count(small), want)
+		}
+		t.Logf("relu=%v: max |Δlogit| %.2g; %d → %d parameters; encoder %d×%d heads, FFN %d; decoder sizes %+v",
+			relu, worst, count(full), count(small), d.NAudioLayer, d.NAudioHead, d.EncoderFFN, d.DecoderSizes)
 	}
 }
 
@@ -246,6 +254,53 @@ func (s *modelSetup) logits2(m *whisper.Model) *tensor.T {
 	ctx := tensor.NewCtx()
 	xa := m.Encoder.Forward(ctx, s.mel)
 	return m.Decoder.ForwardTrain(ctx, s.tokens, 1, xa)
+}
+
+// unpaddedCount is the parameter count of exactly what the masks z keep: CoFi's exact count
+// (every kept gate's probability 1, every removed one's 0; the layer norm and output bias of
+// a removed sublayer are not counted there) plus, per removed sublayer of a kept layer, the
+// 3C parameters the materialised layer still declares for it (layer norm 2C, zero bias C).
+// It also pins that the count of the unpruned structure is the model's own parameter count.
+func unpaddedCount(t *testing.T, st Structure, z Set, mat *Materialised) int {
+	t.Helper()
+	if full := st.Full().Total(); int(full) != paramCount(t, modelDims) {
+		t.Fatalf("structure counts %v parameters for the full model, which has %d", full, paramCount(t, modelDims))
+	}
+	p := NewProbs(st)
+	for side := range numSides {
+		for k := range NumKinds {
+			if z[side][k] != nil {
+				for i, v := range z[side][k].Data {
+					if v != 0 {
+						p[side][k][i] = 1
+					}
+				}
+			}
+		}
+	}
+	n := int(math.Round(st.Expected(p).Total()))
+	for side := range numSides {
+		c := st.Side[side].Width
+		for l, sh := range mat.Layers[side] {
+			if sh.Removed {
+				continue
+			}
+			for _, k := range []Kind{Attn, Cross, FFN} {
+				if z[side][k] != nil && z[side][k].Data[l] == 0 {
+					n += 3 * c
+				}
+			}
+		}
+	}
+	return n
+}
+
+func paramCount(t *testing.T, d whisper.Dims) int {
+	n := 0
+	for _, s := range whisper.TensorSpecs(d) {
+		n += tensor.Numel(s.Shape)
+	}
+	return n
 }
 
 func count(ts map[string]*tensor.T) int {

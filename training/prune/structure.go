@@ -92,6 +92,10 @@ func NewStructure(d whisper.Dims) (Structure, error) {
 	if err := d.Validate(); err != nil {
 		return Structure{}, fmt.Errorf("prune: %w", err)
 	}
+	if !d.Uniform() {
+		// Gates are [layers, heads] and [layers, units] rows: one size per stack.
+		return Structure{}, fmt.Errorf("prune: the model's layers have their own sizes (an already pruned variant); pruning needs one head count and FFN width per stack")
+	}
 	if d.NAudioState != d.NTextState {
 		return Structure{}, fmt.Errorf("prune: encoder width %d differs from decoder width %d", d.NAudioState, d.NTextState)
 	}

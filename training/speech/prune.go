@@ -360,14 +360,14 @@ type LayerCard struct {
 
 // PruneCard is the pruning section of a pruned variant's card.json.
 type PruneCard struct {
-	Target          float64     `json:"target_sparsity"`
-	Expected        float64     `json:"expected_sparsity"`
-	Achieved        float64     `json:"achieved_sparsity"` // of the encoder+decoder layers, exact
-	ParentParams    int         `json:"parent_params"`
-	Params          int         `json:"params"`           // dense tensors of the materialised model
-	EffectiveParams int         `json:"effective_params"` // without the zero padding
-	PadHeads        int         `json:"pad_heads"`
-	PadUnits        int         `json:"pad_units"`
+	Target       float64 `json:"target_sparsity"`
+	Expected     float64 `json:"expected_sparsity"`
+	Achieved     float64 `json:"achieved_sparsity"` // of the encoder+decoder layers, exact
+	ParentParams int     `json:"parent_params"`
+	Params       int     `json:"params"` // stored tensors of the materialised model (per-layer sizes, no padding)
+	// EffectiveParams is CoFi's exact count of what the masks keep; Params exceeds it only by
+	// the zero output biases and layer norms that removed sublayers of kept layers still store.
+	EffectiveParams int         `json:"effective_params"`
 	Layers          []LayerCard `json:"layers"`
 }
 
@@ -393,8 +393,7 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 	}
 	kept := st.Expected(probs)
 	expected := p.gates.Objective(p.lag, p.reg, math.MaxInt32, nil)
-	pc := PruneCard{Target: p.r.Target, Expected: expected.Expected, Achieved: 1 - kept.Prunable()/full.Prunable(),
-		PadHeads: mat.PadHeads, PadUnits: mat.PadUnits}
+	pc := PruneCard{Target: p.r.Target, Expected: expected.Expected, Achieved: 1 - kept.Prunable()/full.Prunable()}
 	pc.ParentParams = paramCount(p.teacher)
 	pc.Params = paramCount(mat.Model)
 	pc.EffectiveParams = int(math.Round(kept.Total()))
@@ -416,7 +415,9 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 	dir := o.path("variant")
 	d := mat.Model.Dims
 	cfg := asr.ConfigFromDims(d)
-	cfg.Chorus, _ = json.Marshal(asr.ChorusConfig{EncoderWindow: tv.Chorus.EncoderWindow, AudioHeadDim: d.AudioHeadDim, TextHeadDim: d.TextHeadDim})
+	ch := asr.DimsChorus(d) // head widths, encoder attention and per-layer sizes
+	ch.EncoderWindow = tv.Chorus.EncoderWindow
+	cfg.Chorus, _ = json.Marshal(ch)
 	if err := asr.Save(dir, mat.Model, cfg, tv.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
 		return err
 	}

@@ -213,6 +213,9 @@ func dimsFingerprint(d whisper.Dims) string {
 	if d.EncoderAttention != "" {
 		s += " encoder_attention=" + d.EncoderAttention
 	}
+	if !d.Uniform() {
+		s += fmt.Sprintf(" layer_sizes=%v/%v", d.EncoderSizes, d.DecoderSizes)
+	}
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/chorus-asr/chorus/asr/models/whisper"
@@ -113,5 +114,19 @@ func TestDimsFingerprintStable(t *testing.T) {
 	d.AudioHeadDim = 32
 	if got := dimsFingerprint(d); got == want {
 		t.Error("a head width does not change the fingerprint")
+	}
+}
+
+// TestDimsFingerprintLayerSizes: per-layer sizes change the fingerprint (a run must not resume
+// onto a model of other shapes), and only when they are set (TestDimsFingerprintStable).
+func TestDimsFingerprintLayerSizes(t *testing.T) {
+	d := whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 256, NAudioHead: 4, NAudioLayer: 1, NVocab: 2022,
+		NTextCtx: 224, NTextState: 256, NTextHead: 4, NTextLayer: 1}
+	u := dimsFingerprint(d)
+	d.EncoderSizes = []whisper.EncoderLayerSize{{Heads: 2, FFN: 300}}
+	a := dimsFingerprint(d)
+	d.EncoderSizes[0].FFN = 301
+	if b := dimsFingerprint(d); a == u || b == a || !strings.HasPrefix(a, u+" ") {
+		t.Fatalf("fingerprints: uniform %q, sized %q, resized %q", u, a, b)
 	}
 }

@@ -15,22 +15,27 @@ import (
 )
 
 // DefaultAlignmentHeads are the heads OpenAI aligns with when a checkpoint publishes no
-// mask: every head of the last half of the decoder layers (ref: model.py#L270-L276).
+// mask: every cross-attention head of the last half of the decoder layers (ref:
+// model.py#L270-L276), as many as each layer has (a pruned layer may have none).
 func DefaultAlignmentHeads(d Dims) [][2]int {
 	var heads [][2]int
 	for l := d.NTextLayer / 2; l < d.NTextLayer; l++ {
-		for h := range d.NTextHead {
+		for h := range d.DecoderCrossHeads(l) {
 			heads = append(heads, [2]int{l, h})
 		}
 	}
 	return heads
 }
 
-// CheckAlignmentHeads reports a [layer, head] pair outside the decoder.
+// CheckAlignmentHeads reports a [layer, head] pair outside the decoder: beyond its layers, or
+// beyond that layer's cross-attention heads.
 func (d Dims) CheckAlignmentHeads(heads [][2]int) error {
 	for _, lh := range heads {
-		if lh[0] < 0 || lh[0] >= d.NTextLayer || lh[1] < 0 || lh[1] >= d.NTextHead {
-			return fmt.Errorf("whisper: alignment head %v outside %d layers × %d heads", lh, d.NTextLayer, d.NTextHead)
+		if lh[0] < 0 || lh[0] >= d.NTextLayer {
+			return fmt.Errorf("whisper: alignment head %v outside %d layers", lh, d.NTextLayer)
+		}
+		if n := d.DecoderCrossHeads(lh[0]); lh[1] < 0 || lh[1] >= n {
+			return fmt.Errorf("whisper: alignment head %v outside layer %d's %d cross-attention heads", lh, lh[0], n)
 		}
 	}
 	return nil
@@ -67,8 +72,13 @@ func (d *Decoder) forwardAlign(ctx *tensor.Ctx, tokens []int, c *Caches, heads [
 	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, 1), d.Pos, 0)
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		x = ctx.Add(x, l.Attn.Self(ctx, l.AttnLN.Forward(ctx, x), d.heads, true, c.Self[i]))
-		q := l.Cross.Q.Forward(ctx, l.CrossLN.Forward(ctx, x)) // [S, C]
+		x = ctx.Add(x, l.Attn.Self(ctx, l.AttnLN.Forward(ctx, x), l.Attn.heads, true, c.Self[i]))
+		if l.Cross.heads == 0 { // pruned away: no scores to read (CheckAlignmentHeads)
+			x = ctx.Add(x, l.Cross.Cross(ctx, l.CrossLN.Forward(ctx, x), c.Cross[i], nil, nil, 0))
+			x = ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
+			continue
+		}
+		q := l.Cross.Q.Forward(ctx, l.CrossLN.Forward(ctx, x)) // [S, H·D]
 		var keys []float32
 		for j, lh := range heads {
 			if lh[0] != i {
@@ -77,7 +87,7 @@ func (d *Decoder) forwardAlign(ctx *tensor.Ctx, tokens []int, c *Caches, heads [
 			if keys == nil {
 				keys = crossKeys(ctx, c.Cross[i])
 			}
-			scores[j] = headScores(q, keys, c.Cross[i].Len(), d.heads, lh[1])
+			scores[j] = headScores(q, keys, c.Cross[i].Len(), l.Cross.heads, lh[1])
 		}
 		x = ctx.Add(x, l.Cross.Out.Forward(ctx, c.Cross[i].Attend(ctx, q, false)))
 		x = ctx.Add(x, l.MLP.Forward(ctx, l.MLPLN.Forward(ctx, x)))
@@ -96,7 +106,7 @@ func crossKeys(ctx *tensor.Ctx, kv *KV) []float32 {
 	return k.Data
 }
 
-// headScores is q_h·k_hᵀ/√D [S, T] for head h of q [S, C] and keys [T, C]. Whisper scales q
+// headScores is q_h·k_hᵀ/√D [S, T] for head h of q [S, H·D] and keys [T, H·D]. Whisper scales q
 // and k by D^-¼ each (model.py#L118, L130); one 1/√D on the product is the same up to
 // rounding.
 func headScores(q *tensor.T, keys []float32, t, heads, h int) []float32 {

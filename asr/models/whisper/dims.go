@@ -5,8 +5,10 @@
 // width, H heads, D = C/H head width, F feed-forward width, V vocabulary, M mel bins.
 package whisper
 
+import "fmt"
+
 // Dims are a Whisper model's hyperparameters (OpenAI's ModelDimensions plus chorus's
-// extensions: feed-forward width and activation).
+// extensions: feed-forward width, activation, head width and per-layer sizes).
 type Dims struct {
 	NMels       int `json:"n_mels"`
 	NAudioCtx   int `json:"n_audio_ctx"`
@@ -32,6 +34,101 @@ type Dims struct {
 	// weights are relu(q·kᵀ/√D)/T (tensor.AttentionReLU), a training option for models
 	// whose attention heads become experts.
 	EncoderAttention string `json:"encoder_attention,omitempty"`
+	// EncoderSizes and DecoderSizes, when set, give every layer of a stack its own head and
+	// feed-forward counts (one entry per layer; nil: every layer has the uniform NAudioHead /
+	// EncoderFFN or NTextHead / DecoderFFN). A pruned variant keeps a different number of heads
+	// and units in each layer, and storing that exactly is what makes it smaller and faster:
+	// padding every layer to the largest would keep most of the cost. The head width stays
+	// AudioHD()/TextHD() in every layer. Read them through the accessors (EncoderHeads,
+	// EncoderUnits, DecoderSelfHeads, DecoderCrossHeads, DecoderUnits), which fall back to
+	// the uniform values.
+	EncoderSizes []EncoderLayerSize `json:"encoder_sizes,omitempty"`
+	DecoderSizes []DecoderLayerSize `json:"decoder_sizes,omitempty"`
+}
+
+// EncoderLayerSize is one encoder layer's own sizes. Unlike the stack's uniform EncoderFFN, 0
+// means none: a layer may keep no head (its attention adds only its output bias) or no unit.
+type EncoderLayerSize struct {
+	Heads int `json:"heads"`
+	FFN   int `json:"ffn"`
+}
+
+// DecoderLayerSize is one decoder layer's own sizes (0: none, as EncoderLayerSize).
+type DecoderLayerSize struct {
+	SelfHeads  int `json:"self_heads"`
+	CrossHeads int `json:"cross_heads"`
+	FFN        int `json:"ffn"`
+}
+
+// EncoderHeads is the number of self-attention heads of encoder layer i.
+func (d Dims) EncoderHeads(i int) int {
+	if d.EncoderSizes != nil {
+		return d.EncoderSizes[i].Heads
+	}
+	return d.NAudioHead
+}
+
+// EncoderUnits is the feed-forward width of encoder layer i.
+func (d Dims) EncoderUnits(i int) int {
+	if d.EncoderSizes != nil {
+		return d.EncoderSizes[i].FFN
+	}
+	return d.encoderFFN()
+}
+
+// DecoderSelfHeads is the number of self-attention heads of decoder layer i.
+func (d Dims) DecoderSelfHeads(i int) int {
+	if d.DecoderSizes != nil {
+		return d.DecoderSizes[i].SelfHeads
+	}
+	return d.NTextHead
+}
+
+// DecoderCrossHeads is the number of cross-attention heads of decoder layer i.
+func (d Dims) DecoderCrossHeads(i int) int {
+	if d.DecoderSizes != nil {
+		return d.DecoderSizes[i].CrossHeads
+	}
+	return d.NTextHead
+}
+
+// DecoderUnits is the feed-forward width of decoder layer i.
+func (d Dims) DecoderUnits(i int) int {
+	if d.DecoderSizes != nil {
+		return d.DecoderSizes[i].FFN
+	}
+	return d.decoderFFN()
+}
+
+// Uniform reports whether every layer of each stack has the stack's head count and
+// feed-forward width, as in Whisper (no per-layer sizes).
+func (d Dims) Uniform() bool { return d.EncoderSizes == nil && d.DecoderSizes == nil }
+
+// validateSizes checks the per-layer sizes: one entry per layer, none negative, none above
+// the stack's uniform values (those are the widest layer's, so a config's Hugging Face
+// fields stay an upper bound a reader can size buffers by).
+func (d Dims) validateSizes() error {
+	if d.EncoderSizes != nil {
+		if len(d.EncoderSizes) != d.NAudioLayer {
+			return fmt.Errorf("whisper: %d encoder layer sizes for %d layers", len(d.EncoderSizes), d.NAudioLayer)
+		}
+		for i, s := range d.EncoderSizes {
+			if s.Heads < 0 || s.Heads > d.NAudioHead || s.FFN < 0 || s.FFN > d.encoderFFN() {
+				return fmt.Errorf("whisper: encoder layer %d sizes %+v outside [0, %d] heads, [0, %d] units", i, s, d.NAudioHead, d.encoderFFN())
+			}
+		}
+	}
+	if d.DecoderSizes != nil {
+		if len(d.DecoderSizes) != d.NTextLayer {
+			return fmt.Errorf("whisper: %d decoder layer sizes for %d layers", len(d.DecoderSizes), d.NTextLayer)
+		}
+		for i, s := range d.DecoderSizes {
+			if s.SelfHeads < 0 || s.SelfHeads > d.NTextHead || s.CrossHeads < 0 || s.CrossHeads > d.NTextHead || s.FFN < 0 || s.FFN > d.decoderFFN() {
+				return fmt.Errorf("whisper: decoder layer %d sizes %+v outside [0, %d] heads, [0, %d] units", i, s, d.NTextHead, d.decoderFFN())
+			}
+		}
+	}
+	return nil
 }
 
 // AudioHD is the encoder's head width D.

@@ -31,6 +31,10 @@ func (kv *KV) Append(k, v *tensor.T) {
 	kv.c.Append(k.Data, v.Data, k.Shape[0])
 }
 
+// advance counts s more positions without storing anything: the cache of an attention with
+// no heads (a pruned layer), whose width is 0, still tracks how many tokens went by.
+func (kv *KV) advance(s int) { kv.c.Append(nil, nil, s) }
+
 // Set replaces the contents with k, v [S, C] (cross-attention: the projected audio).
 func (kv *KV) Set(k, v *tensor.T) {
 	kv.c.Truncate(0)
@@ -62,14 +66,14 @@ type Caches struct {
 // float32 model keeps float32 caches, so its results stay exact to float32 rounding.
 func (m *Model) halfKV() bool { return m.Decoder.Tok.W16 != nil }
 
-// NewCaches allocates caches for one decoding sequence of model m.
+// NewCaches allocates caches for one decoding sequence of model m, each layer's as wide as
+// that layer's heads (a pruned layer's caches shrink with it; one without heads holds none).
 func (m *Model) NewCaches() *Caches {
 	d := m.Dims
-	hd := d.TextHD()
 	c := &Caches{}
-	for range d.NTextLayer {
-		c.Self = append(c.Self, NewKV(d.NTextCtx, d.NTextHead, hd, m.halfKV()))
-		c.Cross = append(c.Cross, NewKV(d.NAudioCtx, d.NTextHead, hd, m.halfKV()))
+	for i := range d.NTextLayer {
+		c.Self = append(c.Self, NewKV(d.NTextCtx, d.DecoderSelfHeads(i), d.TextHD(), m.halfKV()))
+		c.Cross = append(c.Cross, NewKV(d.NAudioCtx, d.DecoderCrossHeads(i), d.TextHD(), m.halfKV()))
 	}
 	return c
 }
@@ -94,8 +98,8 @@ func (c *Caches) Truncate(n int) {
 func (m *Model) ShareCross(c *Caches) *Caches {
 	d := m.Dims
 	n := &Caches{Cross: c.Cross}
-	for range d.NTextLayer {
-		n.Self = append(n.Self, NewKV(d.NTextCtx, d.NTextHead, d.TextHD(), m.halfKV()))
+	for i := range d.NTextLayer {
+		n.Self = append(n.Self, NewKV(d.NTextCtx, d.DecoderSelfHeads(i), d.TextHD(), m.halfKV()))
 	}
 	return n
 }

@@ -28,7 +28,6 @@ type Encoder struct {
 	Pos    *tensor.T      `ckpt:"embed_positions.weight"` // [1500, C], loaded, not recomputed
 	Layers []EncoderLayer `ckpt:"layers"`
 	LN     nn.LayerNorm   `ckpt:"layer_norm"`
-	heads  int
 }
 
 // EncoderLayer is a pre-norm residual block: self-attention, then the feed-forward MLP.
@@ -46,7 +45,6 @@ type Decoder struct {
 	Pos    *tensor.T      `ckpt:"embed_positions.weight"` // [448, C]
 	Layers []DecoderLayer `ckpt:"layers"`
 	LN     nn.LayerNorm   `ckpt:"layer_norm"`
-	heads  int
 }
 
 // DecoderLayer is a pre-norm residual block: causal self-attention, cross-attention over the
@@ -61,14 +59,46 @@ type DecoderLayer struct {
 }
 
 // Attention is multi-head attention; heads are contiguous column blocks of the projections,
-// and the key projection has no bias, as in Whisper.
+// and the key projection has no bias, as in Whisper. A pruned layer may have no head left
+// (H = 0): the sublayer's output is then its output bias on every row (see Heads).
 type Attention struct {
-	Q   nn.Linear `ckpt:"q_proj"` // [C, C] + [C]
-	K   nn.Linear `ckpt:"k_proj"` // [C, C], no bias
-	V   nn.Linear `ckpt:"v_proj"` // [C, C] + [C]
-	Out nn.Linear `ckpt:"out_proj"`
+	Q   nn.Linear `ckpt:"q_proj"`   // [H·D, C] + [H·D] (H·D = C in Whisper)
+	K   nn.Linear `ckpt:"k_proj"`   // [H·D, C], no bias
+	V   nn.Linear `ckpt:"v_proj"`   // [H·D, C] + [H·D]
+	Out nn.Linear `ckpt:"out_proj"` // [C, H·D] + [C]
 
-	relu bool // ReLU attention weights (Dims.EncoderAttention "relu"); encoder self-attention only
+	heads int  // H of this layer (Dims.EncoderHeads, DecoderSelfHeads, DecoderCrossHeads)
+	relu  bool // ReLU attention weights (Dims.EncoderAttention "relu"); encoder self-attention only
+}
+
+// Heads is the sublayer's head count H, which differs between the layers of a pruned variant
+// (Dims.EncoderSizes, DecoderSizes); 0 when pruning removed every head.
+func (a *Attention) Heads() int { return a.heads }
+
+// outBias is the output of a sublayer with nothing left between its input and its output
+// projection (no head, or no feed-forward unit): the projection's bias on every row of x
+// [.., C] (zeros without a bias), recorded on the tape so a pruned model still trains. The
+// kernels have no zero-width matrices, so the empty product is written out here.
+func outBias(ctx *tensor.Ctx, x *tensor.T, out *nn.Linear) *tensor.T {
+	shape := append([]int(nil), x.Shape...)
+	shape[len(shape)-1] = out.Out
+	if out.B == nil {
+		return ctx.Zeros(shape...)
+	}
+	y := ctx.New(shape...)
+	for r := 0; r < len(y.Data); r += out.Out {
+		copy(y.Data[r:r+out.Out], out.B.Data)
+	}
+	ctx.Custom(y, []*tensor.T{out.B}, func(dy []float32, d [][]float32) {
+		if db := d[0]; db != nil {
+			for r := 0; r < len(dy); r += out.Out {
+				for j, g := range dy[r : r+out.Out] {
+					db[j] += g
+				}
+			}
+		}
+	})
+	return y
 }
 
 // Attend is the attention of q over k, v [T, H·D] (or batched) without a cache, with this
@@ -88,16 +118,19 @@ type MLP struct {
 	layer int // index among the model's MLPs: encoder blocks first, then decoder blocks
 }
 
-// New declares a model of the given dimensions; Load fills its weights.
+// New declares a model of the given dimensions, each layer with its own head count and
+// feed-forward width (Dims.EncoderHeads and the other per-layer accessors); Load fills its
+// weights.
 func New(d Dims) (*Model, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
 	relu := d.Activation == "relu"
-	// attn declares an attention reading queries of width c and keys and values of width kv,
-	// with inner width w = H·D (C·C in Whisper; less in a pruned variant).
-	attn := func(c, kv, w int) Attention {
-		return Attention{Q: nn.NewLinear(c, w, true), K: nn.NewLinear(kv, w, false), V: nn.NewLinear(kv, w, true), Out: nn.NewLinear(w, c, true)}
+	// attn declares an attention of h heads of width hd reading queries of width c and keys
+	// and values of width kv: inner width H·D (C in Whisper; less in a pruned variant).
+	attn := func(c, kv, h, hd int) Attention {
+		w := h * hd
+		return Attention{Q: nn.NewLinear(c, w, true), K: nn.NewLinear(kv, w, false), V: nn.NewLinear(kv, w, true), Out: nn.NewLinear(w, c, true), heads: h}
 	}
 	layer := 0
 	mlp := func(c, f int) MLP {
@@ -111,23 +144,22 @@ func New(d Dims) (*Model, error) {
 		Conv2: nn.NewConv1d(e, e, 3, 2, 1),
 		Pos:   &tensor.T{Shape: []int{d.NAudioCtx, e}},
 		LN:    nn.NewLayerNorm(e),
-		heads: d.NAudioHead,
 	}
-	for range d.NAudioLayer {
-		sa := attn(e, e, d.NAudioHead*d.AudioHD())
+	for i := range d.NAudioLayer {
+		sa := attn(e, e, d.EncoderHeads(i), d.AudioHD())
 		sa.relu = d.EncoderAttention == "relu"
-		m.Encoder.Layers = append(m.Encoder.Layers, EncoderLayer{Attn: sa, AttnLN: nn.NewLayerNorm(e), MLP: mlp(e, d.encoderFFN()), MLPLN: nn.NewLayerNorm(e)})
+		m.Encoder.Layers = append(m.Encoder.Layers, EncoderLayer{Attn: sa, AttnLN: nn.NewLayerNorm(e), MLP: mlp(e, d.EncoderUnits(i)), MLPLN: nn.NewLayerNorm(e)})
 	}
 	m.Decoder = Decoder{
-		Tok:   nn.NewLinear(t, d.NVocab, false),
-		Pos:   &tensor.T{Shape: []int{d.NTextCtx, t}},
-		LN:    nn.NewLayerNorm(t),
-		heads: d.NTextHead,
+		Tok: nn.NewLinear(t, d.NVocab, false),
+		Pos: &tensor.T{Shape: []int{d.NTextCtx, t}},
+		LN:  nn.NewLayerNorm(t),
 	}
-	for range d.NTextLayer {
+	for i := range d.NTextLayer {
 		m.Decoder.Layers = append(m.Decoder.Layers, DecoderLayer{
-			Attn: attn(t, t, d.NTextHead*d.TextHD()), AttnLN: nn.NewLayerNorm(t), Cross: attn(t, e, d.NTextHead*d.TextHD()), CrossLN: nn.NewLayerNorm(t),
-			MLP: mlp(t, d.decoderFFN()), MLPLN: nn.NewLayerNorm(t),
+			Attn: attn(t, t, d.DecoderSelfHeads(i), d.TextHD()), AttnLN: nn.NewLayerNorm(t),
+			Cross: attn(t, e, d.DecoderCrossHeads(i), d.TextHD()), CrossLN: nn.NewLayerNorm(t),
+			MLP: mlp(t, d.DecoderUnits(i)), MLPLN: nn.NewLayerNorm(t),
 		})
 	}
 	return m, nil
@@ -149,7 +181,7 @@ func (d Dims) Validate() error {
 	case d.EncoderAttention != "" && d.EncoderAttention != "softmax" && d.EncoderAttention != "relu":
 		return fmt.Errorf("whisper: unsupported encoder attention %q", d.EncoderAttention)
 	}
-	return nil
+	return d.validateSizes()
 }
 
 // Forward encodes a log-mel window mel [M, 2·T] (OpenAI's layout) into audio features [T, C].
@@ -181,21 +213,27 @@ func (e *Encoder) forward(ctx *tensor.Ctx, mel *tensor.T, rt Routing, h *Hooks) 
 	}
 	x = scale(ctx, ctx.AddRows(x, e.Pos, 0), hid)
 	for i := range e.Layers {
-		x = e.Layers[i].forward(ctx, x, e.heads, rt, h, i)
+		x = e.Layers[i].forward(ctx, x, rt, h, i)
 	}
 	return norm(ctx, &e.LN, x, hid)
 }
 
-// Forward runs one encoder block on x [T, C]; rt routes its MLP (nil: dense).
+// Forward runs one encoder block on x [T, C]; rt routes its MLP (nil: dense). heads must be
+// the block's own head count, l.Attn.Heads() (the argument predates per-layer sizes, when
+// every block had the stack's; a mismatch is a caller's bug and panics).
 func (l *EncoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, rt Routing) *tensor.T {
-	return l.forward(ctx, x, heads, rt, nil, 0)
+	if heads != l.Attn.heads {
+		panic(fmt.Sprintf("whisper: encoder block of %d heads run with %d", l.Attn.heads, heads))
+	}
+	return l.forward(ctx, x, rt, nil, 0)
 }
 
 // forward is block i under hooks h: CoFi's gates at their points (eq. 3–4: heads before the
 // output projection, the whole sublayer after it, units after the activation, the whole FFN
 // after fc2, hidden dimensions on each sublayer's output and in its layer norm).
-func (l *EncoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, heads int, rt Routing, h *Hooks, i int) *tensor.T {
+func (l *EncoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, rt Routing, h *Hooks, i int) *tensor.T {
 	const s = EncoderStack
+	heads := l.Attn.heads
 	hid := h.gate(ctx, s, GateHidden, i)
 	var a *tensor.T
 	if hr, ok := rt.(HeadRouting); ok && h == nil { // attention heads as experts (inference)
@@ -258,8 +296,12 @@ func (m *MLP) forward(ctx *tensor.Ctx, x *tensor.T, rt Routing, units *tensor.T)
 	return m.masked(ctx, x, units)
 }
 
-// masked is fc2(act(fc1(x)) ⊙ units) (units nil: the dense block).
+// masked is fc2(act(fc1(x)) ⊙ units) (units nil: the dense block); a block pruned to no
+// unit is fc2's bias alone.
 func (m *MLP) masked(ctx *tensor.Ctx, x, units *tensor.T) *tensor.T {
+	if m.FC1.Out == 0 {
+		return outBias(ctx, x, &m.FC2)
+	}
 	h := m.FC1.Forward(ctx, x)
 	if m.relu {
 		h = ctx.ReLU(h)
@@ -279,6 +321,12 @@ func (a *Attention) Self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, c
 // self is Self with head gates hg [1, H] on the heads' outputs before the output projection
 // (nil: none; training passes only, without a cache).
 func (a *Attention) self(ctx *tensor.Ctx, x *tensor.T, heads int, causal bool, cache *KV, hg *tensor.T) *tensor.T {
+	if heads == 0 {
+		if cache != nil {
+			cache.advance(x.Shape[len(x.Shape)-2]) // the positions still count (Caches.Len)
+		}
+		return outBias(ctx, x, &a.Out)
+	}
 	q := a.Q.Forward(ctx, x)
 	k := a.K.Forward(ctx, x)
 	v := a.V.Forward(ctx, x)
@@ -298,6 +346,9 @@ func (a *Attention) Cross(ctx *tensor.Ctx, x *tensor.T, cache *KV, k, v *tensor.
 
 // cross is Cross with head gates hg (nil: none; training passes only).
 func (a *Attention) cross(ctx *tensor.Ctx, x *tensor.T, cache *KV, k, v *tensor.T, heads int, hg *tensor.T) *tensor.T {
+	if heads == 0 {
+		return outBias(ctx, x, &a.Out)
+	}
 	q := a.Q.Forward(ctx, x)
 	if cache != nil {
 		return a.Out.Forward(ctx, cache.Attend(ctx, q, false))
@@ -305,24 +356,25 @@ func (a *Attention) cross(ctx *tensor.Ctx, x *tensor.T, cache *KV, k, v *tensor.
 	return a.Out.Forward(ctx, scale(ctx, ctx.Attention(q, k, v, heads, false), hg))
 }
 
-// Forward runs one decoder block on x [S, C] (or [B, S, C]). With caches (inference), self
-// receives the new keys and values and cross holds the audio's; with both nil (training) the
-// block attends within x and to the audio keys and values k, v [T, C]. rt routes its MLP
-// (nil: dense).
-func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, heads int, self, cross *KV, k, v *tensor.T, rt Routing) *tensor.T {
-	return l.forward(ctx, x, heads, self, cross, k, v, rt, nil, 0)
+// Forward runs one decoder block on x [S, C] (or [B, S, C]) with its own self- and
+// cross-attention heads. With caches (inference), self receives the new keys and values and
+// cross holds the audio's; with both nil (training) the block attends within x and to the
+// audio keys and values k, v [T, C] (nil when the block has no cross-attention head). rt
+// routes its MLP (nil: dense).
+func (l *DecoderLayer) Forward(ctx *tensor.Ctx, x *tensor.T, self, cross *KV, k, v *tensor.T, rt Routing) *tensor.T {
+	return l.forward(ctx, x, self, cross, k, v, rt, nil, 0)
 }
 
 // forward is block i under hooks h (see EncoderLayer.forward; masks need the cache-less
 // training form).
-func (l *DecoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, heads int, self, cross *KV, k, v *tensor.T, rt Routing, h *Hooks, i int) *tensor.T {
+func (l *DecoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, self, cross *KV, k, v *tensor.T, rt Routing, h *Hooks, i int) *tensor.T {
 	const s = DecoderStack
 	hid := h.gate(ctx, s, GateHidden, i)
-	a := l.Attn.self(ctx, norm(ctx, &l.AttnLN, x, hid), heads, true, self, h.gate(ctx, s, GateHeads, i))
+	a := l.Attn.self(ctx, norm(ctx, &l.AttnLN, x, hid), l.Attn.heads, true, self, h.gate(ctx, s, GateHeads, i))
 	a = scale(ctx, scale(ctx, a, h.gate(ctx, s, GateAttn, i)), hid)
 	h.put(s, recAttn, a)
 	x = ctx.Add(x, a)
-	c := l.Cross.cross(ctx, norm(ctx, &l.CrossLN, x, hid), cross, k, v, heads, h.gate(ctx, s, GateCrossHeads, i))
+	c := l.Cross.cross(ctx, norm(ctx, &l.CrossLN, x, hid), cross, k, v, l.Cross.heads, h.gate(ctx, s, GateCrossHeads, i))
 	c = scale(ctx, scale(ctx, c, h.gate(ctx, s, GateCross, i)), hid)
 	h.put(s, recCross, c)
 	x = ctx.Add(x, c)
@@ -350,7 +402,7 @@ func (d *Decoder) ForwardRouted(ctx *tensor.Ctx, tokens []int, c *Caches, keep i
 	}
 	x := ctx.AddRows(d.tokenEmbedding(ctx, tokens, 1), d.Pos, offset)
 	for i := range d.Layers {
-		x = d.Layers[i].Forward(ctx, x, d.heads, c.Self[i], c.Cross[i], nil, nil, rt)
+		x = d.Layers[i].Forward(ctx, x, c.Self[i], c.Cross[i], nil, nil, rt)
 	}
 	if keep > 0 && keep < len(tokens) {
 		x = ctx.Rows(x, len(tokens)-keep, len(tokens))
@@ -377,7 +429,11 @@ func (d *Decoder) ForwardTrainHooked(ctx *tensor.Ctx, tokens []int, batch int, x
 	x := scale(ctx, ctx.AddRows(d.tokenEmbedding(ctx, tokens, batch), d.Pos, 0), hid)
 	for i := range d.Layers {
 		l := &d.Layers[i]
-		x = l.forward(ctx, x, d.heads, nil, nil, l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa), nil, h, i)
+		var k, v *tensor.T
+		if l.Cross.heads > 0 {
+			k, v = l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa)
+		}
+		x = l.forward(ctx, x, nil, nil, k, v, nil, h, i)
 	}
 	return d.Tok.Forward(ctx, norm(ctx, &d.LN, x, hid))
 }
@@ -402,11 +458,12 @@ func (d *Decoder) tokenEmbedding(ctx *tensor.Ctx, tokens []int, batch int) *tens
 }
 
 // CrossCaches projects the audio features xa [T, C] into each decoder layer's cross-attention
-// keys and values, once per audio window.
+// keys and values, once per audio window (nothing for a layer without cross-attention heads).
 func (d *Decoder) CrossCaches(ctx *tensor.Ctx, xa *tensor.T, c *Caches) {
 	for i := range d.Layers {
-		l := &d.Layers[i]
-		c.Cross[i].Set(l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa))
+		if l := &d.Layers[i]; l.Cross.heads > 0 {
+			c.Cross[i].Set(l.Cross.K.Forward(ctx, xa), l.Cross.V.Forward(ctx, xa))
+		}
 	}
 }
 

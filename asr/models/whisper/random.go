@@ -15,8 +15,9 @@ type TensorSpec struct {
 }
 
 // TensorSpecs lists every tensor of a Whisper checkpoint with these dimensions, in Hugging Face
-// naming (WhisperForConditionalGeneration), in a fixed order. The output projection is tied to
-// model.decoder.embed_tokens.weight and is not listed.
+// naming (WhisperForConditionalGeneration), in a fixed order, each layer sized by its own
+// heads and units (Dims.EncoderSizes, DecoderSizes; a pruned layer's may be empty, [0, C]).
+// The output projection is tied to model.decoder.embed_tokens.weight and is not listed.
 func TensorSpecs(d Dims) []TensorSpec {
 	var s []TensorSpec
 	add := func(name string, shape ...int) { s = append(s, TensorSpec{name, shape}) }
@@ -42,11 +43,12 @@ func TensorSpecs(d Dims) []TensorSpec {
 	add("model.encoder.embed_positions.weight", d.NAudioCtx, e)
 	for i := 0; i < d.NAudioLayer; i++ {
 		p := fmt.Sprintf("model.encoder.layers.%d", i)
-		attn(p+".self_attn", e, e, d.NAudioHead*d.AudioHD())
+		f := d.EncoderUnits(i)
+		attn(p+".self_attn", e, e, d.EncoderHeads(i)*d.AudioHD())
 		ln(p+".self_attn_layer_norm", e)
-		add(p+".fc1.weight", d.encoderFFN(), e)
-		add(p+".fc1.bias", d.encoderFFN())
-		add(p+".fc2.weight", e, d.encoderFFN())
+		add(p+".fc1.weight", f, e)
+		add(p+".fc1.bias", f)
+		add(p+".fc2.weight", e, f)
 		add(p+".fc2.bias", e)
 		ln(p+".final_layer_norm", e)
 	}
@@ -55,13 +57,14 @@ func TensorSpecs(d Dims) []TensorSpec {
 	add("model.decoder.embed_positions.weight", d.NTextCtx, t)
 	for i := 0; i < d.NTextLayer; i++ {
 		p := fmt.Sprintf("model.decoder.layers.%d", i)
-		attn(p+".self_attn", t, t, d.NTextHead*d.TextHD())
+		f := d.DecoderUnits(i)
+		attn(p+".self_attn", t, t, d.DecoderSelfHeads(i)*d.TextHD())
 		ln(p+".self_attn_layer_norm", t)
-		attn(p+".encoder_attn", t, e, d.NTextHead*d.TextHD())
+		attn(p+".encoder_attn", t, e, d.DecoderCrossHeads(i)*d.TextHD())
 		ln(p+".encoder_attn_layer_norm", t)
-		add(p+".fc1.weight", d.decoderFFN(), t)
-		add(p+".fc1.bias", d.decoderFFN())
-		add(p+".fc2.weight", t, d.decoderFFN())
+		add(p+".fc1.weight", f, t)
+		add(p+".fc1.bias", f)
+		add(p+".fc2.weight", t, f)
 		add(p+".fc2.bias", t)
 		ln(p+".final_layer_norm", t)
 	}
@@ -79,6 +82,9 @@ func InitRange(name string, shape []int) (center, scale float64) {
 		return 0, 0.1
 	case strings.Contains(name, "embed_positions"), strings.Contains(name, "embed_tokens"):
 		return 0, 0.5
+	}
+	if tensor.Numel(shape) == 0 {
+		return 0, 0 // a pruned layer's empty projection: nothing to draw
 	}
 	fanIn := tensor.Numel(shape) / shape[0]
 	return 0, math.Sqrt(3 / float64(fanIn))
