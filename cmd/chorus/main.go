@@ -35,7 +35,7 @@ func main() {
 		return pprof.StartCPUProfile(f)
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
-	root.AddCommand(transcribeCmd(), serveCmd(), streamCmd(), micCmd(), pathwaysCmd(), adminCmd(), modelsCmd(), benchCmd(), dataCmd(), trainCmd(), evalCmd(), moeCmd(), abCmd())
+	root.AddCommand(transcribeCmd(), serveCmd(), streamCmd(), micCmd(), pathwaysCmd(), adminCmd(), pruneCmd(), modelsCmd(), benchCmd(), dataCmd(), trainCmd(), evalCmd(), moeCmd(), abCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "chorus:", err)
 		os.Exit(1)

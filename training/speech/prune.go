@@ -379,19 +379,7 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 	}
 	st := p.gates.S
 	full := st.Full()
-	probs := prune.NewProbs(st)
-	for side := range z {
-		for k, t := range z[side] {
-			if t != nil {
-				for i, v := range t.Data {
-					if v != 0 {
-						probs[side][k][i] = 1
-					}
-				}
-			}
-		}
-	}
-	kept := st.Expected(probs)
+	kept := st.Expected(prune.MaskProbs(st, z))
 	expected := p.gates.Objective(p.lag, p.reg, math.MaxInt32, nil)
 	pc := PruneCard{Target: p.r.Target, Expected: expected.Expected, Achieved: 1 - kept.Prunable()/full.Prunable()}
 	pc.ParentParams = paramCount(p.teacher)
