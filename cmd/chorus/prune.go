@@ -15,6 +15,7 @@ func pruneCmd() *cobra.Command {
 	var (
 		model, out, method string
 		target             float64
+		unitBlock          int
 	)
 	cmd := &cobra.Command{
 		Use:   "prune --model M --target 0.5 --out DIR",
@@ -37,7 +38,7 @@ a training recipe instead: chorus train --recipe recipes/chorus-micro-prune-50.j
 			if err != nil {
 				return err
 			}
-			z, achieved, err := prune.MagnitudeMasks(v.Model, target)
+			z, achieved, err := prune.MagnitudeMasks(v.Model, target, unitBlock)
 			if err != nil {
 				return err
 			}
@@ -55,7 +56,7 @@ a training recipe instead: chorus train --recipe recipes/chorus-micro-prune-50.j
 			before, after := countParams(v), countParams(&asr.Variant{Model: mat.Model})
 			card := map[string]any{
 				"name": filepath.Base(filepath.Clean(out)), "parent": v.Path, "kind": "prune",
-				"prune": map[string]any{"method": "magnitude", "target": target, "achieved": achieved,
+				"prune": map[string]any{"method": "magnitude", "target": target, "achieved": achieved, "unit_block": unitBlock,
 					"parent_params": before, "params": after, "layers": mat.Layers},
 				"wall_s": time.Since(start).Seconds(),
 			}
@@ -72,6 +73,7 @@ a training recipe instead: chorus train --recipe recipes/chorus-micro-prune-50.j
 	f.StringVar(&out, "out", "", "variant folder to write")
 	f.StringVar(&method, "method", "magnitude", "pruning method (magnitude)")
 	f.Float64Var(&target, "target", 0.5, "share of the encoder and decoder layers' parameters to remove, in [0, 1)")
+	f.IntVar(&unitBlock, "unit-block", 0, "keep each layer's FFN units a multiple of this (16: the result can be MoE-fied into 16 experts)")
 	return cmd
 }
 

@@ -19,9 +19,16 @@ import (
 // it is what a sparsity target costs when nothing learns which structures matter. Whole
 // sublayers go only when all their heads or units do. The result is binary masks for
 // MaterialiseModel and the achieved sparsity.
-func MagnitudeMasks(m *whisper.Model, target float64) (Set, float64, error) {
+//
+// unitBlock > 1 keeps each layer's FFN units a multiple of it, removing the lowest-scoring
+// kept units of a layer that is not: a pruned model MoE-fied afterwards (the flagship
+// variant: prune, then split into experts) needs units that split into equal experts.
+func MagnitudeMasks(m *whisper.Model, target float64, unitBlock int) (Set, float64, error) {
 	if !(target >= 0 && target < 1) {
 		return Set{}, 0, fmt.Errorf("magnitude pruning: target %g outside [0, 1)", target)
+	}
+	if unitBlock < 0 {
+		return Set{}, 0, fmt.Errorf("magnitude pruning: unit block %d is negative", unitBlock)
 	}
 	st, err := NewStructure(m.Dims)
 	if err != nil {
@@ -83,6 +90,35 @@ func MagnitudeMasks(m *whisper.Model, target float64) (Set, float64, error) {
 		}
 		z[it.side][it.kind].Data[it.idx] = 0
 		removed += it.cost
+	}
+	if unitBlock > 1 {
+		// Round each layer's kept units down to a multiple of the block, lowest scores first
+		// (items is in ascending score order).
+		for side := range numSides {
+			s := st.Side[side]
+			if s.FFN%unitBlock != 0 {
+				return Set{}, 0, fmt.Errorf("magnitude pruning: %s FFN width %d is not a multiple of the unit block %d", side, s.FFN, unitBlock)
+			}
+			for l := range s.Layers {
+				row := z[side][Units].Data[l*s.FFN : (l+1)*s.FFN]
+				kept := 0
+				for _, v := range row {
+					if v != 0 {
+						kept++
+					}
+				}
+				extra := kept % unitBlock
+				for _, it := range items {
+					if extra == 0 {
+						break
+					}
+					if it.side == side && it.kind == Units && it.idx/s.FFN == l && z[side][Units].Data[it.idx] != 0 {
+						z[side][Units].Data[it.idx] = 0
+						extra--
+					}
+				}
+			}
+		}
 	}
 	// A sublayer with nothing left goes whole, so the layer norm and bias in front of it do too.
 	for side := range numSides {

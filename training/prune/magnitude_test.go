@@ -29,7 +29,7 @@ func TestMagnitudeMasks(t *testing.T) {
 	}
 	full := st.Full().Prunable()
 	for _, target := range []float64{0, 0.3, 0.5, 0.7} {
-		z, achieved, err := MagnitudeMasks(m, target)
+		z, achieved, err := MagnitudeMasks(m, target, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,9 +66,45 @@ func TestMagnitudeMasks(t *testing.T) {
 		}
 	}
 	for _, bad := range []float64{-0.1, 1, math.NaN()} {
-		if _, _, err := MagnitudeMasks(m, bad); err == nil {
+		if _, _, err := MagnitudeMasks(m, bad, 0); err == nil {
 			t.Errorf("target %v accepted", bad)
 		}
+	}
+}
+
+// TestMagnitudeUnitBlock: with a unit block every layer keeps a multiple of it (so the
+// pruned model splits into equal experts), the target still holds, and a width that is not a
+// multiple of the block is refused.
+func TestMagnitudeUnitBlock(t *testing.T) {
+	d := whisper.Dims{NMels: 8, NAudioCtx: 8, NAudioState: 16, NAudioHead: 4, NAudioLayer: 2, NVocab: 20,
+		NTextCtx: 8, NTextState: 16, NTextHead: 4, NTextLayer: 2, EncoderFFN: 32, DecoderFFN: 32, Activation: "relu"}
+	m, err := whisper.NewRandom(d, 12, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, achieved, err := MagnitudeMasks(m, 0.5, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if achieved < 0.5 {
+		t.Errorf("achieved %.3f below the target", achieved)
+	}
+	for side := range z {
+		u := z[side][Units]
+		for l := range 2 {
+			kept := 0
+			for _, v := range u.Data[l*32 : (l+1)*32] {
+				if v != 0 {
+					kept++
+				}
+			}
+			if kept%8 != 0 {
+				t.Errorf("%v layer %d keeps %d units, not a multiple of 8", Side(side), l, kept)
+			}
+		}
+	}
+	if _, _, err := MagnitudeMasks(m, 0.5, 5); err == nil {
+		t.Error("a unit block that does not divide the FFN width accepted")
 	}
 }
 
