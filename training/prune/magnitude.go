@@ -91,34 +91,14 @@ func MagnitudeMasks(m *whisper.Model, target float64, unitBlock int) (Set, float
 		z[it.side][it.kind].Data[it.idx] = 0
 		removed += it.cost
 	}
-	if unitBlock > 1 {
-		// Round each layer's kept units down to a multiple of the block, lowest scores first
-		// (items is in ascending score order).
-		for side := range numSides {
-			s := st.Side[side]
-			if s.FFN%unitBlock != 0 {
-				return Set{}, 0, fmt.Errorf("magnitude pruning: %s FFN width %d is not a multiple of the unit block %d", side, s.FFN, unitBlock)
-			}
-			for l := range s.Layers {
-				row := z[side][Units].Data[l*s.FFN : (l+1)*s.FFN]
-				kept := 0
-				for _, v := range row {
-					if v != 0 {
-						kept++
-					}
-				}
-				extra := kept % unitBlock
-				for _, it := range items {
-					if extra == 0 {
-						break
-					}
-					if it.side == side && it.kind == Units && it.idx/s.FFN == l && z[side][Units].Data[it.idx] != 0 {
-						z[side][Units].Data[it.idx] = 0
-						extra--
-					}
-				}
-			}
+	unitScore := map[[3]int]float64{}
+	for _, it := range items {
+		if it.kind == Units {
+			unitScore[[3]int{int(it.side), it.idx / st.Side[it.side].FFN, it.idx % st.Side[it.side].FFN}] = it.score
 		}
+	}
+	if err := RoundUnits(z, st, unitBlock, func(side Side, l, j int) float64 { return unitScore[[3]int{int(side), l, j}] }); err != nil {
+		return Set{}, 0, fmt.Errorf("magnitude pruning: %w", err)
 	}
 	// A sublayer with nothing left goes whole, so the layer norm and bias in front of it do too.
 	for side := range numSides {

@@ -51,6 +51,9 @@ type PruneRecipe struct {
 		// (RAIL-KD, Haidar et al. 2022); 0: every layer (CoFi's fixed map; equal depths).
 		RAILLayers int `json:"rail_layers"`
 	} `json:"distill"`
+	// UnitBlock > 1 keeps each layer's FFN units a multiple of it when materialising
+	// (prune.RoundUnits), so the pruned variant can be MoE-fied into that many experts.
+	UnitBlock int `json:"unit_block,omitempty"`
 }
 
 // pruneTask is the speech task with CoFi gates on the student and a teacher to distil from.
@@ -92,6 +95,12 @@ func (p *pruneTask) evalMasks() prune.Set {
 			}
 		}
 	}
+	// The soft gate values rank the units: the weakest kept ones go to round the block.
+	// runPrune has checked that the block divides the widths, so RoundUnits cannot fail.
+	ffn := func(side prune.Side) int { _, n, _ := p.gates.S.Side[side].Shape(prune.Units); return n }
+	_ = prune.RoundUnits(z, p.gates.S, p.r.UnitBlock, func(side prune.Side, l, j int) float64 {
+		return float64(z[side][prune.Units].Data[l*ffn(side)+j])
+	})
 	return z
 }
 
@@ -244,6 +253,9 @@ func checkPrune(r *Recipe) (*PruneRecipe, [prune.NumKinds]bool, error) {
 			return nil, en, fmt.Errorf("recipe: unknown prune kind %q", name)
 		}
 	}
+	if pr.UnitBlock < 0 {
+		return nil, en, fmt.Errorf("recipe: prune.unit_block %d is negative", pr.UnitBlock)
+	}
 	if !(pr.GateLR > 0) || !(pr.LambdaLR > 0) {
 		return nil, en, errors.New("recipe: prune.gate_lr and prune.lambda_lr must be positive")
 	}
@@ -276,6 +288,9 @@ func runPrune(ctx context.Context, r *Recipe, o RunOptions) error {
 	st, err := prune.NewStructure(tv.Model.Dims)
 	if err != nil {
 		return err
+	}
+	if b := r.Prune.UnitBlock; b > 1 && (st.Side[prune.Encoder].FFN%b != 0 || st.Side[prune.Decoder].FFN%b != 0) {
+		return fmt.Errorf("prune: unit_block %d does not divide the teacher's FFN widths %d and %d", b, st.Side[prune.Encoder].FFN, st.Side[prune.Decoder].FFN)
 	}
 	gates, err := prune.NewGates(st, prune.DefaultHardConcrete(), prune.DefaultInit, r.Seed)
 	if err != nil {
