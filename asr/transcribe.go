@@ -17,6 +17,9 @@ type window struct {
 	content bool     // encode only the frames that hold audio (models trained without padding)
 	heads   [][2]int // alignment heads for word timestamps
 	buf     []float32
+	// encode, when set, encodes a window instead of the state's own encoder (a server
+	// batching concurrent streams' windows); it must compute exactly what the encoder does.
+	encode func(mel *tensor.T) *tensor.T
 }
 
 func (w window) AllLogits(seq int, t []int) []float32 { return w.State.AllLogits(seq, t).Data }
@@ -57,7 +60,12 @@ func (w *window) EncodeWindow(m []float32, nMels, frames, content int) error {
 		}
 		m, frames = w.buf, n
 	}
-	w.State.EncodeInPlace(tensor.FromData(m, nMels, frames))
+	mel := tensor.FromData(m, nMels, frames)
+	if w.encode != nil && w.State.Routing() == nil {
+		w.State.SetAudio(w.encode(mel)) // batched with other streams' windows
+		return nil
+	}
+	w.State.EncodeInPlace(mel)
 	return nil
 }
 

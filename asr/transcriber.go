@@ -6,6 +6,7 @@ import (
 	"github.com/chorus-asr/chorus/asr/decode"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/transcribe"
+	"github.com/chorus-asr/chorus/tensor"
 )
 
 // Transcriber is Variant.Transcribe with one decode state kept from call to call: a streaming
@@ -21,6 +22,18 @@ type Transcriber struct {
 	dm decode.Model
 	w  *window
 	rt whisper.Routing // the stream's expert routing, nil for the dense model
+	// encode, when set, encodes windows in place of the decode state's own encoder.
+	encode func(mel *tensor.T) *tensor.T
+}
+
+// SetEncoder makes later calls encode their windows with f (f(mel) must equal
+// v.Model.Encoder.Forward(ctx, mel): a server batches concurrent streams' windows through
+// it); nil restores the state's own encoder. Routed streams (SetRouting) always use their own.
+func (t *Transcriber) SetEncoder(f func(mel *tensor.T) *tensor.T) {
+	t.encode = f
+	if t.w != nil {
+		t.w.encode = f
+	}
 }
 
 // SetRouting makes every later call run the feed-forward blocks through r (nil: dense);
@@ -52,6 +65,7 @@ func (t *Transcriber) Transcribe(ctx context.Context, samples []float32, o trans
 	if t.w == nil || t.w.Seqs() < seqs {
 		t.w = t.v.newWindow(seqs)
 		t.w.SetRouting(t.rt)
+		t.w.encode = t.encode
 	}
 	return transcribe.Audio(ctx, t.w, t.dm, samples, t.v.Model.Dims.NMels, o)
 }

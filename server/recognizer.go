@@ -338,7 +338,11 @@ func (s *Server) openStream(ctx context.Context, cfg streamConfig, sink response
 	if err := languageStatus(lease, cfg.language); err != nil {
 		return fail(err)
 	}
-	sess, err := stream.New(lease.Variant, s.sessionConfig(cfg))
+	sc := s.sessionConfig(cfg)
+	if s.batcher != nil {
+		sc.Encode = s.batcher.encoder(&lease.Variant.Model.Encoder)
+	}
+	sess, err := stream.New(lease.Variant, sc)
 	if err != nil {
 		return fail(status.Errorf(codes.InvalidArgument, "config: %v", err))
 	}

@@ -85,6 +85,9 @@ type Config struct {
 	// ComputeSlots is how many stream decoding jobs run at once; streams queue for them in
 	// arrival order, so compute is shared fairly.
 	ComputeSlots int
+	// EncoderBatch is the most streams' windows encoded in one batch (batch.go); 0 means
+	// DefaultEncoderBatch, 1 turns batching off.
+	EncoderBatch int
 	// Stream is the base configuration of every stream's session; requests set its
 	// per-stream fields (language, prompt, interim results).
 	Stream stream.Config
@@ -115,6 +118,9 @@ const (
 	// DefaultMaxStreamAudio is one hour: longer sessions should reconnect, so that a
 	// replica can drain within a reasonable time.
 	DefaultMaxStreamAudio = time.Hour
+	// DefaultEncoderBatch bounds a batch of concurrent streams' encoder windows: beyond 8 the
+	// measured gain per window flattens (docs/BENCHMARKS.md) while the batch's latency grows.
+	DefaultEncoderBatch = 8
 	// DefaultMaxMessageBytes is gRPC's own default receive limit: 4 MiB is 2 minutes of
 	// 16-kHz LINEAR16, far more than a streaming chunk needs.
 	DefaultMaxMessageBytes = 4 << 20
@@ -136,9 +142,10 @@ type Server struct {
 	health  *health.Server
 	rtc     *rtcIngest // WebRTC peers (webrtc.go)
 
-	experiments  *experiments  // the live A/B experiment (experiment.go)
-	pathways     *pathwayLog   // the pathway export (nil: none); closed when Serve returns
-	streamSerial atomic.Uint64 // streams opened, numbering them
+	experiments  *experiments   // the live A/B experiment (experiment.go)
+	batcher      *encodeBatcher // nil: every stream encodes alone
+	pathways     *pathwayLog    // the pathway export (nil: none); closed when Serve returns
+	streamSerial atomic.Uint64  // streams opened, numbering them
 
 	ready   atomic.Bool // the models are warmed up; readiness probes pass
 	serving atomic.Bool // Serve was called; it may be called once
@@ -157,7 +164,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: negative MaxBodyBytes %d", cfg.MaxBodyBytes)
 	case cfg.ShutdownGrace < 0:
 		return nil, fmt.Errorf("server: negative ShutdownGrace %v", cfg.ShutdownGrace)
-	case cfg.MaxStreams < 0 || cfg.MaxStreamAudio < 0 || cfg.MaxMessageBytes < 0 || cfg.ComputeSlots < 0:
+	case cfg.MaxStreams < 0 || cfg.MaxStreamAudio < 0 || cfg.MaxMessageBytes < 0 || cfg.ComputeSlots < 0 || cfg.EncoderBatch < 0:
 		return nil, errors.New("server: negative stream limit")
 	case (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == ""):
 		return nil, errors.New("server: TLS needs both a certificate and a key file")
@@ -173,6 +180,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.ComputeSlots == 0 {
 		cfg.ComputeSlots = runtime.GOMAXPROCS(0)
+	}
+	if cfg.EncoderBatch == 0 {
+		cfg.EncoderBatch = DefaultEncoderBatch
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
@@ -225,6 +235,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.rtc = rtc
 	s.experiments = newExperiments(s, s.metrics.reg)
+	if cfg.EncoderBatch > 1 {
+		s.batcher = newEncodeBatcher(s.sched, cfg.EncoderBatch)
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "chorus_encoder_batch_windows", Help: "Streams' encoder windows encoded together per batch.",
+			Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16},
+		})
+		s.metrics.reg.MustRegister(h)
+		s.batcher.sizes = h
+	}
 	if cfg.PathwayLog != "" {
 		if s.pathways, err = newPathwayLog(cfg.PathwayLog, cfg.Logger, s.metrics.reg); err != nil {
 			return nil, err

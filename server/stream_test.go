@@ -411,3 +411,48 @@ func TestStreamDrain(t *testing.T) {
 	g.cancel = nil
 	g.cc.Close()
 }
+
+// TestEncoderBatching: concurrent streams' windows are encoded in shared batches (the batch
+// histogram records batches of more than one window) and every stream's finals still equal
+// `chorus transcribe` of its audio exactly; a lone stream encodes alone.
+func TestEncoderBatching(t *testing.T) {
+	checkLeaks(t)
+	g := startGRPC(t, Config{})
+	x := speechClip(t)
+	want, err := loadDefault(t).Transcribe(t.Context(), audio.FromPCM16(clients.PCM16(x)), transcribe.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := clients.StreamAudio(t.Context(), g.cc, x, clients.StreamOptions{Config: pcmConfig(), Chunk: 50 * time.Millisecond})
+			if err != nil {
+				t.Errorf("stream %d: %v", i, err)
+				return
+			}
+			if out.Text != strings.TrimSpace(want.Text) {
+				t.Errorf("stream %d: finals %q, transcribe %q", i, out.Text, strings.TrimSpace(want.Text))
+			}
+		}()
+	}
+	wg.Wait()
+	mfs, err := g.s.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count uint64
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == "chorus_encoder_batch_windows" {
+			h := mf.GetMetric()[0].GetHistogram()
+			count, sum = h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	t.Logf("%d batches, %.0f windows", count, sum)
+	if count == 0 || sum <= float64(count) {
+		t.Errorf("%d batches of %.0f windows: nothing was batched", count, sum)
+	}
+}

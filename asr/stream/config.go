@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"github.com/chorus-asr/chorus/tensor"
 	"math"
 	"time"
 
@@ -57,6 +58,10 @@ type Config struct {
 	// (asr.RoutingChoice; the zero value is the dense model). New refuses a choice the
 	// variant cannot honour with an error wrapping asr.ErrRouting.
 	Routing asr.RoutingChoice
+	// Encode, when set, encodes the session's windows instead of its own encoder: a server
+	// batching concurrent streams' windows (whisper.Encoder.ForwardBatch) passes it; it must
+	// compute exactly what the model's encoder computes. Routed sessions ignore it.
+	Encode func(mel *tensor.T) *tensor.T
 
 	// Language is the spoken language's code; "" detects it (multilingual models) or means
 	// English. InitialPrompt is text that conditions the first utterance, as

@@ -187,6 +187,7 @@ func New(v *asr.Variant, cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("stream: %w", err)
 	}
 	tr.SetRouting(rt)
+	tr.SetEncoder(cfg.Encode)
 	s := &Session{
 		cfg:    c,
 		tr:     tr,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -464,7 +465,7 @@ func TestNoHallucination(t *testing.T) {
 				if (text != "") != c.wantText {
 					t.Errorf("finals %q", text)
 				}
-				if c.cfg == (Config{Interim: true}) && (len(ev) != 0 || s.decodes != 0) {
+				if reflect.DeepEqual(c.cfg, Config{Interim: true}) && (len(ev) != 0 || s.decodes != 0) {
 					t.Errorf("%d decodes, events %+v", s.decodes, ev)
 				}
 			})

@@ -34,6 +34,7 @@ func serveCmd() *cobra.Command {
 		rtcPublicIPs, rtcIfaces                []string
 		rtcLoopback                            bool
 		pathwayLog                             string
+		encoderBatch                           int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -90,6 +91,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 				Logger:        log,
 				WebRTC:        rtc,
 				PathwayLog:    pathwayLog,
+				EncoderBatch:  encoderBatch,
 			}
 			if model != "" && model != defaultmodel.Name {
 				v, err := openModelOrDefault(model, f16)
@@ -148,6 +150,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 	fl.IntVar(&maxConcurrent, "max-concurrent", 0, "whole-file transcriptions at once; more are refused (default: GOMAXPROCS)")
 	fl.IntVar(&maxStreams, "max-streams", 0, fmt.Sprintf("open streams at once; more are refused (default %d)", server.DefaultMaxStreams))
 	fl.IntVar(&slots, "compute-slots", 0, "stream decoding jobs at once (default: GOMAXPROCS)")
+	fl.IntVar(&encoderBatch, "encoder-batch", 0, fmt.Sprintf("most streams' windows encoded in one batch (default %d; 1: no batching)", server.DefaultEncoderBatch))
 	fl.DurationVar(&grace, "grace", server.DefaultShutdownGrace, "how long work may finish after SIGTERM")
 	fl.IntVar(&rtcPeers, "webrtc-max-peers", 0, fmt.Sprintf("WebRTC peers at once (default %d)", server.DefaultMaxPeers))
 	fl.StringVar(&rtcPorts, "webrtc-udp-ports", "", "UDP port range of WebRTC ICE candidates, MIN-MAX (default: any)")

@@ -4,6 +4,7 @@
 # first alone and then N at once, and prints the latency statistics `chorus stream` reports.
 #
 #   tools/bench/stream.sh [CONCURRENCY...]      (default: 1 2 4 8 12 16)
+#   SERVE_FLAGS="--encoder-batch 1" tools/bench/stream.sh 16    (server flags, e.g. no batching)
 #
 # The clip: five sentences spoken by espeak-ng, each followed by 1 s of silence, at 16 kHz.
 # Run on a quiet machine (pause training: kill -STOP its pid) and compare in one run.
@@ -28,7 +29,7 @@ done
 sox "$work"/utt*.wav "$work/clip.wav"
 echo "clip: $(soxi -D "$work/clip.wav") s, 5 utterances"
 
-"$BIN" serve --addr "$ADDR" --http "$HTTP" >"$work/serve.log" 2>&1 &
+"$BIN" serve --addr "$ADDR" --http "$HTTP" ${SERVE_FLAGS:-} >"$work/serve.log" 2>&1 &
 srv=$!
 for _ in $(seq 100); do curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep 0.2; done
 
