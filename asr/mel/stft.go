@@ -47,6 +47,9 @@ func reflect(j, n int) int {
 // Frame t covers padded positions [t·hop, t·hop+NFFT), i.e. signal indices shifted by −NFFT/2.
 func (s *stft) frame(samples []float32, n, t int) bool {
 	start := t*HopLength - NFFT/2
+	if start >= len(samples) && start+NFFT <= n {
+		return false // wholly in the zero padding (no reflection reaches back): nothing to read
+	}
 	nonzero := false
 	if start >= 0 && start+NFFT <= len(samples) {
 		// Interior fast path: no reflection, no zero padding.
