@@ -234,7 +234,8 @@ func TestOverlayEqualsVariant(t *testing.T) {
 
 // TestSparsity: on the default (ReLU) model every layer has exact zeros and NonPositive
 // equals Zero (ReLU never outputs a negative); the same weights with GELU have no exact
-// zeros (far fewer: only where GELU underflows) but the same share of non-positive
+// zeros (fewer: only where GELU underflows, which grows as training makes pre-activations
+// very negative) but the same share of non-positive
 // activations, since the pre-activations are the same; Mass90 is a share in (0, 1].
 func TestSparsity(t *testing.T) {
 	dense, _, ref := fixture(t)
@@ -261,7 +262,7 @@ func TestSparsity(t *testing.T) {
 		if r.Zero <= 0 || r.Zero != r.NonPositive || r.Mass90 <= 0 || r.Mass90 > 1 {
 			t.Errorf("%s relu: %+v", r.Name, r)
 		}
-		if q.Zero >= r.Zero/2 || math.Abs(q.NonPositive-r.Zero) > 1e-9 {
+		if q.Zero >= r.Zero || math.Abs(q.NonPositive-r.Zero) > 1e-9 {
 			t.Errorf("%s gelu: %+v (relu zero %.3f)", q.Name, q, r.Zero)
 		}
 	}
