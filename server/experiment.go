@@ -17,7 +17,7 @@ import (
 	"github.com/chorus-asr/chorus/experts"
 	"github.com/chorus-asr/chorus/experts/moe"
 	chorusv1 "github.com/chorus-asr/chorus/proto/chorus/v1"
-	asrmetrics "github.com/chorus-asr/chorus/training/metrics"
+	asrmetrics "github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

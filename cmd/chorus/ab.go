@@ -14,7 +14,7 @@ import (
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/experts/moe"
 	"github.com/chorus-asr/chorus/training/data"
-	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/chorus-asr/chorus/training/moefy"
 	"github.com/chorus-asr/chorus/training/plot"
 	"github.com/spf13/cobra"

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/asr/metrics"
 )
 
 // Sentence length bounds from DATA.md, counted in normalised words (so a

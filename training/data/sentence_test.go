@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/asr/metrics"
 )
 
 func TestSplitSentences(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 
-	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/asr/metrics"
 )
 
 // Split names. Synthesis writes one manifest per split (SplitTrain →

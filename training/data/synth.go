@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/asr/metrics"
 )
 
 // SampleRate is the rate of every audio file chorus writes: 16 kHz mono

@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/asr/metrics"
 )
 
 // Text sources, in DATA.md's order. The order matters: duplicates across

@@ -15,7 +15,7 @@ import (
 	"github.com/chorus-asr/chorus/asr/audio"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/training/data"
-	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/asr/metrics"
 )
 
 // Score is WER and CER over a set of utterances (corpus-level: errors over reference words).

@@ -20,7 +20,7 @@ import (
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/tensor"
 	"github.com/chorus-asr/chorus/training/data"
-	"github.com/chorus-asr/chorus/training/metrics"
+	"github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/chorus-asr/chorus/training/trainer"
 )
 
