@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/chorus-asr/chorus/asr"
+	asrmetrics "github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/experts"
 	"github.com/chorus-asr/chorus/experts/moe"
 	chorusv1 "github.com/chorus-asr/chorus/proto/chorus/v1"
-	asrmetrics "github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

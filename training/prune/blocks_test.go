@@ -17,7 +17,7 @@ func TestRoundUnits(t *testing.T) {
 	}
 	z := NewSet(st, 1)
 	enc := z[Encoder][Units].Data
-	copy(enc, []float32{1, 0, 1, 1, 0, 1, 1, 1}) // 6 kept
+	copy(enc, []float32{1, 0, 1, 1, 0, 1, 1, 1})                          // 6 kept
 	score := func(_ Side, _ int, j int) float64 { return float64(8 - j) } // unit 7 weakest
 	if err := RoundUnits(z, st, 1, score); err != nil {
 		t.Fatal(err)

@@ -13,9 +13,9 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/training/data"
-	"github.com/chorus-asr/chorus/asr/metrics"
 )
 
 // Score is WER and CER over a set of utterances (corpus-level: errors over reference words).

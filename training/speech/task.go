@@ -15,12 +15,12 @@ import (
 	"strings"
 
 	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/tokenizer"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/tensor"
 	"github.com/chorus-asr/chorus/training/data"
-	"github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/chorus-asr/chorus/training/trainer"
 )
 
