@@ -31,7 +31,7 @@ func WriteCard(dir string, card any) error {
 		if e.IsDir() || e.Name() == "card.json" || e.Name()[0] == '.' {
 			continue
 		}
-		s, err := fileSHA256(filepath.Join(dir, e.Name()))
+		s, err := FileSHA256(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return fmt.Errorf("card: %w", err)
 		}

@@ -67,7 +67,7 @@ func Inspect(v *Variant) (*Info, error) {
 		}
 	}
 	for _, p := range paths {
-		sum, err := fileSHA256(p)
+		sum, err := FileSHA256(p)
 		if err != nil {
 			continue // embedded or vanished: reported without a file checksum
 		}
@@ -76,7 +76,8 @@ func Inspect(v *Variant) (*Info, error) {
 	return info, nil
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of a file on disk.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -94,20 +94,7 @@ func TestPageChromium(t *testing.T) {
 	})
 	g.s.rtc.onAudio.Store(&tap)
 
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, // CI runs as root
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-file-for-fake-audio-capture", wav+"%noloop"),
-		// ICE on loopback only, and no mDNS announcements of the browser's addresses: the
-		// test's traffic stays on this machine.
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
-		chromedp.Flag("force-webrtc-ip-handling-policy", "default"),
-		chromedp.WindowSize(1100, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), chromiumOptions(chromium, wav)...)
 	defer cancelAlloc()
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	defer cancelCtx()
@@ -223,17 +210,7 @@ func TestPagePathwayChromium(t *testing.T) {
 	if err := os.WriteFile(wav, wavBytes(x), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-file-for-fake-audio-capture", wav+"%noloop"),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
-		chromedp.Flag("force-webrtc-ip-handling-policy", "default"),
-		chromedp.WindowSize(1100, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), chromiumOptions(chromium, wav)...)
 	defer cancelAlloc()
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	defer cancelCtx()
@@ -285,4 +262,21 @@ func TestPagePathwayChromium(t *testing.T) {
 			t.Logf("screenshot: %s", shot)
 		}
 	}
+}
+
+// chromiumOptions runs headless Chromium at path with a fake microphone playing wav once.
+func chromiumOptions(path, wav string) []chromedp.ExecAllocatorOption {
+	return append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", wav+"%noloop"),
+		// ICE on loopback only, and no mDNS announcements of the browser's addresses: the
+		// test's traffic stays on this machine.
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("force-webrtc-ip-handling-policy", "default"),
+		chromedp.WindowSize(1100, 900),
+	)
 }

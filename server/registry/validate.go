@@ -3,14 +3,10 @@ package registry
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
-	"os"
 	"strings"
 	"unicode/utf8"
 
@@ -62,7 +58,7 @@ const versionLen = 12
 // with a card listing no sums) nothing can be checked, but the version is still computed.
 func verify(ctx context.Context, src Source, c card, hasCard bool) (version string, err error) {
 	if src.FS == nil { // a ggml file: one file, no card
-		sum, err := fileSHA256(src.Path)
+		sum, err := asr.FileSHA256(src.Path)
 		if err != nil {
 			return "", fmt.Errorf("%w: %v", ErrInvalidVariant, err)
 		}
@@ -108,20 +104,6 @@ func verify(ctx context.Context, src Source, c card, hasCard bool) (version stri
 		}
 	}
 	return strings.ToLower(c.Files[weights])[:min(versionLen, len(c.Files[weights]))], nil
-}
-
-// fileSHA256 is the hex SHA-256 of a file on disk.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // sanity checks what a loaded variant needs to serve and that loading cannot catch: a
