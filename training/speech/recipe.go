@@ -339,7 +339,7 @@ type Card struct {
 func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error {
 	dir := o.path("variant")
 	cfg := asr.ConfigFromDims(task.Model().Dims)
-	cfg.Chorus, _ = json.Marshal(asr.ChorusConfig{EncoderWindow: asr.WindowContent, EncoderAttention: task.Model().Dims.EncoderAttention})
+	cfg.Chorus, _ = json.Marshal(task.chorusConfig()) // a fine-tuned pruned model keeps its per-layer sizes
 	if err := asr.Save(dir, task.Model(), cfg, task.o.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
 		return err
 	}

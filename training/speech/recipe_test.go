@@ -34,31 +34,7 @@ func TestRunReLUFication(t *testing.T) {
 	if err := asr.Save(from, m, nil, tok, asr.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Four one-second clips of tones with made-up transcripts.
-	var entries []data.Entry
-	for i := range 4 {
-		x := make([]float32, 16000)
-		for j := range x {
-			x[j] = float32(0.3 * math.Sin(2*math.Pi*float64(200+100*i)*float64(j)/16000))
-		}
-		name := filepath.Join("clips", string(rune('a'+i))+".wav")
-		if err := os.MkdirAll(filepath.Join(dir, "clips"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := audio.WriteWAV(f, x, 16000, 1, audio.PCM16); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		entries = append(entries, data.Entry{AudioFilepath: name, Duration: 1, Text: []string{"one", "two", "three", "four"}[i]})
-	}
-	man := filepath.Join(dir, "train.jsonl")
-	if err := data.WriteManifest(man, entries); err != nil {
-		t.Fatal(err)
-	}
+	man := writeToneCorpus(t, dir)
 	var r Recipe
 	r.Name, r.From, r.Model.Activation = "relufied", from, "relu"
 	r.Data.Train, r.Data.Dev = []string{man}, man
@@ -94,5 +70,79 @@ func TestRunReLUFication(t *testing.T) {
 	}
 	if !moved {
 		t.Error("fine-tuning did not change the weights")
+	}
+}
+
+// writeToneCorpus writes four one-second clips of tones with made-up transcripts and their
+// manifest under dir, and returns the manifest's path.
+func writeToneCorpus(t *testing.T, dir string) string {
+	t.Helper()
+	// Four one-second clips of tones with made-up transcripts.
+	var entries []data.Entry
+	for i := range 4 {
+		x := make([]float32, 16000)
+		for j := range x {
+			x[j] = float32(0.3 * math.Sin(2*math.Pi*float64(200+100*i)*float64(j)/16000))
+		}
+		name := filepath.Join("clips", string(rune('a'+i))+".wav")
+		if err := os.MkdirAll(filepath.Join(dir, "clips"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := audio.WriteWAV(f, x, 16000, 1, audio.PCM16); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		entries = append(entries, data.Entry{AudioFilepath: name, Duration: 1, Text: []string{"one", "two", "three", "four"}[i]})
+	}
+	man := filepath.Join(dir, "train.jsonl")
+	if err := data.WriteManifest(man, entries); err != nil {
+		t.Fatal(err)
+	}
+	return man
+}
+
+// TestRunFineTunePruned: fine-tuning a variant with per-layer sizes (a materialised pruned
+// model) writes a variant that keeps them — its config's chorus block — and reopens with
+// the same layer shapes.
+func TestRunFineTunePruned(t *testing.T) {
+	dir := t.TempDir()
+	tok, err := tokenizer.Load("../../asr/tokenizer/testdata/trained-en")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 32, NAudioHead: 2, NAudioLayer: 2,
+		NVocab: tok.Size(), NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "relu",
+		EncoderSizes: []whisper.EncoderLayerSize{{Heads: 1, FFN: 48}, {Heads: 2, FFN: 16}}}
+	m, err := whisper.NewRandom(d, 5, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := filepath.Join(dir, "pruned")
+	cfg := asr.ConfigFromDims(d)
+	if err := asr.Save(from, m, cfg, tok, asr.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	man := writeToneCorpus(t, dir)
+	var r Recipe
+	r.Name, r.From = "pruned-ft", from
+	r.Data.Train, r.Data.Dev = []string{man}, man
+	r.Batch.Frames, r.Batch.MaxItems = 400, 2
+	r.Optim.PeakLR, r.Optim.Steps, r.Optim.Schedule = 1e-3, 2, "none"
+	r.Seed, r.CheckpointEvery = 1, "1h"
+	work := filepath.Join(dir, "work")
+	if err := Run(t.Context(), &r, RunOptions{Work: work}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := asr.Open(filepath.Join(work, "variant"), asr.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := v.Model.Dims
+	if got.EncoderHeads(0) != 1 || got.EncoderUnits(0) != 48 || got.EncoderHeads(1) != 2 || got.EncoderUnits(1) != 16 {
+		t.Errorf("fine-tuned variant lost its per-layer sizes: %+v", got.EncoderSizes)
 	}
 }

@@ -370,9 +370,17 @@ func (t *Task) Transcribe(ctx context.Context, us []*utterance) (refs, hyps []st
 	return refs, hyps, nil
 }
 
+// chorusConfig is the chorus block of the trained model's config: its dimensions' extensions
+// (head widths, encoder attention, per-layer sizes) and content-length encoder windows.
+func (t *Task) chorusConfig() asr.ChorusConfig {
+	ch := asr.DimsChorus(t.m.Dims)
+	ch.EncoderWindow = asr.WindowContent
+	return ch
+}
+
 // Variant wraps the current weights as a servable variant (content-length encoder windows).
 func (t *Task) Variant() *asr.Variant {
 	cfg := asr.ConfigFromDims(t.m.Dims)
 	return &asr.Variant{Name: "training", Model: t.m, Tokenizer: t.o.Tokenizer, Config: cfg,
-		Chorus: asr.ChorusConfig{EncoderWindow: asr.WindowContent, EncoderAttention: t.m.Dims.EncoderAttention}}
+		Chorus: t.chorusConfig()}
 }
