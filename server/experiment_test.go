@@ -223,3 +223,95 @@ func TestPathwayExport(t *testing.T) {
 		}
 	}
 }
+
+// TestExperimentPathwayExport is the issue's live check in one run: streams split across two
+// arms; each stream keeps its arm; the per-arm figures (API), the per-arm metrics (/metrics)
+// and the exported pathways (tagged with their arm) all show both arms.
+func TestExperimentPathwayExport(t *testing.T) {
+	checkLeaks(t)
+	dir := t.TempDir()
+	g := startGRPC(t, Config{Model: moeDefault(t), ModelName: "chorus-micro-moe", AdminToken: "tok", PathwayLog: dir})
+	ex := chorusv1.NewExperimentsClient(g.cc)
+	ctx := clients.WithToken(t.Context(), "tok")
+	if _, err := ex.Set(ctx, &chorusv1.Experiment{Name: "two", Seed: 2,
+		Arms: []*chorusv1.Arm{armSpec("random-4", "random", 4, 1), armSpec("oracle-4", "oracle", 4, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	arms := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resps, err := streamRouted(t, g, speechClip(t), nil)
+			if err != nil {
+				t.Errorf("stream %d: %v", i, err)
+				return
+			}
+			a := resps[0].GetServedBy().GetArm()
+			for _, r := range resps {
+				if r.GetServedBy().GetArm() != a {
+					t.Errorf("stream %d changed arm", i)
+				}
+			}
+			mu.Lock()
+			arms[a]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(arms) != 2 {
+		t.Fatalf("streams went to arms %v, want both", arms)
+	}
+	st, err := ex.Get(ctx, &chorusv1.GetExperimentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range st.GetArms() {
+		if int(a.GetStreams()) != arms[a.GetArm()] || a.GetFinals() == 0 || len(a.GetLayers()) == 0 {
+			t.Errorf("arm %s: API says %d streams (%d ran), %d finals, %d layers", a.GetArm(), a.GetStreams(), arms[a.GetArm()], a.GetFinals(), len(a.GetLayers()))
+		}
+	}
+	resp, err := http.Get("http://" + g.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for a := range arms {
+		if !strings.Contains(string(body), `chorus_arm_streams_total{arm="`+a+`",experiment="two"}`) {
+			t.Errorf("/metrics lacks arm %s", a)
+		}
+	}
+	g.stop(t)
+	files, _ := filepath.Glob(filepath.Join(dir, "pathways-*.jsonl.zst"))
+	tagged := map[string]bool{}
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := zstd.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := experts.ReadJSONL(zr)
+		zr.Close()
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if p.Tags["experiment"] != "two" {
+				t.Errorf("pathway %s tagged %v", p.Request, p.Tags)
+			}
+			tagged[p.Tags["arm"]] = true
+		}
+	}
+	for a := range arms {
+		if !tagged[a] {
+			t.Errorf("no exported pathway of arm %s", a)
+		}
+	}
+}
