@@ -30,6 +30,11 @@ type ExpertLayout struct {
 	// weights (the embedded chorus-micro-moe), which then needs only the layout and the
 	// routers. The dense model's outputs do not depend on the order either way.
 	Unpermuted bool `json:"unpermuted,omitempty"`
+	// Heads are the learned head routers of the encoder's self-attention layers (attention
+	// heads as experts), one entry per encoder layer: Name "model.encoder.layers.i.self_attn",
+	// Neurons = Experts = the layer's heads, Method "heads", and the router predicting each
+	// head's contribution to the layer's output.
+	Heads []LayerLayout `json:"heads,omitempty"`
 }
 
 // LayerLayout is one feed-forward block's entry.
@@ -66,6 +71,14 @@ func ParseLayout(b []byte) (*ExpertLayout, error) {
 // Validate reports entries a model cannot run with: expert counts that do not divide the
 // neurons, permutations that are not permutations, unknown methods or routers.
 func (l *ExpertLayout) Validate() error {
+	for i, ly := range l.Heads {
+		if ly.Method != MethodHeads || ly.Neurons != ly.Experts || ly.Experts <= 0 || ly.Router == nil {
+			return fmt.Errorf("expert layout: head router %d (%s): want method heads, neurons = experts > 0 and a router", i, ly.Name)
+		}
+		if r := ly.Router; r.Kind != "mlp" || r.Hidden <= 0 || r.Prefix == "" || !(r.Scale > 0) {
+			return fmt.Errorf("expert layout: head router %d (%s): router %+v: want kind mlp, hidden > 0, scale > 0 and a prefix", i, ly.Name, *r)
+		}
+	}
 	for i, ly := range l.Layers {
 		if err := checkSplit(ly.Neurons, ly.Experts); err != nil {
 			return fmt.Errorf("expert layout: layer %d (%s): %w", i, ly.Name, err)

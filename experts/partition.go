@@ -19,6 +19,7 @@ const (
 	MethodKMeans       = "kmeans"       // balanced k-means on fc1's weight rows
 	MethodCoActivation = "coactivation" // balanced k-means on co-activation rows
 	MethodIdentity     = "identity"     // experts are the model's neurons in order
+	MethodHeads        = "heads"        // an attention layer's heads, each an expert (head routers)
 )
 
 // kmeansIters bounds Lloyd iterations; on chorus-micro's layers assignments stop changing

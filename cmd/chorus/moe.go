@@ -20,6 +20,7 @@ func moeCmd() *cobra.Command {
 	var (
 		model, out, method, manifest string
 		overlay                      string
+		headHidden                   int
 		nExperts, hidden, limit      int
 		maxTokens, epochs            int
 		seed                         uint64
@@ -58,6 +59,12 @@ func moeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var heads []moefy.HeadReport
+			if headHidden > 0 {
+				if heads, err = moefy.BuildHeads(cmd.Context(), v, clips, res, headHidden, epochs, maxTokens, 2, seed); err != nil {
+					return err
+				}
+			}
 			parent := model
 			if parent == "" {
 				parent = defaultmodel.Name
@@ -67,8 +74,8 @@ func moeCmd() *cobra.Command {
 				"recipe": map[string]any{"method": m, "experts": nExperts, "router_hidden": hidden, "epochs": epochs,
 					"seed": seed, "max_tokens": maxTokens, "clips": len(clips), "manifest": manifest},
 				"data":    map[string]any{"clips": rec.Clips, "tokens_per_layer": rec.Tokens},
-				"routers": res.Reports,
-				"wall_s":  time.Since(start).Seconds(),
+				"routers": res.Reports, "head_routers": heads,
+				"wall_s": time.Since(start).Seconds(),
 			}
 			if err := moefy.Save(out, v, res, card, moefy.SaveOptions{F16: f16, Compress: compress}); err != nil {
 				return err
@@ -84,6 +91,9 @@ func moeCmd() *cobra.Command {
 					return err
 				}
 			}
+			for _, h := range heads {
+				fmt.Printf("%-34s heads top-%d recall %.3f (random %.3f) on %d held-out tokens\n", h.Name, h.K, h.Recall, h.RandomRecall, h.HeldOut)
+			}
 			fmt.Printf("%-24s %7s %6s %7s %7s %7s\n", "layer", "tokens", "k", "recall", "random", "mass")
 			for _, r := range res.Reports {
 				fmt.Printf("%-24s %7d %6d %7.3f %7.3f %7.3f\n", r.Name, r.Tokens, r.K, r.Recall, r.RandomRecall, r.MassShare)
@@ -96,6 +106,7 @@ func moeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "", "dense ReLU model folder (default: the embedded default model)")
 	f.StringVar(&out, "out", "", "variant folder to write")
+	f.IntVar(&headHidden, "head-router-hidden", 32, "hidden units of each encoder layer's learned head router (0: none)")
 	f.StringVar(&overlay, "overlay", "", "also write the variant as an overlay over the base model's folder (layout + routers only; what asr/defaultmodel embeds as chorus-micro-moe)")
 	f.IntVar(&nExperts, "experts", 16, "experts per feed-forward layer")
 	f.StringVar(&method, "method", "coact", "partitioning: coact (co-activation clustering) or kmeans (fc1 weight rows)")

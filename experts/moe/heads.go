@@ -46,8 +46,10 @@ func (s *Set) checkHeads(c asr.RoutingChoice, m *whisper.Model) (headChoice, err
 	switch {
 	case c.Heads < 0 || c.Heads > h:
 		return headChoice{}, fmt.Errorf("%w: %d attention heads of %d", asr.ErrRouting, c.Heads, h)
-	case c.HeadRouter != "random" && c.HeadRouter != "oracle":
-		return headChoice{}, fmt.Errorf("%w: head router %q: want random or oracle (no learned head router yet)", asr.ErrRouting, c.HeadRouter)
+	case c.HeadRouter == "mlp" && s.HeadMLP == nil:
+		return headChoice{}, fmt.Errorf("%w: head router mlp: this variant has no learned head routers (chorus moe --head-router-hidden)", asr.ErrRouting)
+	case c.HeadRouter != "random" && c.HeadRouter != "oracle" && c.HeadRouter != "mlp":
+		return headChoice{}, fmt.Errorf("%w: head router %q: want random, oracle or mlp", asr.ErrRouting, c.HeadRouter)
 	}
 	return headChoice{k: c.Heads, router: c.HeadRouter, perRequest: c.PerRequest, seed: c.Seed}, nil
 }
@@ -165,9 +167,14 @@ func (r *Routing) EncoderSelfAttention(ctx *tensor.Ctx, a *whisper.Attention, x 
 			var sel []int
 			if hc.router == "random" {
 				sel = randomHeads(hc.seed, layer, -1, heads, hc.k)
-			} else { // oracle: the heads that matter most over this first window
-				o := a.Attend(ctx, a.Q.Forward(ctx, x), a.K.Forward(ctx, x), a.V.Forward(ctx, x), heads, false)
-				sc := headScores(ctx, a, o, heads)
+			} else { // oracle or mlp: the heads that matter most over this first window
+				var sc []float32
+				if hc.router == "mlp" {
+					sc = r.set.HeadMLP.Layers[layer].Predict(ctx, x).Data
+				} else {
+					o := a.Attend(ctx, a.Q.Forward(ctx, x), a.K.Forward(ctx, x), a.V.Forward(ctx, x), heads, false)
+					sc = headScores(ctx, a, o, heads)
+				}
 				sum := make([]float32, heads)
 				for tok := range t {
 					for h := range heads {
@@ -188,8 +195,11 @@ func (r *Routing) EncoderSelfAttention(ctx *tensor.Ctx, a *whisper.Attention, x 
 	// Per token: all heads, then each token keeps its k.
 	o := a.Attend(ctx, a.Q.Forward(ctx, x), a.K.Forward(ctx, x), a.V.Forward(ctx, x), heads, false)
 	var sc []float32
-	if hc.router == "oracle" {
+	switch hc.router {
+	case "oracle":
 		sc = headScores(ctx, a, o, heads)
+	case "mlp":
+		sc = r.set.HeadMLP.Layers[layer].Predict(ctx, x).Data
 	}
 	keep := func(tok int) []int {
 		if sc != nil {
@@ -241,3 +251,11 @@ func (r *Routing) HeadWork() (used, possible int64) {
 
 // AttentionTime is the wall time inside head-routed self-attention so far.
 func (r *Routing) AttentionTime() time.Duration { return time.Duration(r.attnNanos.Load()) }
+
+// HeadScores are each head's contribution to encoder attention a's output on x [T, C]
+// (the norm of the head's output through its slice of the output projection), [T, H]: what
+// the oracle ranks heads by and what learned head routers are trained to predict.
+func HeadScores(ctx *tensor.Ctx, a *whisper.Attention, x *tensor.T, heads int) []float32 {
+	o := a.Attend(ctx, a.Q.Forward(ctx, x), a.K.Forward(ctx, x), a.V.Forward(ctx, x), heads, false)
+	return headScores(ctx, a, o, heads)
+}

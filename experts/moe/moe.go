@@ -41,6 +41,8 @@ type Set struct {
 	MLP    *experts.MLP   // learned routers; nil entries for layers without one
 	E      []int          // experts per layer
 	model  *whisper.Model // the model the blocks belong to (for its attention heads)
+	// HeadMLP are the learned head routers, one per encoder layer (nil: none).
+	HeadMLP *experts.MLP
 }
 
 // MLPs lists m's feed-forward blocks in layer order (whisper.MLP.Layer): encoder, then
@@ -111,6 +113,16 @@ func New(m *whisper.Model, l *experts.ExpertLayout, src nn.Source) (*Set, error)
 			return nil, err
 		}
 		s.MLP = r
+	}
+	if len(l.Heads) > 0 && src != nil {
+		if len(l.Heads) != len(m.Encoder.Layers) {
+			return nil, fmt.Errorf("layout has %d head routers, the encoder %d layers", len(l.Heads), len(m.Encoder.Layers))
+		}
+		hr, err := experts.LoadRouters(&experts.ExpertLayout{Layers: l.Heads}, src, m.Dims.NAudioState)
+		if err != nil {
+			return nil, err
+		}
+		s.HeadMLP = hr
 	}
 	return s, nil
 }

@@ -267,3 +267,49 @@ func TestSparsity(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadRouters: head routers trained on ref.wav's encoder passes rank the oracle's top
+// heads better than chance on held-out tokens, save and reload with the variant, and route a
+// stream's encoder (2 of the heads per request) where a variant without them refuses "mlp".
+func TestHeadRouters(t *testing.T) {
+	dense, mv, ref := fixture(t)
+	res := *fixRes
+	layout := *fixRes.Layout
+	res.Layout = &layout
+	var clips []Clip
+	for off := range 6 {
+		clips = append(clips, Clip{Samples: ref[off*3000 : off*3000+2*16000]})
+	}
+	reps, err := BuildHeads(context.Background(), dense, clips, &res, 16, 30, 0, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recall, random float64
+	for _, r := range reps {
+		recall += r.Recall / float64(len(reps))
+		random += r.RandomRecall / float64(len(reps))
+	}
+	t.Logf("head routers: top-2 recall %.3f, random %.3f", recall, random)
+	if recall < random+0.1 {
+		t.Errorf("head routers' recall %.3f is not clearly above random %.3f", recall, random)
+	}
+	if _, err := mv.Routing(asr.RoutingChoice{Heads: 2, HeadRouter: "mlp"}); err == nil {
+		t.Error("a variant without head routers accepted head router mlp")
+	}
+	dir := filepath.Join(t.TempDir(), "heads")
+	if err := Save(dir, dense, &res, map[string]any{"parent": "chorus-micro"}, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hv, err := asr.Open(dir, asr.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, denseL, _ := logitsOf(t, hv, ref[:3*16000], asr.RoutingChoice{})
+	_, headL, rt := logitsOf(t, hv, ref[:3*16000], asr.RoutingChoice{Router: "dense", Heads: 2, HeadRouter: "mlp", PerRequest: true})
+	if rt == nil || maxDiff(headL, denseL) < 1e-4 {
+		t.Errorf("mlp head routing: routing %v, logits diff %.3g from dense", rt != nil, maxDiff(headL, denseL))
+	}
+	if used, all := rt.HeadWork(); used*2 != all {
+		t.Errorf("head work %d of %d, want half", used, all)
+	}
+}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/formats"
-	"github.com/chorus-asr/chorus/experts"
 )
 
 // SaveOverlay writes the MoE-fied variant as an overlay over its base variant folder base
@@ -42,7 +41,7 @@ func SaveOverlay(dir string, base fs.FS, res *Result, card map[string]any) error
 	if err != nil {
 		return fmt.Errorf("save overlay: %w", err)
 	}
-	rts, err := experts.RouterTensors(res.Layout, res.Routers)
+	rts, err := res.routerTensors()
 	if err != nil {
 		return fmt.Errorf("save overlay: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/formats"
-	"github.com/chorus-asr/chorus/experts"
 	"github.com/chorus-asr/chorus/tensor"
 )
 
@@ -39,7 +38,7 @@ func Save(dir string, v *asr.Variant, res *Result, card any, o SaveOptions) erro
 			ts[ly.Name+p.name] = tensor.FromData(p.data, p.shape...)
 		}
 	}
-	rts, err := experts.RouterTensors(res.Layout, res.Routers)
+	rts, err := res.routerTensors()
 	if err != nil {
 		return fmt.Errorf("save moe: %w", err)
 	}

@@ -432,7 +432,8 @@ type RoutingConfig struct {
 	// Return the activation pathway with each final result.
 	ReturnPathway bool `protobuf:"varint,6,opt,name=return_pathway,json=returnPathway,proto3" json:"return_pathway,omitempty"`
 	// Attention heads as experts: run only this many heads in each encoder layer's
-	// self-attention (0: all), chosen by head_router ("random" or "oracle"), per token or,
+	// self-attention (0: all), chosen by head_router ("random", "oracle", or "mlp": the
+	// variant's learned head routers), per token or,
 	// in PER_REQUEST mode, one subset per layer for the stream (the mode that saves compute).
 	// Needs a model split into experts; the pathway then also lists each encoder layer's
 	// heads ("….self_attn").
