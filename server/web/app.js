@@ -199,6 +199,12 @@ function streamingConfig() {
   // The pathway is asked for whatever the router: a dense stream simply has none.
   cfg.routing = { router: router, returnPathway: true };
   if (router && router !== "dense") cfg.routing.fraction = Number($("fraction").value) || 0.25;
+  const heads = Number($("heads").value) || 0;
+  if (heads > 0) {
+    cfg.routing.heads = heads;
+    cfg.routing.headRouter = "mlp";
+    cfg.routing.mode = "PER_REQUEST"; // one head subset per stream: the mode that saves compute
+  }
   return cfg;
 }
 
