@@ -53,7 +53,7 @@ a training recipe instead: chorus train --recipe recipes/chorus-micro-prune-50.j
 			if err := asr.Save(out, mat.Model, cfg, v.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
 				return err
 			}
-			before, after := countParams(v), countParams(&asr.Variant{Model: mat.Model})
+			before, after := v.Model.NumParams(), mat.Model.NumParams()
 			card := map[string]any{
 				"name": filepath.Base(filepath.Clean(out)), "parent": v.Path, "kind": "prune",
 				"prune": map[string]any{"method": "magnitude", "target": target, "achieved": achieved, "unit_block": unitBlock,
@@ -75,14 +75,4 @@ a training recipe instead: chorus train --recipe recipes/chorus-micro-prune-50.j
 	f.Float64Var(&target, "target", 0.5, "share of the encoder and decoder layers' parameters to remove, in [0, 1)")
 	f.IntVar(&unitBlock, "unit-block", 0, "keep each layer's FFN units a multiple of this (16: the result can be MoE-fied into 16 experts)")
 	return cmd
-}
-
-// countParams is the number of parameters in v's model.
-func countParams(v *asr.Variant) int {
-	ts, _ := v.Model.Tensors()
-	n := 0
-	for _, t := range ts {
-		n += len(t.Data)
-	}
-	return n
 }

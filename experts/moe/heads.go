@@ -61,19 +61,9 @@ type slicedAttn struct {
 	out     nn.Linear
 }
 
-// denseF32 is l's weight as float32 rows [Out, In].
-func denseF32(l *nn.Linear) []float32 {
-	if l.W16 != nil {
-		w := make([]float32, len(l.W16))
-		tensor.F16ToF32Slice(w, l.W16)
-		return w
-	}
-	return l.W.Data
-}
-
 // sliceRows keeps the output rows of the heads (each d wide).
 func sliceRows(l *nn.Linear, heads []int, d int) nn.Linear {
-	w := denseF32(l)
+	w := l.Weight()
 	out := nn.Linear{In: l.In, Out: len(heads) * d}
 	wd := make([]float32, 0, out.Out*l.In)
 	var bd []float32
@@ -92,7 +82,7 @@ func sliceRows(l *nn.Linear, heads []int, d int) nn.Linear {
 
 // sliceCols keeps the input columns of the heads (the output projection reads [T, H·D]).
 func sliceCols(l *nn.Linear, heads []int, d int) nn.Linear {
-	w := denseF32(l)
+	w := l.Weight()
 	out := nn.Linear{In: len(heads) * d, Out: l.Out, B: l.B}
 	wd := make([]float32, 0, l.Out*out.In)
 	for r := range l.Out {
@@ -109,7 +99,7 @@ func sliceCols(l *nn.Linear, heads []int, d int) nn.Linear {
 func headScores(ctx *tensor.Ctx, a *whisper.Attention, o *tensor.T, heads int) []float32 {
 	t := o.Shape[0]
 	d := o.Shape[1] / heads
-	w := denseF32(&a.Out)
+	w := a.Out.Weight()
 	sc := make([]float32, t*heads)
 	for h := range heads {
 		for tok := range t {

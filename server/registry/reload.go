@@ -354,6 +354,6 @@ func (r *Registry) loadSteps(ctx context.Context, e *entry, c candidate) (loaded
 	if err := step("warm", func() error { return warm(ctx, res.v) }); err != nil {
 		return res, err
 	}
-	res.params = parameters(res.v)
+	res.params = res.v.Model.NumParams()
 	return res, nil
 }

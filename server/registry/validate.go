@@ -13,7 +13,6 @@ import (
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/audio"
 	"github.com/chorus-asr/chorus/asr/transcribe"
-	"github.com/chorus-asr/chorus/tensor"
 )
 
 // goldenWAV is the clip every variant must transcribe before it serves: 2.9 s of
@@ -181,14 +180,4 @@ func warm(ctx context.Context, v *asr.Variant) error {
 		return fmt.Errorf("%w: warm up: %v", ErrInvalidVariant, err)
 	}
 	return nil
-}
-
-// parameters counts the model's weights (the API's parameters field).
-func parameters(v *asr.Variant) int64 {
-	ts, _ := v.Model.Tensors()
-	var n int64
-	for _, t := range ts {
-		n += int64(tensor.Numel(t.Shape))
-	}
-	return n
 }

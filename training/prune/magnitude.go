@@ -7,7 +7,6 @@ import (
 
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/nn"
-	"github.com/chorus-asr/chorus/tensor"
 )
 
 // MagnitudeMasks is the magnitude-pruning baseline CoFi is compared with (Xia et al. 2022,
@@ -66,7 +65,7 @@ func MagnitudeMasks(m *whisper.Model, target float64, unitBlock int) (Set, float
 					add(side, CrossHeads, l, h, sc, n)
 				}
 			}
-			w1, w2 := weights(&mlp.FC1), weights(&mlp.FC2)
+			w1, w2 := mlp.FC1.Weight(), mlp.FC2.Weight()
 			for j := range s.FFN {
 				var sum float64
 				for _, v := range w1[j*mlp.FC1.In : (j+1)*mlp.FC1.In] {
@@ -129,7 +128,7 @@ func MagnitudeMasks(m *whisper.Model, target float64, unitBlock int) (Set, float
 func headMagnitude(a *whisper.Attention, h, d int) (float64, float64) {
 	var sum, n float64
 	for _, l := range []*nn.Linear{&a.Q, &a.K, &a.V} {
-		w := weights(l)
+		w := l.Weight()
 		for _, v := range w[h*d*l.In : (h+1)*d*l.In] {
 			sum += math.Abs(float64(v))
 		}
@@ -141,7 +140,7 @@ func headMagnitude(a *whisper.Attention, h, d int) (float64, float64) {
 			n += float64(d)
 		}
 	}
-	w := weights(&a.Out)
+	w := a.Out.Weight()
 	for r := range a.Out.Out {
 		for _, v := range w[r*a.Out.In+h*d : r*a.Out.In+(h+1)*d] {
 			sum += math.Abs(float64(v))
@@ -149,16 +148,6 @@ func headMagnitude(a *whisper.Attention, h, d int) (float64, float64) {
 	}
 	n += float64(a.Out.Out * d)
 	return sum / n, n
-}
-
-// weights is l's weight matrix as float32 [Out, In].
-func weights(l *nn.Linear) []float32 {
-	if l.W16 != nil {
-		w := make([]float32, len(l.W16))
-		tensor.F16ToF32Slice(w, l.W16)
-		return w
-	}
-	return l.W.Data
 }
 
 // MaskProbs turns masks into keep probabilities (1 where a gate is non-zero), for counting

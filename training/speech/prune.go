@@ -397,8 +397,8 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 	kept := st.Expected(prune.MaskProbs(st, z))
 	expected := p.gates.Objective(p.lag, p.reg, math.MaxInt32, nil)
 	pc := PruneCard{Target: p.r.Target, Expected: expected.Expected, Achieved: 1 - kept.Prunable()/full.Prunable()}
-	pc.ParentParams = paramCount(p.teacher)
-	pc.Params = paramCount(mat.Model)
+	pc.ParentParams = int(p.teacher.NumParams())
+	pc.Params = int(mat.Model.NumParams())
 	pc.EffectiveParams = int(math.Round(kept.Total()))
 	er, ar := prune.LayerRatios(expected.Kept, full), prune.LayerRatios(kept, full)
 	var xs, ye, ya []float64
@@ -442,13 +442,4 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 		return err
 	}
 	return nil
-}
-
-func paramCount(m *whisper.Model) int {
-	ts, _ := m.Tensors()
-	n := 0
-	for _, t := range ts {
-		n += len(t.Data)
-	}
-	return n
 }

@@ -90,3 +90,14 @@ func NewRandom(d Dims, seed uint64, opts LoadOptions) (*Model, error) {
 // Tensors returns the model's weights keyed by Hugging Face name, in checkpoint order
 // (half-precision weights widened to float32).
 func (m *Model) Tensors() (map[string]*tensor.T, []string) { return nn.Collect(m) }
+
+// NumParams is the number of parameters (elements of every weight, by shape, so weights kept
+// in half precision count too).
+func (m *Model) NumParams() int64 {
+	ts, _ := m.Tensors()
+	var n int64
+	for _, t := range ts {
+		n += int64(tensor.Numel(t.Shape))
+	}
+	return n
+}
