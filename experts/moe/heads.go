@@ -119,8 +119,8 @@ func headScores(ctx *tensor.Ctx, a *whisper.Attention, o *tensor.T, heads int) [
 	return sc
 }
 
-// topHeads returns the k highest-scoring of scores' heads, ascending.
-func topHeads(scores []float32, k int) []int {
+// TopHeads returns the k highest-scoring of scores' heads, ascending.
+func TopHeads(scores []float32, k int) []int {
 	idx := make([]int, len(scores))
 	for i := range idx {
 		idx[i] = i
@@ -131,8 +131,8 @@ func topHeads(scores []float32, k int) []int {
 	return out
 }
 
-// randomHeads draws k of h heads from (seed, layer, token), ascending.
-func randomHeads(seed uint64, layer, token, h, k int) []int {
+// RandomHeads draws k of h heads from (seed, layer, token), ascending.
+func RandomHeads(seed uint64, layer, token, h, k int) []int {
 	f := fnv.New64a()
 	fmt.Fprintf(f, "%d/%d/%d", seed, layer, token)
 	rng := rand.New(rand.NewPCG(f.Sum64(), seed))
@@ -156,7 +156,7 @@ func (r *Routing) EncoderSelfAttention(ctx *tensor.Ctx, a *whisper.Attention, x 
 		if sa == nil {
 			var sel []int
 			if hc.router == "random" {
-				sel = randomHeads(hc.seed, layer, -1, heads, hc.k)
+				sel = RandomHeads(hc.seed, layer, -1, heads, hc.k)
 			} else { // oracle or mlp: the heads that matter most over this first window
 				var sc []float32
 				if hc.router == "mlp" {
@@ -171,7 +171,7 @@ func (r *Routing) EncoderSelfAttention(ctx *tensor.Ctx, a *whisper.Attention, x 
 						sum[h] += sc[tok*heads+h]
 					}
 				}
-				sel = topHeads(sum, hc.k)
+				sel = TopHeads(sum, hc.k)
 			}
 			sa = &slicedAttn{heads: sel, q: sliceRows(&a.Q, sel, d), k: sliceRows(&a.K, sel, d), v: sliceRows(&a.V, sel, d), out: sliceCols(&a.Out, sel, d)}
 			r.sliced[layer] = sa
@@ -193,9 +193,9 @@ func (r *Routing) EncoderSelfAttention(ctx *tensor.Ctx, a *whisper.Attention, x 
 	}
 	keep := func(tok int) []int {
 		if sc != nil {
-			return topHeads(sc[tok*heads:(tok+1)*heads], hc.k)
+			return TopHeads(sc[tok*heads:(tok+1)*heads], hc.k)
 		}
-		return randomHeads(hc.seed, layer, tok, heads, hc.k)
+		return RandomHeads(hc.seed, layer, tok, heads, hc.k)
 	}
 	c := o.Shape[1]
 	for tok := range t {

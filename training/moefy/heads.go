@@ -3,6 +3,7 @@ package moefy
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/mel"
@@ -90,14 +91,18 @@ func BuildHeads(ctx context.Context, v *asr.Variant, clips []Clip, res *Result, 
 		pred := r.Predict(tc, tensor.FromData(rec.x[l][train*c:t*c], held, c)).Data
 		var hit, rhit int
 		for tok := range held {
-			want := topK(rec.y[l][(train+tok)*h:(train+tok+1)*h], kk)
-			got := topK(pred[tok*h:(tok+1)*h], kk)
-			rnd := topK(randomScores(seed, l, tok, h), kk)
+			want := moe.TopHeads(rec.y[l][(train+tok)*h:(train+tok+1)*h], kk)
+			got := moe.TopHeads(pred[tok*h:(tok+1)*h], kk)
+			rnd := moe.RandomHeads(seed, l, tok, h, kk)
 			for _, g := range got {
-				hit += count(want, g)
+				if slices.Contains(want, g) {
+					hit++
+				}
 			}
 			for _, g := range rnd {
-				rhit += count(want, g)
+				if slices.Contains(want, g) {
+					rhit++
+				}
 			}
 		}
 		reps = append(reps, HeadReport{Name: name, Tokens: t, HeldOut: held, K: kk,
@@ -105,37 +110,4 @@ func BuildHeads(ctx context.Context, v *asr.Variant, clips []Clip, res *Result, 
 		tc.Reset()
 	}
 	return reps, nil
-}
-
-// topK returns the indices of the k largest scores.
-func topK(s []float32, k int) []int {
-	idx := make([]int, 0, k)
-	used := make([]bool, len(s))
-	for range k {
-		best := -1
-		for i, v := range s {
-			if !used[i] && (best < 0 || v > s[best]) {
-				best = i
-			}
-		}
-		used[best] = true
-		idx = append(idx, best)
-	}
-	return idx
-}
-
-func count(xs []int, x int) int {
-	for _, v := range xs {
-		if v == x {
-			return 1
-		}
-	}
-	return 0
-}
-
-// randomScores are seeded uniform scores: a random head ranking for the report.
-func randomScores(seed uint64, layer, tok, h int) []float32 {
-	s := make([]float32, h)
-	tensor.SeededUniform(s, seed+uint64(layer*1000003+tok), "head-random", 0, 1)
-	return s
 }
