@@ -30,7 +30,9 @@ deps: .deps-stamp
 # deps-data installs the text-to-speech voices and text sources of the training corpus
 # (../shared/DATA.md lists what may be used).
 deps-data:
-	@missing=""; for p in $(DATA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DATA_PKGS); do \
+		if [ $$p = npm ] && command -v npm >/dev/null 2>&1; then continue; fi; \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi

@@ -82,6 +82,20 @@ func registeredExperts() ExpertsBuilder {
 	return expertsBuilder
 }
 
+// nativeRouting is the routing an unrouted call of v runs: nil (the model's own blocks),
+// except for a gated variant with an expert side, whose gate's top-k then runs sparsely —
+// the same function as the model's blocks, which compute every expert.
+func (v *Variant) nativeRouting() whisper.Routing {
+	if v.Model.Dims.GatedExperts == 0 || v.Experts == nil {
+		return nil
+	}
+	rt, err := v.Experts.Routing(RoutingChoice{})
+	if err != nil {
+		return nil // the dense path computes the same function
+	}
+	return rt
+}
+
 // Routing returns a routing for one stream of v under c: nil for the dense choice on a dense
 // variant (the model's own path, at no cost), an error wrapping ErrRouting for a choice v
 // cannot honour.

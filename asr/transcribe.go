@@ -35,7 +35,11 @@ func (w *window) CrossAttention(tokens []int, keep int) ([][]float32, int, []flo
 
 // newWindow is a decode state of v for seqs hypotheses.
 func (v *Variant) newWindow(seqs int) *window {
-	return &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent, heads: v.AlignmentHeads()}
+	w := &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent, heads: v.AlignmentHeads()}
+	if rt := v.nativeRouting(); rt != nil {
+		w.SetRouting(rt)
+	}
+	return w
 }
 
 // AlignmentHeads are the [decoder layer, head] pairs word timestamps read: config.json's

@@ -41,6 +41,9 @@ func (t *Transcriber) SetEncoder(f func(mel *tensor.T) *tensor.T) {
 func (t *Transcriber) SetRouting(r whisper.Routing) {
 	t.rt = r
 	if t.w != nil {
+		if r == nil {
+			r = t.v.nativeRouting()
+		}
 		t.w.SetRouting(r)
 	}
 }
@@ -64,7 +67,9 @@ func (t *Transcriber) Transcribe(ctx context.Context, samples []float32, o trans
 	seqs := max(o.Decode.BeamSize, o.Decode.BestOf, 1)
 	if t.w == nil || t.w.Seqs() < seqs {
 		t.w = t.v.newWindow(seqs)
-		t.w.SetRouting(t.rt)
+		if t.rt != nil {
+			t.w.SetRouting(t.rt)
+		}
 		t.w.encode = t.encode
 	}
 	return transcribe.Audio(ctx, t.w, t.dm, samples, t.v.Model.Dims.NMels, o)

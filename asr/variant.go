@@ -57,6 +57,16 @@ type ChorusConfig struct {
 	// variant was pruned from, which bound every layer: Dims.Validate checks that).
 	// Nil, or a stack left out: every layer of it has the Hugging Face fields' sizes.
 	Layers *LayerSizes `json:"layers,omitempty"`
+	// Gated declares sparsely-gated feed-forward blocks (whisper.Dims.GatedExperts,
+	// GateTopK): an upcycled variant, whose checkpoint holds each block's gate.
+	Gated *GatedConfig `json:"gated,omitempty"`
+}
+
+// GatedConfig is the chorus block's "gated" entry: E experts per feed-forward block, the
+// top K of them run per token.
+type GatedConfig struct {
+	Experts int `json:"experts"`
+	TopK    int `json:"top_k"`
 }
 
 // LayerSizes are the per-layer sizes of a variant's stacks, one entry per layer in order.
@@ -73,6 +83,9 @@ func DimsChorus(d whisper.Dims) ChorusConfig {
 	c := ChorusConfig{AudioHeadDim: d.AudioHeadDim, TextHeadDim: d.TextHeadDim, EncoderAttention: d.EncoderAttention}
 	if !d.Uniform() {
 		c.Layers = &LayerSizes{Encoder: d.EncoderSizes, Decoder: d.DecoderSizes}
+	}
+	if d.GatedExperts > 0 {
+		c.Gated = &GatedConfig{Experts: d.GatedExperts, TopK: d.GateTopK}
 	}
 	return c
 }
@@ -219,7 +232,7 @@ func ConfigFromDims(d whisper.Dims) *formats.HFConfig {
 	if d.Activation != "" {
 		c.ActivationFunction = d.Activation
 	}
-	if d.AudioHeadDim != 0 || d.TextHeadDim != 0 || d.EncoderAttention != "" || !d.Uniform() {
+	if d.AudioHeadDim != 0 || d.TextHeadDim != 0 || d.EncoderAttention != "" || !d.Uniform() || d.GatedExperts > 0 {
 		c.Chorus, _ = json.Marshal(DimsChorus(d)) // plain values: cannot fail
 	}
 	return c
@@ -240,6 +253,9 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 	d.EncoderAttention = chorus.EncoderAttention
 	if l := chorus.Layers; l != nil {
 		d.EncoderSizes, d.DecoderSizes = l.Encoder, l.Decoder
+	}
+	if g := chorus.Gated; g != nil {
+		d.GatedExperts, d.GateTopK = g.Experts, g.TopK
 	}
 	moe := len(chorus.Experts) > 0 && string(chorus.Experts) != "null"
 	// A MoE variant's checkpoint also holds its routers, which the expert builder checks.
@@ -347,6 +363,8 @@ func ggmlExpressible(d whisper.Dims) error {
 		return fmt.Errorf("whisper.cpp assumes a feed-forward width of 4·width; this model has %d/%d", d.EncoderFFN, d.DecoderFFN)
 	case d.EncoderAttention == "relu":
 		return errors.New("whisper.cpp supports only softmax attention; this model's encoder uses ReLU attention")
+	case d.GatedExperts > 0:
+		return errors.New("whisper.cpp has no gated mixture-of-experts feed-forward blocks (an upcycled variant)")
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ type LayerLayout struct {
 	Name    string      `json:"name"`    // the block's checkpoint prefix, e.g. "model.encoder.layers.0"
 	Neurons int         `json:"neurons"` // N
 	Experts int         `json:"experts"` // E; N/E neurons each
-	Method  string      `json:"method"`  // MethodKMeans, MethodCoActivation or MethodIdentity
+	Method  string      `json:"method"`  // MethodKMeans, MethodCoActivation, MethodIdentity or MethodUpcycled
 	Perm    []int       `json:"perm,omitempty"`
 	Router  *RouterDesc `json:"router,omitempty"`
 }
@@ -84,7 +84,7 @@ func (l *ExpertLayout) Validate() error {
 			return fmt.Errorf("expert layout: layer %d (%s): %w", i, ly.Name, err)
 		}
 		switch ly.Method {
-		case MethodKMeans, MethodCoActivation, MethodIdentity:
+		case MethodKMeans, MethodCoActivation, MethodIdentity, MethodUpcycled:
 		default:
 			return fmt.Errorf("expert layout: layer %d (%s): unknown method %q", i, ly.Name, ly.Method)
 		}

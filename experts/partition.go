@@ -20,6 +20,7 @@ const (
 	MethodCoActivation = "coactivation" // balanced k-means on co-activation rows
 	MethodIdentity     = "identity"     // experts are the model's neurons in order
 	MethodHeads        = "heads"        // an attention layer's heads, each an expert (head routers)
+	MethodUpcycled     = "upcycled"     // gated experts, each a copy of the parent's whole FFN (sparse upcycling)
 )
 
 // kmeansIters bounds Lloyd iterations; on chorus-micro's layers assignments stop changing

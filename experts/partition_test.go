@@ -161,7 +161,9 @@ func TestPermutedFFNMatches(t *testing.T) {
 					sum[i] -= g.B2[i%g.C] // both halves carry the bias
 				}
 			}
-			checkClose(t, "permuted sparse halves", sum, want.Data, 1e-5, 1e-5)
+			// Two GEMM chains summed against one: float32 summation order over N neurons
+			// (the BLAS kernel differs between CPUs), so the bound scales with N.
+			checkClose(t, "permuted sparse halves", sum, want.Data, sparseTol(f.N)/10, 1e-5)
 		}
 	}
 	t.Run("random", func(t *testing.T) {

@@ -17,6 +17,10 @@ type Selection struct {
 	E, K   int
 	IDs    []int32 // [T, K]
 	Shared bool
+	// Weights, when set, scale each selected expert's output for its token: [T, K], in
+	// IDs' order. A gated block's gate sets them (Gate.Weigh); nil means every selected
+	// expert counts once, as the split experts of a MoE-fied block do.
+	Weights []float32
 }
 
 // T is the number of tokens selected for.
@@ -148,43 +152,14 @@ func selectTopK(scores []float32, t, e, k int, mode Mode) Selection {
 	return sel
 }
 
-// topK writes the indices of the len(dst) largest scores to dst in ascending index order.
-// It keeps a buffer of the best so far sorted by rank (insertion), so a token costs about E
-// comparisons when k is small.
+// topK writes the indices of the len(dst) largest scores to dst in ascending index order
+// (tensor.TopKIndices: ties to the lower id, NaN last — the rule a gated block's own
+// tensor.TopKSoftmax selects by, so the gate router picks what the model computes).
 func topK(scores []float32, dst []int32) {
-	k := len(dst)
-	if k == 0 {
+	if len(dst) == 0 {
 		return
 	}
-	var bufArr [64]int32
-	best := bufArr[:0]
-	if k > len(bufArr) {
-		best = make([]int32, 0, k)
-	}
-	key := func(i int32) float32 {
-		v := scores[i]
-		if v != v {
-			return float32(math.Inf(-1))
-		}
-		return v
-	}
-	// better: higher score, or equal score and lower id (ids arrive ascending, so an equal
-	// score never displaces an earlier one).
-	for i := range int32(len(scores)) {
-		v := key(i)
-		if len(best) == k && !(v > key(best[k-1])) {
-			continue
-		}
-		if len(best) < k {
-			best = append(best, i)
-		}
-		j := len(best) - 1
-		for ; j > 0 && v > key(best[j-1]); j-- {
-			best[j] = best[j-1]
-		}
-		best[j] = i
-	}
-	copy(dst, best)
+	tensor.TopKIndices(dst, scores, len(dst))
 	sortIDs(dst)
 }
 

@@ -12,8 +12,8 @@ import (
 )
 
 // Forward runs the block on x [T, C] computing only the experts sel chooses for each token:
-// out[t] = B2 + Σ_{e ∈ sel[t]} W2[:, e]·relu(W1[e]·x[t] + B1[e]) (blocks of S neurons), which
-// is ForwardNaive's result. Tokens are grouped by expert and each selected expert runs one
+// out[t] = B2 + Σ_{e ∈ sel[t]} w[t, e]·W2[:, e]·relu(W1[e]·x[t] + B1[e]) (blocks of S neurons;
+// w the selection's weights, 1 without them), which is ForwardNaive's result. Tokens are grouped by expert and each selected expert runs one
 // fc1 GEMM, a ReLU and one fc2 GEMM over its tokens, accumulated into out; a shared selection
 // (one subset for the whole request) skips the gather and scatter. A selection of every
 // expert runs the dense block. When rec is non-nil the selection is appended to it under
@@ -37,7 +37,7 @@ func (f *FFN) Forward(ctx *tensor.Ctx, x *tensor.T, sel Selection, rec *Pathway)
 	if rec != nil {
 		rec.Record(f.Layer, sel)
 	}
-	if sel.K == f.E {
+	if sel.K == f.E && sel.Weights == nil {
 		return f.Dense(ctx, x)
 	}
 	out := ctx.New(x.Shape...)
@@ -46,22 +46,35 @@ func (f *FFN) Forward(ctx *tensor.Ctx, x *tensor.T, sel Selection, rec *Pathway)
 		return out
 	}
 	if sel.Shared {
-		f.forwardShared(ctx, x.Data, sel.Token(0), t, out.Data)
+		f.forwardShared(ctx, x.Data, sel, t, out.Data)
 		return out
 	}
 	f.forwardGrouped(ctx, x.Data, sel, t, out.Data)
 	return out
 }
 
-// forwardShared runs the experts ids on all t tokens: no gather or scatter, each expert's
-// output is added to out directly.
-func (f *FFN) forwardShared(ctx *tensor.Ctx, x []float32, ids []int32, t int, out []float32) {
+// forwardShared runs the shared selection's experts on all t tokens: no gather or scatter,
+// each expert's output is added to out directly (scaled per token by its weight, if any).
+func (f *FFN) forwardShared(ctx *tensor.Ctx, x []float32, sel Selection, t int, out []float32) {
 	c, s := f.C, f.S()
 	h := ctx.New(t, s).Data
 	y := ctx.New(t, c).Data
-	for _, e := range ids {
+	for j, e := range sel.Token(0) {
 		f.expert(h, y, x, int(e), t, true)
-		tensor.AddInPlace(out, y)
+		if sel.Weights == nil {
+			tensor.AddInPlace(out, y)
+			continue
+		}
+		for i := range t {
+			axpy(out[i*c:(i+1)*c], y[i*c:(i+1)*c], sel.Weights[i*sel.K+j])
+		}
+	}
+}
+
+// axpy adds a·x to y.
+func axpy(y, x []float32, a float32) {
+	for i, v := range x {
+		y[i] += a * v
 	}
 }
 
@@ -81,11 +94,19 @@ func (f *FFN) forwardGrouped(ctx *tensor.Ctx, x []float32, sel Selection, t int,
 	for ex := range e {
 		start[ex+1] += start[ex]
 	}
+	// order lists the tokens of each expert; wt, when weighted, each pair's weight.
 	order := make([]int32, len(sel.IDs))
+	var wt []float32
+	if sel.Weights != nil {
+		wt = make([]float32, len(sel.IDs))
+	}
 	fill := append([]int(nil), start[:e]...)
 	for i := range t {
-		for _, id := range sel.Token(i) {
+		for j, id := range sel.Token(i) {
 			order[fill[id]] = int32(i)
+			if wt != nil {
+				wt[fill[id]] = sel.Weights[i*sel.K+j]
+			}
 			fill[id]++
 		}
 	}
@@ -139,6 +160,10 @@ func (f *FFN) forwardGrouped(ctx *tensor.Ctx, x []float32, sel Selection, t int,
 			f.expert(he, ye, xe, ex, len(toks), workers == 1)
 			for j, tok := range toks {
 				row := dst[int(tok)*c : (int(tok)+1)*c]
+				if wt != nil {
+					axpy(row, ye[j*c:(j+1)*c], wt[start[ex]+j])
+					continue
+				}
 				for i, v := range ye[j*c : (j+1)*c] {
 					row[i] += v
 				}
@@ -219,7 +244,7 @@ func fillRows(out, b []float32, t, c int) {
 }
 
 // ForwardNaive is the reference for Forward: the dense block with the neurons of every expert
-// a token did not select zeroed, accumulated in float64, one token and one neuron at a time.
+// a token did not select zeroed and the others scaled by their weight, accumulated in float64, one token and one neuron at a time.
 func (f *FFN) ForwardNaive(x *tensor.T, sel Selection) *tensor.T {
 	t := f.tokens(x)
 	if err := sel.check(t, f.E); err != nil {
@@ -236,12 +261,15 @@ func (f *FFN) ForwardNaive(x *tensor.T, sel Selection) *tensor.T {
 				acc[j] = float64(f.B2[j])
 			}
 		}
-		on := make([]bool, f.E)
-		for _, e := range sel.Token(i) {
-			on[e] = true
+		w := make([]float64, f.E) // each expert's weight for this token; 0: not selected
+		for j, e := range sel.Token(i) {
+			w[e] = 1
+			if sel.Weights != nil {
+				w[e] = float64(sel.Weights[i*sel.K+j])
+			}
 		}
 		for nr := range n {
-			if !on[nr/s] {
+			if w[nr/s] == 0 {
 				continue // a neuron of an unselected expert contributes zero
 			}
 			var z float64
@@ -254,6 +282,7 @@ func (f *FFN) ForwardNaive(x *tensor.T, sel Selection) *tensor.T {
 			if z <= 0 {
 				continue
 			}
+			z *= w[nr/s]
 			for j := range acc {
 				acc[j] += z * float64(f.W2[j*n+nr])
 			}
@@ -274,6 +303,8 @@ func (s Selection) check(t, e int) error {
 		return fmt.Errorf("experts: selection of %d of %d experts", s.K, e)
 	case len(s.IDs) != t*s.K:
 		return fmt.Errorf("experts: selection of %d ids for %d tokens × %d experts", len(s.IDs), t, s.K)
+	case s.Weights != nil && len(s.Weights) != len(s.IDs):
+		return fmt.Errorf("experts: selection of %d ids with %d weights", len(s.IDs), len(s.Weights))
 	}
 	for i := range t {
 		row := s.Token(i)

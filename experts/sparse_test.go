@@ -30,6 +30,9 @@ func TestForwardHandComputed(t *testing.T) {
 		{"expert 1 shared", Selection{E: 2, K: 1, IDs: []int32{1, 1}, Shared: true}, []float32{9.5, 3, 9.5, 3}},
 		{"different experts per token", Selection{E: 2, K: 1, IDs: []int32{1, 0}}, []float32{9.5, 3, 4.5, 0}},
 		{"all experts", All(2, 2), []float32{13.5, 3, 13.5, 3}},
+		// gated: 0.25·[4, 0] + 0.75·[9, 3] + B2, then expert 1 alone at weight 0.5
+		{"weighted", Selection{E: 2, K: 2, IDs: []int32{0, 1, 0, 1}, Weights: []float32{0.25, 0.75, 0.25, 0.75}}, []float32{8.25, 2.25, 8.25, 2.25}},
+		{"weighted shared", Selection{E: 2, K: 1, IDs: []int32{1, 1}, Shared: true, Weights: []float32{0.5, 1}}, []float32{5, 1.5, 9.5, 3}},
 		{"none", Selection{E: 2, K: 0}, []float32{0.5, 0, 0.5, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,24 +78,32 @@ func randSelection(r *rand.Rand, t, e, k int, shared bool) Selection {
 // experts nobody picks; with one kernel thread and with three.
 func TestForwardMatchesNaive(t *testing.T) {
 	for _, tc := range []struct {
-		t, c, n, e, k int
-		shared, bias  bool
+		t, c, n, e, k          int
+		shared, bias, weighted bool
 	}{
-		{1, 32, 64, 8, 2, false, true},
-		{1, 32, 64, 8, 2, true, false},
-		{7, 16, 48, 6, 1, false, true},
-		{300, 64, 256, 16, 4, false, true},
-		{300, 64, 256, 16, 4, true, true},
-		{200, 64, 256, 32, 31, false, false},
-		{50, 24, 96, 4, 4, false, true},
-		{3, 8, 8, 8, 8, true, true},
+		{1, 32, 64, 8, 2, false, true, false},
+		{1, 32, 64, 8, 2, true, false, false},
+		{7, 16, 48, 6, 1, false, true, false},
+		{300, 64, 256, 16, 4, false, true, false},
+		{300, 64, 256, 16, 4, true, true, false},
+		{200, 64, 256, 32, 31, false, false, false},
+		{50, 24, 96, 4, 4, false, true, false},
+		{3, 8, 8, 8, 8, true, true, false},
+		// gated experts (upcycled): per-token weights on the grouped, shared and all-experts paths
+		{1, 32, 64, 4, 2, false, true, true},
+		{300, 64, 256, 4, 2, false, true, true},
+		{300, 64, 256, 4, 1, true, true, true},
+		{50, 24, 96, 4, 4, false, true, true},
 	} {
-		name := fmt.Sprintf("T%d_C%d_N%d_E%d_K%d_shared%v_bias%v", tc.t, tc.c, tc.n, tc.e, tc.k, tc.shared, tc.bias)
+		name := fmt.Sprintf("T%d_C%d_N%d_E%d_K%d_shared%v_bias%v_weighted%v", tc.t, tc.c, tc.n, tc.e, tc.k, tc.shared, tc.bias, tc.weighted)
 		t.Run(name, func(t *testing.T) {
 			r := newRNG(uint64(tc.t*1000 + tc.k))
 			f := randFFN(t, r, tc.c, tc.n, tc.e, tc.bias)
 			x := tensor.FromData(randSlice(r, tc.t*tc.c, 2), tc.t, tc.c)
 			sel := randSelection(r, tc.t, tc.e, tc.k, tc.shared)
+			if tc.weighted {
+				sel.Weights = randSlice(r, len(sel.IDs), 1)
+			}
 			want := f.ForwardNaive(x, sel)
 			for _, th := range []int{1, 3} { // 3: experts dealt to workers when the work is large
 				withThreads(th, func() {

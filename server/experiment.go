@@ -321,7 +321,7 @@ func percentile(xs []float64, p float64) float64 {
 }
 
 // errNoExperiment is the answer to routing.router "experiment" when none runs.
-var errNoExperiment = status.Error(codes.FailedPrecondition, "routing.router \"experiment\": no experiment is running; name a router (dense, random, mlp, oracle)")
+var errNoExperiment = status.Error(codes.FailedPrecondition, "routing.router \"experiment\": no experiment is running; name a router (dense, random, mlp, oracle, gate)")
 
 // joinExperiment assigns cfg's stream an arm when an experiment runs and the stream did not
 // name a router (or asked for "experiment"), rewriting cfg to the arm's model, variant and

@@ -31,11 +31,11 @@ func routingChoice(r *chorusv1.RoutingConfig) (asr.RoutingChoice, error) {
 		return c, status.Errorf(codes.InvalidArgument, "routing.heads %d outside [0, 64]", c.Heads)
 	}
 	switch c.Router {
-	case "", "dense", "random", "mlp", "oracle":
+	case "", "dense", "random", "mlp", "oracle", "gate":
 	case "experiment": // the live experiment assigns the routing (joinExperiment)
 		return c, nil
 	default:
-		return c, status.Errorf(codes.InvalidArgument, "routing.router %q: unknown router; want dense, random, mlp or oracle", c.Router)
+		return c, status.Errorf(codes.InvalidArgument, "routing.router %q: unknown router; want dense, random, mlp, oracle or gate", c.Router)
 	}
 	switch r.GetMode() {
 	case chorusv1.RoutingConfig_MODE_UNSPECIFIED, chorusv1.RoutingConfig_PER_TOKEN:

@@ -27,7 +27,7 @@ type arm struct {
 }
 
 // parseArms reads a comma-separated list of arms: ROUTER[:AMOUNT][/request], where ROUTER is
-// dense, random, mlp or oracle, AMOUNT a fraction of each layer's experts when it has a
+// dense, random, mlp, oracle or gate (an upcycled variant's learned gate), AMOUNT a fraction of each layer's experts when it has a
 // decimal point ("0.25") or an expert count otherwise ("4"), and /request selects one subset
 // per utterance. Every non-dense arm needs an amount; dense takes none.
 func parseArms(s string) ([]arm, error) {
@@ -54,7 +54,7 @@ func parseArms(s string) ([]arm, error) {
 			if has || c.PerRequest {
 				return nil, fmt.Errorf("arm %q: dense takes no amount or mode", a)
 			}
-		case "random", "mlp", "oracle":
+		case "random", "mlp", "oracle", "gate":
 			if !has {
 				return nil, fmt.Errorf("arm %q: want %s:FRACTION or %s:COUNT", a, name, name)
 			}
@@ -72,7 +72,7 @@ func parseArms(s string) ([]arm, error) {
 				c.K = k
 			}
 		default:
-			return nil, fmt.Errorf("arm %q: unknown router %q (want dense, random, mlp or oracle)", a, name)
+			return nil, fmt.Errorf("arm %q: unknown router %q (want dense, random, mlp, oracle or gate)", a, name)
 		}
 		out = append(out, arm{Name: a, Choice: c})
 	}

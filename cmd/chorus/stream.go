@@ -121,8 +121,8 @@ the latency percentiles over all of them (the load tool behind docs/BENCHMARKS.m
 	fl.BoolVar(&asJSON, "json", false, "print every response as a JSON line (with wall and sent times)")
 	fl.BoolVar(&noInterim, "no-interim", false, "ask for final results only")
 	fl.IntVar(&concurrency, "concurrency", 1, "streams of the file to run at once (load test)")
-	fl.StringVar(&router, "router", "", "expert router for MoE models: dense, random, mlp, oracle, experiment (default: the server's choice)")
-	fl.Float64Var(&fraction, "fraction", 0.25, "share of each layer's experts to run with --router random, mlp or oracle")
+	fl.StringVar(&router, "router", "", "expert router for MoE models: dense, random, mlp, oracle, gate (upcycled variants), experiment (default: the server's choice)")
+	fl.Float64Var(&fraction, "fraction", 0.25, "share of each layer's experts to run with --router random, mlp, oracle or gate")
 	fl.IntVar(&heads, "heads", 0, "attention heads to run per encoder layer (0: all; MoE models)")
 	fl.StringVar(&headRouter, "head-router", "random", "how --heads are chosen: random or oracle")
 	fl.BoolVar(&perRequest, "per-request", false, "one expert / head subset per layer for the whole stream")
@@ -225,7 +225,7 @@ func routingFlags(router string, fraction float64, heads int, headRouter string,
 		rc.Mode = chorusv1.RoutingConfig_PER_REQUEST
 	}
 	switch router {
-	case "random", "mlp", "oracle":
+	case "random", "mlp", "oracle", "gate":
 		rc.Fraction = float32(fraction)
 	}
 	return rc

@@ -43,6 +43,10 @@ type Set struct {
 	model  *whisper.Model // the model the blocks belong to (for its attention heads)
 	// HeadMLP are the learned head routers, one per encoder layer (nil: none).
 	HeadMLP *experts.MLP
+	// Gate is the learned gate of a gated (upcycled) variant's blocks, nil otherwise: its
+	// weights scale the selected experts' outputs whichever router picks them, and its
+	// top-k (the model's GateTopK) is the variant's own, "dense", routing.
+	Gate *experts.Gate
 }
 
 // MLPs lists m's feed-forward blocks in layer order (whisper.MLP.Layer): encoder, then
@@ -102,6 +106,17 @@ func New(m *whisper.Model, l *experts.ExpertLayout, src nn.Source) (*Set, error)
 		f.Layer = i
 		s.FFNs[i], s.E[i] = f, ly.Experts
 		routers = routers || ly.Router != nil
+		if mlp.Gate != nil {
+			if ly.Experts != mlp.Gate.Out || ly.Method != experts.MethodUpcycled {
+				return nil, fmt.Errorf("layer %s: layout has %d experts (method %q), the model's gate %d (method %q)", ly.Name, ly.Experts, ly.Method, mlp.Gate.Out, experts.MethodUpcycled)
+			}
+			if s.Gate == nil {
+				s.Gate = &experts.Gate{C: mlp.Gate.In, W: make([][]float32, len(mlps))}
+			}
+			s.Gate.W[i] = mlp.Gate.Weight()
+		} else if ly.Method == experts.MethodUpcycled {
+			return nil, fmt.Errorf("layer %s: layout says upcycled, the model's block has no gate", ly.Name)
+		}
 	}
 	s.MLP = &experts.MLP{Layers: make([]*experts.MLPLayer, len(mlps))}
 	if routers && src != nil {
@@ -127,8 +142,9 @@ func New(m *whisper.Model, l *experts.ExpertLayout, src nn.Source) (*Set, error)
 	return s, nil
 }
 
-// Routers are the router names a choice may use.
-var Routers = []string{"dense", "random", "mlp", "oracle"}
+// Routers are the router names a choice may use ("gate": a gated variant's learned gate at
+// a chosen k).
+var Routers = []string{"dense", "random", "mlp", "oracle", "gate"}
 
 // K is the experts per layer a choice runs: c.K, or c.Fraction of e rounded (at least 1).
 // The result is not range-checked (Router does that).
@@ -144,6 +160,18 @@ func K(c asr.RoutingChoice, e int) int {
 // the pinned router holds a request's subsets). Errors wrap asr.ErrRouting.
 func (s *Set) Router(c asr.RoutingChoice) (experts.Router, error) {
 	if c.Dense() {
+		if s.Gate != nil {
+			// A gated variant's own function is its gate's top-k, run sparsely.
+			k := s.model.Dims.GateTopK
+			if c.PerRequest {
+				return nil, fmt.Errorf("%w: a gated variant's own routing is per token; name a router (gate, random, …) for a per-request subset", asr.ErrRouting)
+			}
+			tk, err := experts.NewTopK(*s.Gate, k, experts.PerToken, len(s.E))
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", asr.ErrRouting, err)
+			}
+			return tk, nil
+		}
 		return experts.Dense{E: s.E}, nil
 	}
 	for _, e := range s.E[1:] {
@@ -167,6 +195,11 @@ func (s *Set) Router(c asr.RoutingChoice) (experts.Router, error) {
 		sc = s.MLP
 	case "oracle":
 		sc = experts.Oracle{FFNs: s.FFNs}
+	case "gate":
+		if s.Gate == nil {
+			return nil, fmt.Errorf("%w: router \"gate\" needs a gated (upcycled) variant; this one's experts are split from one FFN", asr.ErrRouting)
+		}
+		sc = *s.Gate
 	default:
 		return nil, fmt.Errorf("%w: unknown router %q (want one of %s)", asr.ErrRouting, c.Router, strings.Join(Routers, ", "))
 	}

@@ -67,6 +67,9 @@ func (r *Routing) FFN(ctx *tensor.Ctx, m *whisper.MLP, x *tensor.T) *tensor.T {
 		r.used.Add(int64(t * f.E))
 	} else {
 		sel := r.router.Select(ctx, layer, x)
+		if g := r.set.Gate; g != nil {
+			g.Weigh(ctx, layer, x, &sel)
+		}
 		y = f.Forward(ctx, x, sel, r.pathway)
 		r.used.Add(int64(len(sel.IDs)))
 	}

@@ -96,6 +96,11 @@ func NewStructure(d whisper.Dims) (Structure, error) {
 		// Gates are [layers, heads] and [layers, units] rows: one size per stack.
 		return Structure{}, fmt.Errorf("prune: the model's layers have their own sizes (an already pruned variant); pruning needs one head count and FFN width per stack")
 	}
+	if d.GatedExperts > 0 {
+		// The unit gates would cut across experts whose outputs the router weights; prune
+		// the dense parent, then upcycle.
+		return Structure{}, fmt.Errorf("prune: the model's feed-forward blocks are gated experts (an upcycled variant); prune its dense parent instead")
+	}
 	if d.NAudioState != d.NTextState {
 		return Structure{}, fmt.Errorf("prune: encoder width %d differs from decoder width %d", d.NAudioState, d.NTextState)
 	}

@@ -1,8 +1,6 @@
 package speech
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -20,16 +18,7 @@ func TestPruneRecipeErrors(t *testing.T) {
 		"prune block":        base + `"teacher":""}`,
 		"kind":               strings.Replace(base, `"prune"`, `"distil"`, 1) + `"prune":{"target":0.5,"gate_lr":0.1,"lambda_lr":0.1}}`,
 	}
-	for name, body := range cases {
-		p := filepath.Join(t.TempDir(), "r.json")
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		_, err := ReadRecipe(p)
-		if err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("error %v, want one naming %q", err, name)
-		}
-	}
+	checkRecipeErrors(t, cases)
 	r, err := ReadRecipe("../../recipes/chorus-micro-prune-50.json")
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/chorus-asr/chorus/asr/tokenizer"
 	"github.com/chorus-asr/chorus/training/data"
 	"github.com/chorus-asr/chorus/training/trainer"
+	"github.com/chorus-asr/chorus/training/upcycle"
 )
 
 // Recipe is a training job as written in a recipe file (recipes/*.json): the model, the data,
@@ -40,8 +41,12 @@ type Recipe struct {
 	// Publish); the --publish flag overrides it.
 	Publish string `json:"publish,omitempty"`
 	// From fine-tunes this variant (folder) instead of training from scratch.
-	From  string       `json:"from,omitempty"`
-	Model whisper.Dims `json:"model"` // n_vocab is set from the tokenizer
+	From string `json:"from,omitempty"`
+	// Upcycle, with From, first turns the From variant into a gated mixture of experts
+	// (training/upcycle: every feed-forward block copied into E experts behind a fresh gate),
+	// then trains that.
+	Upcycle *UpcycleRecipe `json:"upcycle,omitempty"`
+	Model   whisper.Dims   `json:"model"` // n_vocab is set from the tokenizer
 	// Vocab is the size of the byte-level BPE learned from the training text (ordinary tokens,
 	// the 256 bytes included); Whisper's special tokens are added after them.
 	Vocab int `json:"vocab"`
@@ -77,6 +82,31 @@ type Recipe struct {
 	CheckpointEvery string `json:"checkpoint_every"` // Go duration, default 5m
 }
 
+// UpcycleRecipe is a recipe's "upcycle" block (sparse upcycling of the From variant).
+type UpcycleRecipe struct {
+	Experts int `json:"experts"` // E ≥ 2 copies of each feed-forward block
+	TopK    int `json:"top_k"`   // experts each token runs, 1…E
+	// BalanceWeight weights each block's load-balancing loss (default 0.01, Switch
+	// Transformer's; a negative value turns it off).
+	BalanceWeight float64 `json:"balance_weight,omitempty"`
+	// GateScale scales the gates' initial weights (default 0.1: nearly uniform routing).
+	GateScale float64 `json:"gate_scale,omitempty"`
+}
+
+func (u *UpcycleRecipe) options(seed uint64) upcycle.Options {
+	return upcycle.Options{Experts: u.Experts, TopK: u.TopK, Seed: seed, GateScale: u.GateScale}
+}
+
+func (u *UpcycleRecipe) balance() float64 {
+	switch {
+	case u == nil || u.BalanceWeight < 0:
+		return 0
+	case u.BalanceWeight == 0:
+		return 0.01
+	}
+	return u.BalanceWeight
+}
+
 // ReadRecipe parses a recipe file.
 func ReadRecipe(path string) (*Recipe, error) {
 	b, err := os.ReadFile(path)
@@ -96,6 +126,14 @@ func ReadRecipe(path string) (*Recipe, error) {
 	case "", "train":
 		if r.Prune != nil {
 			return nil, fmt.Errorf("recipe %s: a prune block needs kind \"prune\"", path)
+		}
+		if u := r.Upcycle; u != nil {
+			if r.From == "" {
+				return nil, fmt.Errorf("recipe %s: an upcycle block needs a dense variant to start from (from)", path)
+			}
+			if err := u.options(r.Seed).Check(); err != nil {
+				return nil, fmt.Errorf("recipe %s: %w", path, err)
+			}
 		}
 	case "prune":
 		if _, _, err := checkPrune(&r); err != nil {
@@ -196,7 +234,13 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 				return err
 			}
 		}
-		dims = v.Model.Dims
+		if r.Upcycle != nil {
+			if init, err = upcycle.Model(init, r.Upcycle.options(r.Seed)); err != nil {
+				return err
+			}
+			log.Info("upcycled", "from", r.From, "experts", r.Upcycle.Experts, "top_k", r.Upcycle.TopK, "params", init.NumParams())
+		}
+		dims = init.Dims
 	}
 	log.Info("loading features", "utterances", len(train.Entries))
 	task, err := New(ctx, Options{
@@ -204,7 +248,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
 		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
 		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment,
-		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init,
+		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, BalanceWeight: r.Upcycle.balance(),
 		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/chorus-asr/chorus/asr"
@@ -35,20 +36,9 @@ func TestRunReLUFication(t *testing.T) {
 		t.Fatal(err)
 	}
 	man := writeToneCorpus(t, dir)
-	var r Recipe
-	r.Name, r.From, r.Model.Activation = "relufied", from, "relu"
-	r.Data.Train, r.Data.Dev = []string{man}, man
-	r.Batch.Frames, r.Batch.MaxItems = 400, 2
-	r.Optim.PeakLR, r.Optim.Steps, r.Optim.Schedule = 1e-3, 2, "none"
-	r.Seed, r.CheckpointEvery = 1, "1h"
-	work := filepath.Join(dir, "work")
-	if err := Run(t.Context(), &r, RunOptions{Work: work}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := asr.Open(filepath.Join(work, "variant"), asr.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := tinyRecipe("relufied", from, man)
+	r.Model.Activation = "relu"
+	work, v := runTiny(t, r, dir)
 	if v.Model.Dims.Activation != "relu" {
 		t.Errorf("variant activation %q, want relu", v.Model.Dims.Activation)
 	}
@@ -70,6 +60,47 @@ func TestRunReLUFication(t *testing.T) {
 	}
 	if !moved {
 		t.Error("fine-tuning did not change the weights")
+	}
+}
+
+// tinyRecipe is a two-step fine-tune of the variant folder from on the manifest man.
+func tinyRecipe(name, from, man string) *Recipe {
+	var r Recipe
+	r.Name, r.From = name, from
+	r.Data.Train, r.Data.Dev = []string{man}, man
+	r.Batch.Frames, r.Batch.MaxItems = 400, 2
+	r.Optim.PeakLR, r.Optim.Steps, r.Optim.Schedule = 1e-3, 2, "none"
+	r.Seed, r.CheckpointEvery = 1, "1h"
+	return &r
+}
+
+// runTiny runs r in dir/work and opens the variant it wrote.
+func runTiny(t *testing.T, r *Recipe, dir string) (string, *asr.Variant) {
+	t.Helper()
+	work := filepath.Join(dir, "work")
+	if err := Run(t.Context(), r, RunOptions{Work: work}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := asr.Open(filepath.Join(work, "variant"), asr.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return work, v
+}
+
+// checkRecipeErrors writes each case's recipe body and wants ReadRecipe to refuse it with
+// an error naming the case.
+func checkRecipeErrors(t *testing.T, cases map[string]string) {
+	t.Helper()
+	for name, body := range cases {
+		p := filepath.Join(t.TempDir(), "r.json")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadRecipe(p)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v, want one naming %q", err, name)
+		}
 	}
 }
 
@@ -127,20 +158,7 @@ func TestRunFineTunePruned(t *testing.T) {
 		t.Fatal(err)
 	}
 	man := writeToneCorpus(t, dir)
-	var r Recipe
-	r.Name, r.From = "pruned-ft", from
-	r.Data.Train, r.Data.Dev = []string{man}, man
-	r.Batch.Frames, r.Batch.MaxItems = 400, 2
-	r.Optim.PeakLR, r.Optim.Steps, r.Optim.Schedule = 1e-3, 2, "none"
-	r.Seed, r.CheckpointEvery = 1, "1h"
-	work := filepath.Join(dir, "work")
-	if err := Run(t.Context(), &r, RunOptions{Work: work}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := asr.Open(filepath.Join(work, "variant"), asr.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, v := runTiny(t, tinyRecipe("pruned-ft", from, man), dir)
 	got := v.Model.Dims
 	if got.EncoderHeads(0) != 1 || got.EncoderUnits(0) != 48 || got.EncoderHeads(1) != 2 || got.EncoderUnits(1) != 16 {
 		t.Errorf("fine-tuned variant lost its per-layer sizes: %+v", got.EncoderSizes)

@@ -22,6 +22,7 @@ import (
 	"github.com/chorus-asr/chorus/tensor"
 	"github.com/chorus-asr/chorus/training/data"
 	"github.com/chorus-asr/chorus/training/trainer"
+	"github.com/chorus-asr/chorus/training/upcycle"
 )
 
 // Options configure the task.
@@ -38,7 +39,10 @@ type Options struct {
 	TimestampFraction     float64 // share of examples trained with timestamp tokens
 	SpecAugment           SpecAugment
 	EvalUtterances        int
-	Seed                  uint64
+	// BalanceWeight weights the load-balancing loss of each gated feed-forward block of an
+	// upcycled model (whisper.Hooks.BalanceWeight; Switch Transformer's α, 0.01 there).
+	BalanceWeight float64
+	Seed          uint64
 	// Init, if set, starts from these weights (fine-tuning) instead of a fresh initialisation.
 	Init *whisper.Model
 	// Progress reports feature extraction.
@@ -216,6 +220,9 @@ func dimsFingerprint(d whisper.Dims) string {
 	if !d.Uniform() {
 		s += fmt.Sprintf(" layer_sizes=%v/%v", d.EncoderSizes, d.DecoderSizes)
 	}
+	if d.GatedExperts > 0 {
+		s += fmt.Sprintf(" gated=%d/top%d", d.GatedExperts, d.GateTopK)
+	}
 	return s
 }
 
@@ -225,8 +232,12 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 	if err != nil {
 		return trainer.StepResult{}, err
 	}
-	xa := t.m.Encoder.Forward(t.ctx, sb.mel) // [B, F/2, C]
-	logits := t.m.Decoder.ForwardTrain(t.ctx, sb.inputs, sb.size, xa)
+	var h *whisper.Hooks
+	if t.m.Dims.GatedExperts > 0 && t.o.BalanceWeight > 0 {
+		h = &whisper.Hooks{BalanceWeight: float32(t.o.BalanceWeight)}
+	}
+	xa := t.m.Encoder.ForwardHooked(t.ctx, sb.mel, h) // [B, F/2, C]
+	logits := t.m.Decoder.ForwardTrainHooked(t.ctx, sb.inputs, sb.size, xa, h)
 	loss := t.speechLoss(sb, xa, logits, 1)
 	if err := ctx.Err(); err != nil {
 		t.ctx.Reset()
@@ -234,7 +245,17 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 	}
 	t.tape.Backward()
 	t.ctx.Reset()
-	return trainer.StepResult{Loss: loss, Items: sb.size, Counters: map[string]float64{"audio_s": sb.audioSec}}, nil
+	res := trainer.StepResult{Loss: loss, Items: sb.size, Counters: map[string]float64{"audio_s": sb.audioSec}}
+	if h != nil && len(h.Balance) > 0 {
+		// The trainer's loss stays the speech loss, comparable with the parent's; the
+		// balance term (1 when the gates spread tokens evenly) is logged beside it.
+		var sum float64
+		for _, b := range h.Balance {
+			sum += b
+		}
+		res.Values = map[string]float64{"balance": sum / float64(len(h.Balance))}
+	}
+	return res, nil
 }
 
 // stepBatch is one micro-batch laid out for the model.
@@ -375,6 +396,10 @@ func (t *Task) Transcribe(ctx context.Context, us []*utterance) (refs, hyps []st
 func (t *Task) chorusConfig() asr.ChorusConfig {
 	ch := asr.DimsChorus(t.m.Dims)
 	ch.EncoderWindow = asr.WindowContent
+	if t.m.Dims.GatedExperts > 0 {
+		// An upcycled model is served through its experts (the gate's top-k, run sparsely).
+		ch.Experts, _ = upcycle.LayoutJSON(t.m) // a gated model always has a layout
+	}
 	return ch
 }
 

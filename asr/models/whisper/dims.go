@@ -44,6 +44,16 @@ type Dims struct {
 	// the uniform values.
 	EncoderSizes []EncoderLayerSize `json:"encoder_sizes,omitempty"`
 	DecoderSizes []DecoderLayerSize `json:"decoder_sizes,omitempty"`
+	// GatedExperts, when above 0, makes every feed-forward block a sparsely-gated mixture of
+	// that many experts, as sparse upcycling (Komatsuzaki et al., 2022) produces: the block's
+	// units are GatedExperts equal contiguous blocks (each a copy of the parent's FFN at
+	// first), a learned gate (MLP.Gate, [E, C], no bias) scores them for each token, the
+	// GateTopK best run, and their outputs are summed weighted by the softmax of their
+	// scores (tensor.TopKSoftmax); fc2's bias is shared and added once. 0: the plain block.
+	// Unlike a MoE-fied variant's experts (which split one FFN and sum unweighted), these
+	// change the function: a gated block must always run through its gate.
+	GatedExperts int `json:"gated_experts,omitempty"`
+	GateTopK     int `json:"gate_top_k,omitempty"`
 }
 
 // EncoderLayerSize is one encoder layer's own sizes. Unlike the stack's uniform EncoderFFN, 0
@@ -117,6 +127,23 @@ func (d Dims) validateSizes() error {
 				return fmt.Errorf("whisper: encoder layer %d sizes %+v outside [0, %d] heads, [0, %d] units", i, s, d.NAudioHead, d.encoderFFN())
 			}
 		}
+	}
+	if e := d.GatedExperts; e != 0 {
+		if e < 0 || d.GateTopK < 1 || d.GateTopK > e {
+			return fmt.Errorf("whisper: gated feed-forward blocks of %d experts with top-%d (want top-k in 1…experts)", e, d.GateTopK)
+		}
+		for i := range d.NAudioLayer {
+			if u := d.EncoderUnits(i); u%e != 0 {
+				return fmt.Errorf("whisper: encoder layer %d's %d feed-forward units do not split into %d experts", i, u, e)
+			}
+		}
+		for i := range d.NTextLayer {
+			if u := d.DecoderUnits(i); u%e != 0 {
+				return fmt.Errorf("whisper: decoder layer %d's %d feed-forward units do not split into %d experts", i, u, e)
+			}
+		}
+	} else if d.GateTopK != 0 {
+		return fmt.Errorf("whisper: gate top-k %d without gated experts", d.GateTopK)
 	}
 	if d.DecoderSizes != nil {
 		if len(d.DecoderSizes) != d.NTextLayer {

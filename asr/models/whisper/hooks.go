@@ -59,6 +59,12 @@ func (r *Record) Reset() {
 type Hooks struct {
 	Masks  Masks
 	Record *Record
+	// BalanceWeight, when above 0, adds each gated feed-forward block's load-balancing loss
+	// (tensor.Ctx.LoadBalanceLoss) times it to the pass's loss, and Balance collects the
+	// unweighted values in the order the blocks ran: without it a learned gate tends to send
+	// every token to the same few experts (Switch Transformer, Fedus et al., 2021).
+	BalanceWeight float32
+	Balance       []float64
 }
 
 // gate returns the gates at one point, nil when there are none.

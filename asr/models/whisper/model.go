@@ -112,8 +112,13 @@ func (a *Attention) Attend(ctx *tensor.Ctx, q, k, v *tensor.T, heads int, causal
 
 // MLP is fc1 → activation → fc2.
 type MLP struct {
-	FC1   nn.Linear `ckpt:"fc1"` // [F, C]
-	FC2   nn.Linear `ckpt:"fc2"` // [C, F]
+	FC1 nn.Linear `ckpt:"fc1"` // [F, C]
+	FC2 nn.Linear `ckpt:"fc2"` // [C, F]
+	// Gate scores the experts of a gated block (Dims.GatedExperts; nil otherwise): [E, C],
+	// no bias. The block runs its TopK best-scored experts per token, weighted by their
+	// softmax.
+	Gate  *nn.Linear `ckpt:"gate"`
+	TopK  int
 	relu  bool
 	layer int // index among the model's MLPs: encoder blocks first, then decoder blocks
 }
@@ -135,7 +140,12 @@ func New(d Dims) (*Model, error) {
 	layer := 0
 	mlp := func(c, f int) MLP {
 		layer++
-		return MLP{FC1: nn.NewLinear(c, f, true), FC2: nn.NewLinear(f, c, true), relu: relu, layer: layer - 1}
+		m := MLP{FC1: nn.NewLinear(c, f, true), FC2: nn.NewLinear(f, c, true), relu: relu, layer: layer - 1}
+		if d.GatedExperts > 0 {
+			g := nn.NewLinear(c, d.GatedExperts, false)
+			m.Gate, m.TopK = &g, d.GateTopK
+		}
+		return m
 	}
 	e, t := d.NAudioState, d.NTextState
 	m := &Model{Dims: d}
@@ -244,7 +254,7 @@ func (l *EncoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, rt Routing, h *Hook
 	a = scale(ctx, scale(ctx, a, h.gate(ctx, s, GateAttn, i)), hid)
 	h.put(s, recAttn, a)
 	x = ctx.Add(x, a)
-	f := l.MLP.forward(ctx, norm(ctx, &l.MLPLN, x, hid), rt, h.gate(ctx, s, GateUnits, i))
+	f := l.MLP.forward(ctx, norm(ctx, &l.MLPLN, x, hid), rt, h, h.gate(ctx, s, GateUnits, i))
 	f = scale(ctx, scale(ctx, f, h.gate(ctx, s, GateFFN, i)), hid)
 	h.put(s, recFFN, f)
 	x = ctx.Add(x, f)
@@ -282,33 +292,49 @@ func (m *Model) SetActivation(a string) error {
 	return nil
 }
 
-// Forward is the dense block, fc2(act(fc1(x))).
+// Forward is the dense block, fc2(act(fc1(x))); a gated block (Gate set) computes every
+// expert and weights each token's top-k by their gate softmax, the exact function its
+// routed, sparse execution (experts/moe) computes faster.
 func (m *MLP) Forward(ctx *tensor.Ctx, x *tensor.T) *tensor.T {
-	return m.masked(ctx, x, nil)
+	return m.masked(ctx, x, nil, nil)
 }
 
-// forward is the block under unit gates (CoFi's z_int, after the activation) when given,
-// else as routed.
-func (m *MLP) forward(ctx *tensor.Ctx, x *tensor.T, rt Routing, units *tensor.T) *tensor.T {
-	if units == nil {
+// forward is the block under a training pass's hooks (CoFi's unit gates z_int after the
+// activation; the load-balancing losses of a gated block) when there are any, else as
+// routed.
+func (m *MLP) forward(ctx *tensor.Ctx, x *tensor.T, rt Routing, h *Hooks, units *tensor.T) *tensor.T {
+	if units == nil && (h == nil || h.BalanceWeight == 0 || m.Gate == nil) {
 		return m.ForwardRouted(ctx, x, rt)
 	}
-	return m.masked(ctx, x, units)
+	return m.masked(ctx, x, units, h)
 }
 
-// masked is fc2(act(fc1(x)) ⊙ units) (units nil: the dense block); a block pruned to no
-// unit is fc2's bias alone.
-func (m *MLP) masked(ctx *tensor.Ctx, x, units *tensor.T) *tensor.T {
+// masked is fc2(act(fc1(x)) ⊙ g ⊙ units): g the per-token expert weights of a gated block
+// (each expert's block of units scaled by its weight, zero outside the token's top-k),
+// units nil for the unmasked block. A block pruned to no unit is fc2's bias alone. Under
+// hooks h with a balance weight, a gated block adds its load-balancing loss.
+func (m *MLP) masked(ctx *tensor.Ctx, x, units *tensor.T, h *Hooks) *tensor.T {
 	if m.FC1.Out == 0 {
 		return outBias(ctx, x, &m.FC2)
 	}
-	h := m.FC1.Forward(ctx, x)
+	a := m.FC1.Forward(ctx, x)
 	if m.relu {
-		h = ctx.ReLU(h)
+		a = ctx.ReLU(a)
 	} else {
-		h = ctx.GELU(h)
+		a = ctx.GELU(a)
 	}
-	return m.FC2.Forward(ctx, scale(ctx, h, units))
+	if m.Gate != nil {
+		logits := m.Gate.Forward(ctx, x) // [.., E]
+		a = ctx.RowGroupScale(a, ctx.TopKSoftmax(logits, m.TopK))
+		if h != nil && h.BalanceWeight > 0 {
+			lb := ctx.LoadBalanceLoss(logits, m.TopK)
+			if tp := ctx.Tape(); tp != nil {
+				tp.Seed(lb, []float32{h.BalanceWeight}) // a loss term: its gradient is its weight
+			}
+			h.Balance = append(h.Balance, float64(lb.Data[0]))
+		}
+	}
+	return m.FC2.Forward(ctx, scale(ctx, a, units))
 }
 
 // Self is self-attention on x [S, C] (or [B, S, C]). With a cache, the new keys and values
@@ -378,7 +404,7 @@ func (l *DecoderLayer) forward(ctx *tensor.Ctx, x *tensor.T, self, cross *KV, k,
 	c = scale(ctx, scale(ctx, c, h.gate(ctx, s, GateCross, i)), hid)
 	h.put(s, recCross, c)
 	x = ctx.Add(x, c)
-	f := l.MLP.forward(ctx, norm(ctx, &l.MLPLN, x, hid), rt, h.gate(ctx, s, GateUnits, i))
+	f := l.MLP.forward(ctx, norm(ctx, &l.MLPLN, x, hid), rt, h, h.gate(ctx, s, GateUnits, i))
 	f = scale(ctx, scale(ctx, f, h.gate(ctx, s, GateFFN, i)), hid)
 	h.put(s, recFFN, f)
 	x = ctx.Add(x, f)

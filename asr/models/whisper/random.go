@@ -35,6 +35,12 @@ func TensorSpecs(d Dims) []TensorSpec {
 		add(p+".weight", width)
 		add(p+".bias", width)
 	}
+	// gate lists a gated block's gate [E, C] (Dims.GatedExperts; none otherwise).
+	gate := func(p string, c int) {
+		if d.GatedExperts > 0 {
+			add(p+".gate.weight", d.GatedExperts, c)
+		}
+	}
 	e, t := d.NAudioState, d.NTextState
 	add("model.encoder.conv1.weight", e, d.NMels, 3)
 	add("model.encoder.conv1.bias", e)
@@ -50,6 +56,7 @@ func TensorSpecs(d Dims) []TensorSpec {
 		add(p+".fc1.bias", f)
 		add(p+".fc2.weight", e, f)
 		add(p+".fc2.bias", e)
+		gate(p, e)
 		ln(p+".final_layer_norm", e)
 	}
 	ln("model.encoder.layer_norm", e)
@@ -66,6 +73,7 @@ func TensorSpecs(d Dims) []TensorSpec {
 		add(p+".fc1.bias", f)
 		add(p+".fc2.weight", t, f)
 		add(p+".fc2.bias", t)
+		gate(p, t)
 		ln(p+".final_layer_norm", t)
 	}
 	ln("model.decoder.layer_norm", t)

@@ -105,7 +105,7 @@ type Arm struct {
 	// Served model name and variant; empty: the stream's own model, its live variant.
 	Model   string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
 	Variant string `protobuf:"bytes,3,opt,name=variant,proto3" json:"variant,omitempty"`
-	// The routing the arm's streams run (router dense, random, mlp or oracle; fraction or
+	// The routing the arm's streams run (router dense, random, mlp, oracle or gate; fraction or
 	// experts; mode). Router "experiment" is not allowed here.
 	Routing *RoutingConfig `protobuf:"bytes,4,opt,name=routing,proto3" json:"routing,omitempty"`
 	// Relative share of the streams assigned to the arm.
