@@ -12,7 +12,7 @@ DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox
 	wordnet-base asterisk-core-sounds-en asterisk-core-sounds-en-wav npm sox
 CORPUS_N ?= 12000
 
-.PHONY: all deps deps-data build test run bench proto fuzz lint clean corpus train moe
+.PHONY: all deps deps-data build test run bench proto fuzz lint clean corpus train moe flagship
 
 all: build
 
@@ -60,6 +60,22 @@ moe: build
 	nice -n 10 ./$(BIN) moe --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
 		--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1 \
 		--overlay asr/defaultmodel/chorus-micro-moe
+
+# flagship prunes the embedded default model to half its encoder and decoder parameters
+# (CoFi with distillation from it, FFN widths kept multiples of 16: recipes/chorus-micro-flagship.json),
+# then MoE-fies the pruned model into 16 experts per layer: the variant the binary embeds as
+# chorus-micro-flagship. Rerun after the default model is regenerated; a pruning run of an
+# older default (its weights' checksum in teacher.sha256) is discarded, an interrupted one resumes.
+FLAGSHIP_WORK := runs/chorus-micro-flagship-pruned
+flagship: build
+	@sum=$$(sha256sum asr/defaultmodel/chorus-micro/model.safetensors.zst | cut -d' ' -f1); \
+	if [ -f $(FLAGSHIP_WORK)/teacher.sha256 ] && [ "$$(cat $(FLAGSHIP_WORK)/teacher.sha256)" != "$$sum" ]; then \
+		echo "discarding $(FLAGSHIP_WORK): pruned from another default model"; rm -rf $(FLAGSHIP_WORK); \
+	fi; mkdir -p $(FLAGSHIP_WORK) && echo $$sum > $(FLAGSHIP_WORK)/teacher.sha256
+	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-flagship.json --work $(FLAGSHIP_WORK) --resume
+	nice -n 10 ./$(BIN) moe --model $(FLAGSHIP_WORK)/variant --out runs/chorus-micro-flagship --experts 16 --method coact \
+		--router-hidden 64 --manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
+	rm -rf asr/defaultmodel/chorus-micro-flagship && cp -r runs/chorus-micro-flagship asr/defaultmodel/chorus-micro-flagship
 
 build: deps
 	$(GO) build -o $(BIN) ./cmd/chorus

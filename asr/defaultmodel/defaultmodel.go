@@ -7,6 +7,10 @@
 // few hundred kilobytes — the expert layout and the MLP routers — over chorus-micro's own
 // weights, read as one variant folder by MoEFS. Opening it needs the experts/moe package
 // linked in (it registers the expert builder with asr).
+//
+// And chorus-micro-flagship (`make flagship`): the default model pruned to half its encoder
+// and decoder parameters (CoFi with distillation), then MoE-fied — a full variant folder, as
+// its weights are its own. Names lists what a build embeds; OpenNamed opens any of them.
 package defaultmodel
 
 import (
@@ -16,28 +20,63 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 
 	"github.com/chorus-asr/chorus/asr"
 )
 
-// Name is the default variant's name; MoEName the MoE-fied one's.
+// Name is the default variant's name; MoEName the MoE-fied one's; FlagshipName the pruned,
+// then MoE-fied one's.
 const (
-	Name    = "chorus-micro"
-	MoEName = "chorus-micro-moe"
+	Name         = "chorus-micro"
+	MoEName      = "chorus-micro-moe"
+	FlagshipName = "chorus-micro-flagship"
 )
 
-//go:embed chorus-micro chorus-micro-moe
+// Every folder named chorus-micro* is embedded: the flagship is a full variant folder of its
+// own (pruned weights), written by `make flagship`.
+//
+//go:embed chorus-micro*
 var files embed.FS
 
-// Open loads the embedded default model.
-func Open(opts asr.OpenOptions) (*asr.Variant, error) {
-	v, err := asr.OpenFS(files, Name, Name, opts)
+// Names lists the variants embedded in this build, default first.
+func Names() []string {
+	out := []string{Name, MoEName}
+	if _, err := fs.Stat(files, FlagshipName+"/config.json"); err == nil {
+		out = append(out, FlagshipName)
+	}
+	return out
+}
+
+// VariantFS is the embedded variant name as one folder (the MoE overlay read over the
+// default's files), or an error naming the embedded ones.
+func VariantFS(name string) (fs.FS, error) {
+	switch {
+	case name == MoEName:
+		return MoEFS()
+	case slices.Contains(Names(), name):
+		sub, _ := fs.Sub(files, name)
+		return sub, nil
+	}
+	return nil, fmt.Errorf("%q is not embedded in this build (embedded: %s)", name, strings.Join(Names(), ", "))
+}
+
+// OpenNamed loads the embedded variant name (one of Names).
+func OpenNamed(name string, opts asr.OpenOptions) (*asr.Variant, error) {
+	fsys, err := VariantFS(name)
 	if err != nil {
 		return nil, err
 	}
-	v.Path = "embedded:" + Name
+	v, err := asr.OpenFS(fsys, ".", name, opts)
+	if err != nil {
+		return nil, err
+	}
+	v.Path = "embedded:" + name
 	return v, nil
 }
+
+// Open loads the embedded default model.
+func Open(opts asr.OpenOptions) (*asr.Variant, error) { return OpenNamed(Name, opts) }
 
 // FS is the embedded variant folder (config.json, model.safetensors.zst, tokenizer, card.json).
 func FS() fs.FS {
@@ -47,18 +86,7 @@ func FS() fs.FS {
 
 // OpenMoE loads the embedded MoE variant. It fails when the overlay was made over other
 // weights than the embedded default's (regenerate it with `make moe`).
-func OpenMoE(opts asr.OpenOptions) (*asr.Variant, error) {
-	fsys, err := MoEFS()
-	if err != nil {
-		return nil, err
-	}
-	v, err := asr.OpenFS(fsys, ".", MoEName, opts)
-	if err != nil {
-		return nil, err
-	}
-	v.Path = "embedded:" + MoEName
-	return v, nil
-}
+func OpenMoE(opts asr.OpenOptions) (*asr.Variant, error) { return OpenNamed(MoEName, opts) }
 
 // MoEFS is the embedded MoE variant as one folder: the overlay's config.json,
 // experts.safetensors and card.json over the default's weights and tokenizer. It checks that

@@ -12,6 +12,7 @@ import (
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/audio"
 	"github.com/chorus-asr/chorus/asr/transcribe"
+	_ "github.com/chorus-asr/chorus/experts/moe" // opens the MoE variants
 )
 
 func TestOpen(t *testing.T) {
@@ -34,6 +35,31 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("ref.wav → %q", res.Text)
+}
+
+// TestEmbeddedNames: every embedded variant opens by name and reports its embedded path; an
+// unknown name's error lists the embedded ones.
+func TestEmbeddedNames(t *testing.T) {
+	names := Names()
+	if len(names) < 2 || names[0] != Name || names[1] != MoEName {
+		t.Fatalf("Names() = %v, want %s and %s first", names, Name, MoEName)
+	}
+	for _, n := range names {
+		v, err := OpenNamed(n, asr.OpenOptions{F16: true})
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		if v.Name != n || v.Path != "embedded:"+n || v.Tokenizer == nil {
+			t.Errorf("%s opened as %q at %q (tokenizer %v)", n, v.Name, v.Path, v.Tokenizer != nil)
+		}
+		if n != Name && v.Experts == nil {
+			t.Errorf("%s has no experts", n)
+		}
+	}
+	_, err := OpenNamed("chorus-nano", asr.OpenOptions{})
+	if err == nil || !strings.Contains(err.Error(), Name) {
+		t.Errorf("unknown name: error %v, want one listing the embedded variants", err)
+	}
 }
 
 // TestCardChecksums: card.json lists the SHA-256 of every file, and they match.

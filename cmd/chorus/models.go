@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,16 +16,16 @@ import (
 )
 
 // openModel opens a model by path (variant or Hugging Face folder, ggml file) or by the name
-// of an embedded one (chorus-micro, chorus-micro-moe), which wins over a folder of that
+// of an embedded one (defaultmodel.Names: chorus-micro, chorus-micro-moe,
+// chorus-micro-flagship), which wins over a folder of that
 // name in the working directory (write ./chorus-micro for the folder).
 func openModel(path string, f16 bool) (*asr.Variant, error) {
 	switch path {
 	case "":
 		return nil, fmt.Errorf("no model given (--model DIR|FILE)")
-	case defaultmodel.Name:
-		return defaultmodel.Open(asr.OpenOptions{F16: f16})
-	case defaultmodel.MoEName:
-		return defaultmodel.OpenMoE(asr.OpenOptions{F16: f16})
+	}
+	if slices.Contains(defaultmodel.Names(), path) {
+		return defaultmodel.OpenNamed(path, asr.OpenOptions{F16: f16})
 	}
 	return asr.Open(path, asr.OpenOptions{F16: f16})
 }

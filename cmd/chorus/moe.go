@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,7 +62,10 @@ func moeCmd() *cobra.Command {
 			}
 			var heads []moefy.HeadReport
 			if headHidden > 0 {
-				if heads, err = moefy.BuildHeads(cmd.Context(), v, clips, res, headHidden, epochs, maxTokens, 2, seed); err != nil {
+				heads, err = moefy.BuildHeads(cmd.Context(), v, clips, res, headHidden, epochs, maxTokens, 2, seed)
+				if errors.Is(err, moefy.ErrFewHeads) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %v; writing the variant without head routers\n", err)
+				} else if err != nil {
 					return err
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Load loads variant beside whatever is live, as Standby, and promotes it when promote is
@@ -47,7 +48,7 @@ func (r *Registry) Load(ctx context.Context, variant, model string, promote bool
 
 // resolve finds variant in the store, the embedded default or the file system.
 func (r *Registry) resolve(ctx context.Context, variant string) (candidate, error) {
-	if variant == embeddedLocation || variant == embeddedMoELocation {
+	if strings.HasPrefix(variant, "embedded:") {
 		if !r.embedded {
 			return candidate{}, fmt.Errorf("%w: the embedded models are turned off", ErrVariantNotFound)
 		}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,30 +161,25 @@ func embeddedSource() Source {
 	return Source{Variant: defaultmodel.Name, Location: embeddedLocation, FS: defaultmodel.FS()}
 }
 
-// embeddedMoELocation is the source the built-in MoE variant reports.
-const embeddedMoELocation = "embedded:" + defaultmodel.MoEName
-
 // embeddedMoESource is chorus-micro-moe: the embedded overlay (layout and routers) read
 // over the embedded default's files, as one folder. It fails when the overlay is stale.
 func embeddedMoESource() (Source, error) {
-	fsys, err := defaultmodel.MoEFS()
-	if err != nil {
-		return Source{}, fmt.Errorf("%w: %v", ErrInvalidVariant, err)
-	}
-	return Source{Variant: defaultmodel.MoEName, Location: embeddedMoELocation, FS: fsys}, nil
+	src, _, err := embeddedFor(defaultmodel.MoEName)
+	return src, err
 }
 
-// embeddedFor returns the built-in source named variant ("chorus-micro", "chorus-micro-moe",
-// or their "embedded:" locations), and whether there is one.
+// embeddedFor returns the built-in source named variant (one of defaultmodel.Names, or its
+// "embedded:" location), and whether there is one.
 func embeddedFor(variant string) (Source, bool, error) {
-	switch variant {
-	case defaultmodel.Name, embeddedLocation:
-		return embeddedSource(), true, nil
-	case defaultmodel.MoEName, embeddedMoELocation:
-		src, err := embeddedMoESource()
-		return src, true, err
+	name := strings.TrimPrefix(variant, "embedded:")
+	if !slices.Contains(defaultmodel.Names(), name) {
+		return Source{}, false, nil
 	}
-	return Source{}, false, nil
+	fsys, err := defaultmodel.VariantFS(name)
+	if err != nil {
+		return Source{}, true, fmt.Errorf("%w: %v", ErrInvalidVariant, err)
+	}
+	return Source{Variant: name, Location: "embedded:" + name, FS: fsys}, true, nil
 }
 
 // pathSource opens a variant named by path in a Load request: a folder (card.json optional,

@@ -2,6 +2,7 @@ package moefy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -38,6 +39,11 @@ func (r *headRecorder) EncoderSelfAttention(ctx *tensor.Ctx, a *whisper.Attentio
 	return a.Self(ctx, x, heads, false, nil)
 }
 
+// ErrFewHeads is returned by BuildHeads for a model with an encoder layer of fewer than two
+// heads, where there is nothing to choose between: the variant is served without head
+// routers (its feed-forward experts are unaffected).
+var ErrFewHeads = errors.New("moefy: no head routers")
+
 // HeadReport is a head router's quality on held-out tokens: how often its top-k heads are
 // the oracle's, against random heads.
 type HeadReport struct {
@@ -53,6 +59,11 @@ type HeadReport struct {
 func BuildHeads(ctx context.Context, v *asr.Variant, clips []Clip, res *Result, hidden, epochs, maxTokens, k int, seed uint64) ([]HeadReport, error) {
 	m := v.Model
 	enc := len(m.Encoder.Layers)
+	for l := range enc {
+		if h := m.Encoder.Layers[l].Attn.Heads(); h < 2 {
+			return nil, fmt.Errorf("%w: encoder layer %d has %d heads (a pruned variant); routing heads needs at least 2 in every layer", ErrFewHeads, l, h)
+		}
+	}
 	if maxTokens <= 0 {
 		maxTokens = 20000
 	}

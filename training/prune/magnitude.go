@@ -13,7 +13,7 @@ import (
 // §5; structured magnitude pruning as in Michel et al. 2019 and Han et al. 2015): every
 // attention head (self and cross) and FFN unit of the model gets a score, the mean absolute
 // value of the weights it owns (q/k/v rows and out-projection columns for a head, the fc1
-// row and fc2 column for a unit); structures are removed from the lowest score up until the
+// row and fc2 column for a unit) relative to the mean score of its kind; structures are removed from the lowest score up until the
 // removed parameters reach target of the layers' prunable parameters. No training, no data:
 // it is what a sparsity target costs when nothing learns which structures matter. Whole
 // sublayers go only when all their heads or units do. The result is binary masks for
@@ -77,6 +77,25 @@ func MagnitudeMasks(m *whisper.Model, target float64, unitBlock int) (Set, float
 				n := float64(mlp.FC1.In + mlp.FC2.Out)
 				add(side, Units, l, j, sum/n, n+1) // + the fc1 bias
 			}
+		}
+	}
+	// Heads and units have weights of different scales (a head's q/k/v rows against an FFN
+	// unit's fc1 row), so raw means would prune one kind wholesale before touching the
+	// other — all of an encoder's attention, at 50% on chorus-micro. Each score is taken
+	// relative to the mean score of its kind on its side: a structure is compared with the
+	// typical structure of its own kind.
+	type group struct {
+		side Side
+		kind Kind
+	}
+	sum, count := map[group]float64{}, map[group]float64{}
+	for _, it := range items {
+		sum[group{it.side, it.kind}] += it.score
+		count[group{it.side, it.kind}]++
+	}
+	for i, it := range items {
+		if m := sum[group{it.side, it.kind}] / count[group{it.side, it.kind}]; m > 0 {
+			items[i].score = it.score / m
 		}
 	}
 	sort.SliceStable(items, func(a, b int) bool { return items[a].score < items[b].score })
