@@ -82,23 +82,36 @@ func registeredExperts() ExpertsBuilder {
 	return expertsBuilder
 }
 
-// nativeRouting is the routing an unrouted call of v runs: nil (the model's own blocks),
-// except for a gated variant with an expert side, whose gate's top-k then runs sparsely —
-// the same function as the model's blocks, which compute every expert.
+// nativeRouting is the routing an unrouted call of v runs (Transcribe, a Transcriber without
+// SetRouting): nil, the model's own blocks, unless v declares a default routing
+// (Chorus.Routing) or is gated, whose gate's top-k then runs sparsely — the same function
+// as the model's blocks, which compute every expert.
 func (v *Variant) nativeRouting() whisper.Routing {
-	if v.Model.Dims.GatedExperts == 0 || v.Experts == nil {
+	if v.Experts == nil || (v.Model.Dims.GatedExperts == 0 && v.Chorus.Routing == nil) {
 		return nil
 	}
-	rt, err := v.Experts.Routing(RoutingChoice{})
+	rt, err := v.Routing(RoutingChoice{})
 	if err != nil {
-		return nil // the dense path computes the same function
+		return nil // Open checked the default; the dense path is the fallback
 	}
 	return rt
 }
 
+// defaultChoice is c with the variant's default routing filled in when c names no router
+// (Router "", no heads) and v declares one.
+func (v *Variant) defaultChoice(c RoutingChoice) RoutingChoice {
+	d := v.Chorus.Routing
+	if d == nil || c.Router != "" || c.Heads != 0 {
+		return c
+	}
+	c.Router, c.Fraction, c.K, c.PerRequest = d.Router, d.Fraction, d.K, d.PerRequest
+	return c
+}
+
 // Routing returns a routing for one stream of v under c: nil for the dense choice on a dense
 // variant (the model's own path, at no cost), an error wrapping ErrRouting for a choice v
-// cannot honour.
+// cannot honour. A choice naming no router takes the variant's default routing, if it
+// declares one (Chorus.Routing); "dense" always runs every expert.
 func (v *Variant) Routing(c RoutingChoice) (whisper.Routing, error) {
 	if v.Experts == nil {
 		if c.Dense() && c.Heads == 0 {
@@ -106,5 +119,5 @@ func (v *Variant) Routing(c RoutingChoice) (whisper.Routing, error) {
 		}
 		return nil, fmt.Errorf("%w: model %s is dense: router %q needs a variant split into experts (chorus moe)", ErrRouting, v.Name, c.Router)
 	}
-	return v.Experts.Routing(c)
+	return v.Experts.Routing(v.defaultChoice(c))
 }

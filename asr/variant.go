@@ -60,6 +60,17 @@ type ChorusConfig struct {
 	// Gated declares sparsely-gated feed-forward blocks (whisper.Dims.GatedExperts,
 	// GateTopK): an upcycled variant, whose checkpoint holds each block's gate.
 	Gated *GatedConfig `json:"gated,omitempty"`
+	// Routing is the routing a MoE variant runs when a request names no router (Router ""):
+	// the flagship serves its learned routers at k/E = 1/4 unless asked for "dense".
+	Routing *RoutingDefault `json:"routing,omitempty"`
+}
+
+// RoutingDefault is the chorus block's "routing" entry (see RoutingChoice for the fields).
+type RoutingDefault struct {
+	Router     string  `json:"router"`
+	Fraction   float64 `json:"fraction,omitempty"`
+	K          int     `json:"k,omitempty"`
+	PerRequest bool    `json:"per_request,omitempty"`
 }
 
 // GatedConfig is the chorus block's "gated" entry: E experts per feed-forward block, the
@@ -274,6 +285,14 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 		}
 		if v.Experts, err = b(v, chorus.Experts, checkpointSource{ck}); err != nil {
 			return nil, fmt.Errorf("open model %s: experts: %w", name, err)
+		}
+	}
+	if chorus.Routing != nil {
+		if v.Experts == nil {
+			return nil, fmt.Errorf("open model %s: config.json declares a default routing and no experts", name)
+		}
+		if _, err := v.Routing(RoutingChoice{}); err != nil {
+			return nil, fmt.Errorf("open model %s: default routing: %w", name, err)
 		}
 	}
 	return v, nil

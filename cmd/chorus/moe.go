@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/chorus-asr/chorus/asr"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ import (
 func moeCmd() *cobra.Command {
 	var (
 		model, out, method, manifest string
-		overlay                      string
+		overlay, defaultRouter       string
 		headHidden                   int
 		nExperts, hidden, limit      int
 		maxTokens, epochs            int
@@ -36,6 +37,15 @@ func moeCmd() *cobra.Command {
 			}
 			if (manifest == "") == (len(files) == 0) {
 				return fmt.Errorf("give --manifest or audio files (not both)")
+			}
+			var routing *asr.RoutingDefault
+			if defaultRouter != "" {
+				arms, err := parseArms(defaultRouter)
+				if err != nil || len(arms) != 1 {
+					return fmt.Errorf("--default-router %q: want one ROUTER:AMOUNT[/request] (%v)", defaultRouter, err)
+				}
+				c := arms[0].Choice
+				routing = &asr.RoutingDefault{Router: c.Router, Fraction: c.Fraction, K: c.K, PerRequest: c.PerRequest}
 			}
 			m := map[string]string{"coact": experts.MethodCoActivation, "coactivation": experts.MethodCoActivation, "kmeans": experts.MethodKMeans}[method]
 			if m == "" {
@@ -81,7 +91,7 @@ func moeCmd() *cobra.Command {
 				"routers": res.Reports, "head_routers": heads,
 				"wall_s": time.Since(start).Seconds(),
 			}
-			if err := moefy.Save(out, v, res, card, moefy.SaveOptions{F16: f16, Compress: compress}); err != nil {
+			if err := moefy.Save(out, v, res, card, moefy.SaveOptions{F16: f16, Compress: compress, Routing: routing}); err != nil {
 				return err
 			}
 			if overlay != "" {
@@ -111,6 +121,7 @@ func moeCmd() *cobra.Command {
 	f.StringVar(&model, "model", "", "dense ReLU model folder (default: the embedded default model)")
 	f.StringVar(&out, "out", "", "variant folder to write")
 	f.IntVar(&headHidden, "head-router-hidden", 32, "hidden units of each encoder layer's learned head router (0: none)")
+	f.StringVar(&defaultRouter, "default-router", "", "routing the variant runs when a request names no router, as a chorus ab arm (mlp:0.25; default: dense)")
 	f.StringVar(&overlay, "overlay", "", "also write the variant as an overlay over the base model's folder (layout + routers only; what asr/defaultmodel embeds as chorus-micro-moe)")
 	f.IntVar(&nExperts, "experts", 16, "experts per feed-forward layer")
 	f.StringVar(&method, "method", "coact", "partitioning: coact (co-activation clustering) or kmeans (fc1 weight rows)")

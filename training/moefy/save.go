@@ -16,6 +16,9 @@ import (
 type SaveOptions struct {
 	F16      bool // store the model's matrices in half precision (routers stay float32)
 	Compress bool // model.safetensors.zst
+	// Routing, when set, is the routing the variant runs for requests that name no router
+	// (config.json's chorus.routing; e.g. mlp at k/E = 1/4 for the flagship).
+	Routing *asr.RoutingDefault
 }
 
 // Save writes the MoE-fied variant of v as a folder: config.json (v's config with the
@@ -68,6 +71,9 @@ func Save(dir string, v *asr.Variant, res *Result, card any, o SaveOptions) erro
 		}
 	}
 	chorus["experts"] = res.Layout
+	if o.Routing != nil {
+		chorus["routing"] = o.Routing
+	}
 	if cfg.Chorus, err = json.Marshal(chorus); err != nil {
 		return fmt.Errorf("save moe: %w", err)
 	}
