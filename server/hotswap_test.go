@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,12 +33,19 @@ import (
 // chorus-micro; corrupt flips one byte of its weights (the card's checksum then fails).
 func writeVariant(t *testing.T, dir, name string, corrupt bool) {
 	t.Helper()
+	publishFS(t, defaultmodel.FS(), dir, name, corrupt)
+}
+
+// publishFS publishes a copy of the variant folder src as variant name, serving as
+// chorus-micro (see writeVariant).
+func publishFS(t *testing.T, src fs.FS, dir, name string, corrupt bool) {
+	t.Helper()
 	tmp := filepath.Join(dir, "."+name) // publish by rename, as the registry documents
-	err := fs.WalkDir(defaultmodel.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(defaultmodel.FS(), p)
+		b, err := fs.ReadFile(src, p)
 		if err != nil {
 			return err
 		}
@@ -82,7 +90,8 @@ func heapMB() float64 {
 // default model is promoted to another variant and back 10 times. No stream may fail or be
 // dropped, each stream's served_by must stay constant for its life, the retired variants
 // must drain and unload (memory back to one model), and a corrupt variant must be refused
-// while serving goes on.
+// while serving goes on. Last, the embedded flagship is published into the models folder and
+// must take over by itself, with streams served by it and none dropped.
 func TestHotSwapUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hot swap under load takes about a minute")
@@ -202,12 +211,33 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	if got := live(); got != first {
 		t.Errorf("after the corrupt load live is %q, want %q", got, first)
 	}
+	// The flagship (pruned, then MoE-fied, serving its routers by default) published into
+	// the models folder takes over on the next rescan (the watcher's, or SIGHUP's).
+	if slices.Contains(defaultmodel.Names(), defaultmodel.FlagshipName) {
+		flag, err := defaultmodel.VariantFS(defaultmodel.FlagshipName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishFS(t, flag, dir, defaultmodel.FlagshipName, false)
+		if err := reg.Rescan(t.Context()); err != nil {
+			t.Fatalf("rescan after publishing the flagship: %v", err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); live() != defaultmodel.FlagshipName; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("published flagship not live after 30 s (live %q)", live())
+			}
+		}
+		time.Sleep(3 * time.Second) // streams open on the flagship
+	}
 	stop.Store(true)
 	wg.Wait()
 	if failures.Load() > 0 {
 		t.Fatalf("%d of %d streams failed", failures.Load(), streams.Load())
 	}
 	seen.Range(func(k, v any) bool { t.Logf("variant %s served %d streams", k, v.(*atomic.Int64).Load()); return true })
+	if n, ok := seen.Load(defaultmodel.FlagshipName); slices.Contains(defaultmodel.Names(), defaultmodel.FlagshipName) && (!ok || n.(*atomic.Int64).Load() == 0) {
+		t.Errorf("no stream was served by the published flagship")
+	}
 
 	// Drain: every retired variant unloads once its last stream is done.
 	deadline := time.Now().Add(30 * time.Second)
