@@ -1,14 +1,17 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
-	"time"
+	"strconv"
+	"strings"
 
-	"github.com/chorus-asr/chorus/asr"
-	"github.com/chorus-asr/chorus/training/prune"
 	"github.com/spf13/cobra"
+
+	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/speech"
 )
 
 func pruneCmd() *cobra.Command {
@@ -33,46 +36,94 @@ a training recipe instead: chorus train --recipe recipes/chorus-micro-prune-50.j
 			if method != "magnitude" {
 				return fmt.Errorf("--method %q: only magnitude prunes without training (CoFi is a recipe: chorus train)", method)
 			}
-			start := time.Now()
 			v, err := openModelOrDefault(model, false)
 			if err != nil {
 				return err
 			}
-			z, achieved, err := prune.MagnitudeMasks(v.Model, target, unitBlock)
+			res, err := speech.PruneMagnitude(v, target, unitBlock, out)
 			if err != nil {
 				return err
 			}
-			mat, err := prune.MaterialiseModel(v.Model, z)
-			if err != nil {
-				return err
-			}
-			cfg := asr.ConfigFromDims(mat.Model.Dims)
-			ch := asr.DimsChorus(mat.Model.Dims)
-			ch.EncoderWindow = v.Chorus.EncoderWindow
-			cfg.Chorus, _ = json.Marshal(ch)
-			if err := asr.Save(out, mat.Model, cfg, v.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
-				return err
-			}
-			before, after := v.Model.NumParams(), mat.Model.NumParams()
-			card := map[string]any{
-				"name": filepath.Base(filepath.Clean(out)), "parent": v.Path, "kind": "prune",
-				"prune": map[string]any{"method": "magnitude", "target": target, "achieved": achieved, "unit_block": unitBlock,
-					"parent_params": before, "params": after, "layers": mat.Layers},
-				"wall_s": time.Since(start).Seconds(),
-			}
-			if err := asr.WriteCard(out, card); err != nil {
-				return err
-			}
+			before, after, achieved := res.Before, res.After, res.Achieved
 			fmt.Printf("magnitude pruning to %.0f%%: achieved %.1f%% of the layers' parameters, %d → %d parameters; wrote %s\n",
 				100*target, 100*achieved, before, after, out)
 			return nil
 		},
 	}
+	cmd.AddCommand(pruneSweepCmd())
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "", "model to prune (default: the embedded default model)")
 	f.StringVar(&out, "out", "", "variant folder to write")
 	f.StringVar(&method, "method", "magnitude", "pruning method (magnitude)")
 	f.Float64Var(&target, "target", 0.5, "share of the encoder and decoder layers' parameters to remove, in [0, 1)")
 	f.IntVar(&unitBlock, "unit-block", 0, "keep each layer's FFN units a multiple of this (16: the result can be MoE-fied into 16 experts)")
+	return cmd
+}
+
+func pruneSweepCmd() *cobra.Command {
+	var (
+		recipe, manifest, work, targets, methods string
+		limit, benchRuns                         int
+	)
+	cmd := &cobra.Command{
+		Use:   "sweep --recipe R --manifest F [--targets 0.3,0.5,0.7] [flags]",
+		Short: "WER against sparsity: prune the recipe's teacher to each target by magnitude, by CoFi with distillation and by CoFi without, then score and time every variant",
+		Long: `Prunes the teacher of a prune recipe (CoFi settings in its prune block) to each target
+three ways — magnitude (no training), CoFi with the recipe's distillation, and CoFi trained on
+the speech loss alone — scores the teacher and every variant on the dev manifest and times
+their encoder and decoder (chorus bench), and writes sweep.csv and sweep.png (WER against the
+achieved sparsity) into the work folder. Each run has its own folder there; CoFi runs resume
+from their checkpoints and finished variants are reused, so a stopped sweep continues.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if recipe == "" || manifest == "" {
+				return fmt.Errorf("--recipe and --manifest are required")
+			}
+			r, err := speech.ReadRecipe(recipe)
+			if err != nil {
+				return err
+			}
+			var ts []float64
+			for _, f := range strings.Split(targets, ",") {
+				t, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+				if err != nil {
+					return fmt.Errorf("--targets: %q: %v", f, err)
+				}
+				ts = append(ts, t)
+			}
+			var ms []string
+			if methods != "" {
+				ms = strings.Split(methods, ",")
+			}
+			dev, err := data.ReadManifest(manifest, data.ReadOptions{})
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(work, 0o755); err != nil {
+				return err
+			}
+			rows, err := speech.Sweep(cmd.Context(), speech.SweepOptions{Recipe: r, Targets: ts, Methods: ms, Work: work,
+				Dev: dev, Limit: limit, BenchRuns: benchRuns, Run: speech.RunOptions{Progress: os.Stderr}})
+			if len(rows) > 0 {
+				if werr := speech.WriteSweep(rows, filepath.Join(work, "sweep.csv"), filepath.Join(work, "sweep.png")); werr != nil {
+					return errors.Join(err, werr)
+				}
+				fmt.Printf("%-16s %7s %9s %10s %7s %7s %11s %12s\n", "method", "target", "sparsity", "params", "WER", "CER", "encoder ms", "ms/token")
+				for _, row := range rows {
+					fmt.Printf("%-16s %6.0f%% %8.1f%% %10d %6.1f%% %6.1f%% %11.1f %12.3f\n", row.Method, 100*row.Target, 100*row.Sparsity,
+						row.Params, 100*row.WER, 100*row.CER, row.EncoderMS, row.DecodeMSPerToken)
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&recipe, "recipe", "", "prune recipe (its teacher and CoFi settings; e.g. recipes/chorus-micro-prune-50.json)")
+	f.StringVar(&manifest, "manifest", "", "dev manifest the variants are scored on")
+	f.IntVar(&limit, "limit", 150, "first N utterances of the manifest (0: all)")
+	f.StringVar(&work, "work", "runs/prune-sweep", "folder of the runs, sweep.csv and sweep.png")
+	f.StringVar(&targets, "targets", "0.3,0.5,0.7", "sparsity targets, comma-separated")
+	f.StringVar(&methods, "methods", "", "methods, comma-separated (default: magnitude,cofi,cofi-nodistill)")
+	f.IntVar(&benchRuns, "bench-runs", 3, "timing runs per variant (median)")
 	return cmd
 }

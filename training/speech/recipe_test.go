@@ -21,20 +21,7 @@ import (
 // from the start.
 func TestRunReLUFication(t *testing.T) {
 	dir := t.TempDir()
-	tok, err := tokenizer.Load("../../asr/tokenizer/testdata/trained-en")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 32, NAudioHead: 2, NAudioLayer: 1,
-		NVocab: tok.Size(), NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "gelu"}
-	m, err := whisper.NewRandom(d, 5, whisper.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	from := filepath.Join(dir, "gelu")
-	if err := asr.Save(from, m, nil, tok, asr.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	from, m := tinyVariant(t, dir, "gelu", func(d *whisper.Dims) { d.Activation = "gelu" })
 	man := writeToneCorpus(t, dir)
 	r := tinyRecipe("relufied", from, man)
 	r.Model.Activation = "relu"
@@ -104,6 +91,31 @@ func checkRecipeErrors(t *testing.T, cases map[string]string) {
 	}
 }
 
+// tinyVariant saves a seeded random model of width 32 over the test tokenizer's vocabulary
+// (one encoder and one decoder layer, ReLU, before edit changes any of it) as the variant
+// folder dir/name, and returns the folder and the model.
+func tinyVariant(t *testing.T, dir, name string, edit func(*whisper.Dims)) (string, *whisper.Model) {
+	t.Helper()
+	tok, err := tokenizer.Load("../../asr/tokenizer/testdata/trained-en")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 32, NAudioHead: 2, NAudioLayer: 1,
+		NVocab: tok.Size(), NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "relu"}
+	if edit != nil {
+		edit(&d)
+	}
+	m, err := whisper.NewRandom(d, 5, whisper.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := asr.Save(path, m, asr.ConfigFromDims(d), tok, asr.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return path, m
+}
+
 // writeToneCorpus writes four one-second clips of tones with made-up transcripts and their
 // manifest under dir, and returns the manifest's path.
 func writeToneCorpus(t *testing.T, dir string) string {
@@ -141,22 +153,10 @@ func writeToneCorpus(t *testing.T, dir string) string {
 // the same layer shapes.
 func TestRunFineTunePruned(t *testing.T) {
 	dir := t.TempDir()
-	tok, err := tokenizer.Load("../../asr/tokenizer/testdata/trained-en")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 32, NAudioHead: 2, NAudioLayer: 2,
-		NVocab: tok.Size(), NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "relu",
-		EncoderSizes: []whisper.EncoderLayerSize{{Heads: 1, FFN: 48}, {Heads: 2, FFN: 16}}}
-	m, err := whisper.NewRandom(d, 5, whisper.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	from := filepath.Join(dir, "pruned")
-	cfg := asr.ConfigFromDims(d)
-	if err := asr.Save(from, m, cfg, tok, asr.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	from, _ := tinyVariant(t, dir, "pruned", func(d *whisper.Dims) {
+		d.NAudioLayer = 2
+		d.EncoderSizes = []whisper.EncoderLayerSize{{Heads: 1, FFN: 48}, {Heads: 2, FFN: 16}}
+	})
 	man := writeToneCorpus(t, dir)
 	_, v := runTiny(t, tinyRecipe("pruned-ft", from, man), dir)
 	got := v.Model.Dims

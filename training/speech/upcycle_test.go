@@ -7,9 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
-	"github.com/chorus-asr/chorus/asr/tokenizer"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	_ "github.com/chorus-asr/chorus/experts/moe" // serves the upcycled variant
 )
@@ -40,20 +38,7 @@ func TestUpcycleRecipeErrors(t *testing.T) {
 // in training, and the load-balancing term is logged beside the loss.
 func TestRunUpcycle(t *testing.T) {
 	dir := t.TempDir()
-	tok, err := tokenizer.Load("../../asr/tokenizer/testdata/trained-en")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := whisper.Dims{NMels: 80, NAudioCtx: 1500, NAudioState: 32, NAudioHead: 2, NAudioLayer: 1,
-		NVocab: tok.Size(), NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "relu", EncoderFFN: 64, DecoderFFN: 64}
-	m, err := whisper.NewRandom(d, 5, whisper.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	from := filepath.Join(dir, "dense")
-	if err := asr.Save(from, m, asr.ConfigFromDims(d), tok, asr.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	from, _ := tinyVariant(t, dir, "dense", func(d *whisper.Dims) { d.EncoderFFN, d.DecoderFFN = 64, 64 })
 	man := writeToneCorpus(t, dir)
 	r := tinyRecipe("upcycled", from, man)
 	r.Upcycle = &UpcycleRecipe{Experts: 4, TopK: 2}

@@ -1,0 +1,234 @@
+package speech
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/bench"
+	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/plot"
+)
+
+// The pruning methods a sweep compares (issue: pruning and distillation).
+const (
+	SweepMagnitude     = "magnitude"      // no training: the structures with the smallest weights go
+	SweepCoFi          = "cofi"           // the recipe as written: CoFi masks with distillation
+	SweepCoFiNoDistill = "cofi-nodistill" // the same masks trained on the speech loss alone
+)
+
+// SweepOptions configure Sweep.
+type SweepOptions struct {
+	// Recipe is a prune recipe (kind prune): its teacher is the model pruned, its prune block
+	// the CoFi settings; each run replaces the target (and, without distillation, zeroes the
+	// distillation weights and sets the task weight to 1).
+	Recipe  *Recipe
+	Targets []float64
+	Methods []string // default: all three
+	// Work holds one folder per run (<method>-<percent>): CoFi runs resume from their
+	// checkpoints and finished variants are reused, so an interrupted sweep continues.
+	Work string
+	// Dev is scored on its first Limit utterances (0: all); BenchRuns times encoder and
+	// decoder per variant (median of that many; default 3).
+	Dev       *data.Manifest
+	Limit     int
+	BenchRuns int
+	Logger    *slog.Logger
+	Run       RunOptions // progress and logging of the CoFi runs (Work and Resume are set per run)
+}
+
+// SweepRow is one variant of a sweep: the teacher (method "teacher", sparsity 0) or a pruned one.
+type SweepRow struct {
+	Method           string  `json:"method"`
+	Target           float64 `json:"target"`
+	Sparsity         float64 `json:"sparsity"` // achieved share of the layers' parameters removed
+	Params           int64   `json:"params"`
+	WER              float64 `json:"wer"`
+	CER              float64 `json:"cer"`
+	EncoderMS        float64 `json:"encoder_ms"`          // one 30-s window (chorus bench)
+	DecodeMSPerToken float64 `json:"decode_ms_per_token"` // chorus bench
+	Variant          string  `json:"variant"`
+}
+
+// Sweep prunes the recipe's teacher to each target with each method, scores every variant
+// and the teacher on the dev manifest, and times them: the WER-against-sparsity comparison.
+// Rows come teacher first, then per method in order of target.
+func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
+	r := o.Recipe
+	if r == nil || r.Kind != "prune" || r.Prune == nil {
+		return nil, errors.New("sweep: needs a prune recipe")
+	}
+	if o.Dev == nil || len(o.Targets) == 0 || o.Work == "" {
+		return nil, errors.New("sweep: needs a dev manifest, targets and a work folder")
+	}
+	methods := o.Methods
+	if len(methods) == 0 {
+		methods = []string{SweepMagnitude, SweepCoFi, SweepCoFiNoDistill}
+	}
+	for _, m := range methods {
+		if m != SweepMagnitude && m != SweepCoFi && m != SweepCoFiNoDistill {
+			return nil, fmt.Errorf("sweep: unknown method %q (want %s, %s or %s)", m, SweepMagnitude, SweepCoFi, SweepCoFiNoDistill)
+		}
+	}
+	for _, t := range o.Targets {
+		if !(t > 0 && t < 1) {
+			return nil, fmt.Errorf("sweep: target %g outside (0, 1)", t)
+		}
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	teacher, err := openTeacher(r.Teacher)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: teacher: %w", err)
+	}
+	score := func(v *asr.Variant, row SweepRow) (SweepRow, error) {
+		rep, err := Evaluate(ctx, v, o.Dev, EvalOptions{Limit: o.Limit})
+		if err != nil {
+			return row, err
+		}
+		b, err := bench.Run(v.Model, v.Name, bench.Options{Runs: max(1, o.BenchRuns)})
+		if err != nil {
+			return row, err
+		}
+		row.WER, row.CER, row.EncoderMS, row.DecodeMSPerToken = rep.Overall.WER, rep.Overall.CER, b.EncoderMS, b.DecodeMSPerToken
+		row.Params = v.Model.NumParams()
+		log.Info("sweep: scored", "method", row.Method, "target", row.Target, "sparsity", row.Sparsity, "wer", row.WER, "encoder_ms", row.EncoderMS)
+		return row, nil
+	}
+	row, err := score(teacher, SweepRow{Method: "teacher", Variant: teacher.Path})
+	if err != nil {
+		return nil, err
+	}
+	rows := []SweepRow{row}
+	for _, m := range methods {
+		for _, t := range o.Targets {
+			dir := filepath.Join(o.Work, fmt.Sprintf("%s-%02.0f", m, 100*t))
+			variant, err := sweepVariant(ctx, o, teacher, m, t, dir)
+			if err != nil {
+				return rows, fmt.Errorf("sweep %s at %g: %w", m, t, err)
+			}
+			v, err := asr.Open(variant, asr.OpenOptions{})
+			if err != nil {
+				return rows, err
+			}
+			sp, err := cardSparsity(variant)
+			if err != nil {
+				return rows, err
+			}
+			row, err := score(v, SweepRow{Method: m, Target: t, Sparsity: sp, Variant: variant})
+			if err != nil {
+				return rows, err
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows, nil
+}
+
+// sweepVariant makes (or finds, from an earlier run) the variant of one method and target
+// and returns its folder.
+func sweepVariant(ctx context.Context, o SweepOptions, teacher *asr.Variant, method string, t float64, dir string) (string, error) {
+	if method == SweepMagnitude {
+		if _, err := os.Stat(filepath.Join(dir, "card.json")); err == nil {
+			return dir, nil
+		}
+		_, err := PruneMagnitude(teacher, t, o.Recipe.Prune.UnitBlock, dir)
+		return dir, err
+	}
+	variant := filepath.Join(dir, "variant")
+	if _, err := os.Stat(filepath.Join(variant, "card.json")); err == nil && finished(dir, o.Recipe) {
+		return variant, nil
+	}
+	r := *o.Recipe
+	p := *r.Prune
+	p.Target = t
+	if method == SweepCoFiNoDistill {
+		p.TaskWeight = 1
+		p.Distill.Logit, p.Distill.Hidden, p.Distill.Attn, p.Distill.FFN = 0, 0, 0, 0
+	}
+	r.Prune = &p
+	r.Name = filepath.Base(dir)
+	ro := o.Run
+	ro.Work, ro.Resume = dir, true
+	if err := Run(ctx, &r, ro); err != nil {
+		return "", err
+	}
+	return variant, nil
+}
+
+// finished reports whether the run in dir reached the recipe's steps (its variant is final).
+func finished(dir string, r *Recipe) bool {
+	step, _ := latestStep(filepath.Join(dir, "checkpoints"))
+	return step >= int64(r.Optim.Steps)
+}
+
+// cardSparsity reads the achieved sparsity a pruned variant's card records.
+func cardSparsity(dir string) (float64, error) {
+	b, err := fs.ReadFile(os.DirFS(dir), "card.json")
+	if err != nil {
+		return 0, err
+	}
+	var c struct {
+		Prune struct {
+			Achieved float64 `json:"achieved_sparsity"`
+		} `json:"prune"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return 0, fmt.Errorf("%s/card.json: %w", dir, err)
+	}
+	return c.Prune.Achieved, nil
+}
+
+// WriteSweep writes the rows as CSV and draws WER against achieved sparsity, one line per
+// method from the teacher's point.
+func WriteSweep(rows []SweepRow, csvPath, pngPath string) error {
+	f, err := os.Create(csvPath)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"method", "target", "sparsity", "params", "wer", "cer", "encoder_ms", "decode_ms_per_token", "variant"})
+	g := func(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
+	for _, r := range rows {
+		w.Write([]string{r.Method, g(r.Target), g(r.Sparsity), strconv.FormatInt(r.Params, 10), g(r.WER), g(r.CER), g(r.EncoderMS), g(r.DecodeMSPerToken), r.Variant})
+	}
+	w.Flush()
+	if err := errors.Join(w.Error(), f.Close()); err != nil {
+		return err
+	}
+	var teacher *SweepRow
+	series := map[string]*plot.Series{}
+	var order []string
+	for i := range rows {
+		r := &rows[i]
+		if r.Method == "teacher" {
+			teacher = r
+			continue
+		}
+		s := series[r.Method]
+		if s == nil {
+			s = &plot.Series{Name: r.Method}
+			if teacher != nil {
+				s.X, s.Y = []float64{0}, []float64{100 * teacher.WER}
+			}
+			series[r.Method] = s
+			order = append(order, r.Method)
+		}
+		s.X, s.Y = append(s.X, 100*r.Sparsity), append(s.Y, 100*r.WER)
+	}
+	var ss []plot.Series
+	for _, m := range order {
+		ss = append(ss, *series[m])
+	}
+	return plot.Lines(pngPath, "WER against sparsity (encoder+decoder layers)", "parameters removed (%)", "WER (%)", ss...)
+}

@@ -1,0 +1,77 @@
+package speech
+
+import (
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/chorus-asr/chorus/asr/models/whisper"
+	"github.com/chorus-asr/chorus/training/data"
+)
+
+// TestSweep runs the WER-against-sparsity sweep end to end on a tiny teacher: every method
+// gives a variant at each target with about that sparsity, the teacher row comes first, the
+// CSV and the plot are written, and a second sweep over the same folder reuses the finished
+// variants instead of training again.
+func TestSweep(t *testing.T) {
+	dir := t.TempDir()
+	teacher, _ := tinyVariant(t, dir, "teacher", func(d *whisper.Dims) { d.NAudioLayer, d.EncoderFFN, d.DecoderFFN = 2, 128, 128 })
+	man := writeToneCorpus(t, dir)
+	r := tinyRecipe("sweep", "", man)
+	r.Kind, r.Teacher = "prune", teacher
+	r.Prune = &PruneRecipe{Target: 0.5, GateLR: 0.1, LambdaLR: 0.1, TaskWeight: 0.5}
+	r.Prune.Distill.Temperature, r.Prune.Distill.Logit = 2, 0.5
+	dev, err := data.ReadManifest(man, data.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(dir, "sweep")
+	o := SweepOptions{Recipe: r, Targets: []float64{0.3, 0.6}, Work: work, Dev: dev, BenchRuns: 1}
+	rows, err := Sweep(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1+3*2 || rows[0].Method != "teacher" || rows[0].Sparsity != 0 {
+		t.Fatalf("rows %+v: want the teacher then 3 methods × 2 targets", rows)
+	}
+	for _, row := range rows[1:] {
+		if row.Params >= rows[0].Params || row.EncoderMS <= 0 || row.Variant == "" {
+			t.Errorf("%s at %g: %d params (teacher %d), encoder %g ms", row.Method, row.Target, row.Params, rows[0].Params, row.EncoderMS)
+		}
+		if row.Method == SweepMagnitude && (row.Sparsity < row.Target-0.05 || row.Sparsity > row.Target+0.15) {
+			t.Errorf("magnitude at %g: achieved %g", row.Target, row.Sparsity)
+		}
+	}
+	csvPath, png := filepath.Join(work, "sweep.csv"), filepath.Join(work, "sweep.png")
+	if err := WriteSweep(rows, csvPath, png); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(recs) != len(rows)+1 {
+		t.Fatalf("sweep.csv: %d records (%v), want a header and %d rows", len(recs), err, len(rows))
+	}
+	if st, err := os.Stat(png); err != nil || st.Size() == 0 {
+		t.Fatalf("sweep.png: %v", err)
+	}
+	// Again over the same folder: finished runs are reused, not retrained.
+	before, _ := os.Stat(filepath.Join(work, "cofi-30", "variant", "card.json"))
+	again, err := Sweep(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(filepath.Join(work, "cofi-30", "variant", "card.json"))
+	if len(again) != len(rows) || !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("second sweep: %d rows; cofi-30 variant rewritten (%v → %v)", len(again), before.ModTime(), after.ModTime())
+	}
+	for _, bad := range []SweepOptions{{Recipe: r, Targets: []float64{1}, Work: work, Dev: dev}, {Recipe: r, Targets: []float64{0.5}, Methods: []string{"random"}, Work: work, Dev: dev}, {Recipe: tinyRecipe("x", "", man), Targets: []float64{0.5}, Work: work, Dev: dev}} {
+		if _, err := Sweep(t.Context(), bad); err == nil {
+			t.Errorf("sweep %+v: no error", bad)
+		}
+	}
+}
