@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"runtime/debug"
 
@@ -33,7 +36,13 @@ func trainCmd() *cobra.Command {
 			if work == "" {
 				work = "runs/" + r.Name
 			}
-			return speech.Run(cmd.Context(), r, speech.RunOptions{Work: work, Resume: resume, Steps: steps, Progress: os.Stderr, Publish: publish})
+			err = speech.Run(cmd.Context(), r, speech.RunOptions{Work: work, Resume: resume, Steps: steps, Progress: os.Stderr, Publish: publish})
+			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
+				// SIGINT/SIGTERM: the trainer wrote a checkpoint first. Still a failure for
+				// scripts (the run did not finish), but say what happened and what next.
+				return fmt.Errorf("interrupted; the checkpoint is written, and the same command with --resume continues from it")
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
