@@ -72,7 +72,8 @@ func pruneSweepCmd() *cobra.Command {
 three ways — magnitude (no training), CoFi with the recipe's distillation, and CoFi trained on
 the speech loss alone — scores the teacher and every variant on the dev manifest and times
 their encoder and decoder (chorus bench), and writes sweep.csv and sweep.png (WER against the
-achieved sparsity) into the work folder. Each run has its own folder there; CoFi runs resume
+achieved sparsity) and, for the CoFi runs (cofi-entropy and cofi-kl add the non-uniformity
+regularisers), per-layer sparsity maps sweep-layers-<target>.png into the work folder. Each run has its own folder there; CoFi runs resume
 from their checkpoints and finished variants are reused, so a stopped sweep continues.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -123,7 +124,7 @@ from their checkpoints and finished variants are reused, so a stopped sweep cont
 	f.IntVar(&limit, "limit", 150, "first N utterances of the manifest (0: all)")
 	f.StringVar(&work, "work", "runs/prune-sweep", "folder of the runs, sweep.csv and sweep.png")
 	f.StringVar(&targets, "targets", "0.3,0.5,0.7", "sparsity targets, comma-separated")
-	f.StringVar(&methods, "methods", "", "methods, comma-separated (default: magnitude,cofi,cofi-nodistill)")
+	f.StringVar(&methods, "methods", "", "methods, comma-separated: magnitude, cofi, cofi-nodistill, cofi-entropy, cofi-kl (default: the first three)")
 	f.IntVar(&benchRuns, "bench-runs", 3, "timing runs per variant (median)")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package speech
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -10,7 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/bench"
@@ -23,7 +26,13 @@ const (
 	SweepMagnitude     = "magnitude"      // no training: the structures with the smallest weights go
 	SweepCoFi          = "cofi"           // the recipe as written: CoFi masks with distillation
 	SweepCoFiNoDistill = "cofi-nodistill" // the same masks trained on the speech loss alone
+	SweepCoFiEntropy   = "cofi-entropy"   // CoFi with distillation plus the entropy regulariser
+	SweepCoFiKL        = "cofi-kl"        // CoFi with distillation plus the KL-from-uniform regulariser
 )
+
+// sweepMethods are the methods Sweep knows, in its default order (the regularised ones run
+// only when asked).
+var sweepMethods = []string{SweepMagnitude, SweepCoFi, SweepCoFiNoDistill, SweepCoFiEntropy, SweepCoFiKL}
 
 // SweepOptions configure Sweep.
 type SweepOptions struct {
@@ -32,7 +41,10 @@ type SweepOptions struct {
 	// distillation weights and sets the task weight to 1).
 	Recipe  *Recipe
 	Targets []float64
-	Methods []string // default: all three
+	Methods []string // default: magnitude, cofi, cofi-nodistill
+	// Entropy and KL weight the non-uniformity regularisers of the cofi-entropy and cofi-kl
+	// runs (prune.Regulariser; default 0.5 each). The plain CoFi runs use the recipe's.
+	Entropy, KL float64
 	// Work holds one folder per run (<method>-<percent>): CoFi runs resume from their
 	// checkpoints and finished variants are reused, so an interrupted sweep continues.
 	Work string
@@ -47,15 +59,17 @@ type SweepOptions struct {
 
 // SweepRow is one variant of a sweep: the teacher (method "teacher", sparsity 0) or a pruned one.
 type SweepRow struct {
-	Method           string  `json:"method"`
-	Target           float64 `json:"target"`
-	Sparsity         float64 `json:"sparsity"` // achieved share of the layers' parameters removed
-	Params           int64   `json:"params"`
-	WER              float64 `json:"wer"`
-	CER              float64 `json:"cer"`
-	EncoderMS        float64 `json:"encoder_ms"`          // one 30-s window (chorus bench)
-	DecodeMSPerToken float64 `json:"decode_ms_per_token"` // chorus bench
-	Variant          string  `json:"variant"`
+	Method   string  `json:"method"`
+	Target   float64 `json:"target"`
+	Sparsity float64 `json:"sparsity"` // achieved share of the layers' parameters removed
+	// Layers is each layer's achieved sparsity (encoder layers, then decoder), from the card.
+	Layers           []float64 `json:"layers,omitempty"`
+	Params           int64     `json:"params"`
+	WER              float64   `json:"wer"`
+	CER              float64   `json:"cer"`
+	EncoderMS        float64   `json:"encoder_ms"`          // one 30-s window (chorus bench)
+	DecodeMSPerToken float64   `json:"decode_ms_per_token"` // chorus bench
+	Variant          string    `json:"variant"`
 }
 
 // Sweep prunes the recipe's teacher to each target with each method, scores every variant
@@ -74,8 +88,8 @@ func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
 		methods = []string{SweepMagnitude, SweepCoFi, SweepCoFiNoDistill}
 	}
 	for _, m := range methods {
-		if m != SweepMagnitude && m != SweepCoFi && m != SweepCoFiNoDistill {
-			return nil, fmt.Errorf("sweep: unknown method %q (want %s, %s or %s)", m, SweepMagnitude, SweepCoFi, SweepCoFiNoDistill)
+		if !slices.Contains(sweepMethods, m) {
+			return nil, fmt.Errorf("sweep: unknown method %q (want one of %s)", m, strings.Join(sweepMethods, ", "))
 		}
 	}
 	for _, t := range o.Targets {
@@ -121,11 +135,11 @@ func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
 			if err != nil {
 				return rows, err
 			}
-			sp, err := cardSparsity(variant)
+			sp, layers, err := cardSparsity(variant)
 			if err != nil {
 				return rows, err
 			}
-			row, err := score(v, SweepRow{Method: m, Target: t, Sparsity: sp, Variant: variant})
+			row, err := score(v, SweepRow{Method: m, Target: t, Sparsity: sp, Layers: layers, Variant: variant})
 			if err != nil {
 				return rows, err
 			}
@@ -152,9 +166,14 @@ func sweepVariant(ctx context.Context, o SweepOptions, teacher *asr.Variant, met
 	r := *o.Recipe
 	p := *r.Prune
 	p.Target = t
-	if method == SweepCoFiNoDistill {
+	switch method {
+	case SweepCoFiNoDistill:
 		p.TaskWeight = 1
 		p.Distill.Logit, p.Distill.Hidden, p.Distill.Attn, p.Distill.FFN = 0, 0, 0, 0
+	case SweepCoFiEntropy:
+		p.Entropy, p.KL = cmp.Or(o.Entropy, 0.5), 0
+	case SweepCoFiKL:
+		p.Entropy, p.KL = 0, cmp.Or(o.KL, 0.5)
 	}
 	r.Prune = &p
 	r.Name = filepath.Base(dir)
@@ -172,21 +191,36 @@ func finished(dir string, r *Recipe) bool {
 	return step >= int64(r.Optim.Steps)
 }
 
-// cardSparsity reads the achieved sparsity a pruned variant's card records.
-func cardSparsity(dir string) (float64, error) {
+// cardSparsity reads the achieved sparsity a pruned variant's card records, overall and per
+// layer (the magnitude baseline's card has no per-layer figures: nil).
+func cardSparsity(dir string) (float64, []float64, error) {
 	b, err := fs.ReadFile(os.DirFS(dir), "card.json")
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var c struct {
 		Prune struct {
-			Achieved float64 `json:"achieved_sparsity"`
+			Achieved float64         `json:"achieved_sparsity"`
+			Layers   json.RawMessage `json:"layers"` // CoFi: per-layer cards; magnitude: sizes per stack
 		} `json:"prune"`
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
-		return 0, fmt.Errorf("%s/card.json: %w", dir, err)
+		return 0, nil, fmt.Errorf("%s/card.json: %w", dir, err)
 	}
-	return c.Prune.Achieved, nil
+	var cards []struct {
+		Achieved *float64 `json:"achieved_sparsity"`
+	}
+	if json.Unmarshal(c.Prune.Layers, &cards) != nil {
+		return c.Prune.Achieved, nil, nil
+	}
+	var layers []float64
+	for _, l := range cards {
+		if l.Achieved == nil {
+			return c.Prune.Achieved, nil, nil
+		}
+		layers = append(layers, *l.Achieved)
+	}
+	return c.Prune.Achieved, layers, nil
 }
 
 // WriteSweep writes the rows as CSV and draws WER against achieved sparsity, one line per
@@ -230,5 +264,32 @@ func WriteSweep(rows []SweepRow, csvPath, pngPath string) error {
 	for _, m := range order {
 		ss = append(ss, *series[m])
 	}
-	return plot.Lines(pngPath, "WER against sparsity (encoder+decoder layers)", "parameters removed (%)", "WER (%)", ss...)
+	if err := plot.Lines(pngPath, "WER against sparsity (encoder+decoder layers)", "parameters removed (%)", "WER (%)", ss...); err != nil {
+		return err
+	}
+	// Per-layer sparsity maps: for each target, one line per CoFi run (Lagrangian alone and
+	// with each regulariser) over the layers, encoder first.
+	byTarget := map[float64][]plot.Series{}
+	var targets []float64
+	for _, r := range rows {
+		if len(r.Layers) == 0 {
+			continue
+		}
+		if _, ok := byTarget[r.Target]; !ok {
+			targets = append(targets, r.Target)
+		}
+		s := plot.Series{Name: r.Method}
+		for i, v := range r.Layers {
+			s.X, s.Y = append(s.X, float64(i)), append(s.Y, 100*v)
+		}
+		byTarget[r.Target] = append(byTarget[r.Target], s)
+	}
+	base := strings.TrimSuffix(pngPath, filepath.Ext(pngPath))
+	for _, t := range targets {
+		title := fmt.Sprintf("per-layer sparsity at target %.0f%% (encoder layers, then decoder)", 100*t)
+		if err := plot.Lines(fmt.Sprintf("%s-layers-%02.0f.png", base, 100*t), title, "layer", "parameters removed (%)", byTarget[t]...); err != nil {
+			return err
+		}
+	}
+	return nil
 }

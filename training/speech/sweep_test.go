@@ -27,13 +27,14 @@ func TestSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := filepath.Join(dir, "sweep")
-	o := SweepOptions{Recipe: r, Targets: []float64{0.3, 0.6}, Work: work, Dev: dev, BenchRuns: 1}
+	o := SweepOptions{Recipe: r, Targets: []float64{0.3, 0.6}, Work: work, Dev: dev, BenchRuns: 1,
+		Methods: []string{SweepMagnitude, SweepCoFi, SweepCoFiNoDistill, SweepCoFiEntropy, SweepCoFiKL}}
 	rows, err := Sweep(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1+3*2 || rows[0].Method != "teacher" || rows[0].Sparsity != 0 {
-		t.Fatalf("rows %+v: want the teacher then 3 methods × 2 targets", rows)
+	if len(rows) != 1+5*2 || rows[0].Method != "teacher" || rows[0].Sparsity != 0 {
+		t.Fatalf("rows %+v: want the teacher then 5 methods × 2 targets", rows)
 	}
 	for _, row := range rows[1:] {
 		if row.Params >= rows[0].Params || row.EncoderMS <= 0 || row.Variant == "" {
@@ -41,6 +42,9 @@ func TestSweep(t *testing.T) {
 		}
 		if row.Method == SweepMagnitude && (row.Sparsity < row.Target-0.05 || row.Sparsity > row.Target+0.15) {
 			t.Errorf("magnitude at %g: achieved %g", row.Target, row.Sparsity)
+		}
+		if row.Method != SweepMagnitude && len(row.Layers) != 3 {
+			t.Errorf("%s at %g: per-layer sparsity %v, want 3 layers", row.Method, row.Target, row.Layers)
 		}
 	}
 	csvPath, png := filepath.Join(work, "sweep.csv"), filepath.Join(work, "sweep.png")
@@ -56,8 +60,10 @@ func TestSweep(t *testing.T) {
 	if err != nil || len(recs) != len(rows)+1 {
 		t.Fatalf("sweep.csv: %d records (%v), want a header and %d rows", len(recs), err, len(rows))
 	}
-	if st, err := os.Stat(png); err != nil || st.Size() == 0 {
-		t.Fatalf("sweep.png: %v", err)
+	for _, p := range []string{png, filepath.Join(work, "sweep-layers-30.png"), filepath.Join(work, "sweep-layers-60.png")} {
+		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
+			t.Fatalf("%s: %v", p, err)
+		}
 	}
 	// Again over the same folder: finished runs are reused, not retrained.
 	before, _ := os.Stat(filepath.Join(work, "cofi-30", "variant", "card.json"))
