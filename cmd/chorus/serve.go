@@ -110,7 +110,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 			reg, err := registry.New(registry.Config{
-				Dir: modelsDir, DefaultModel: name, Open: asr.OpenOptions{F16: f16}, EmbeddedMoE: true,
+				Dir: modelsDir, DefaultModel: name, Open: asr.OpenOptions{F16: f16}, EmbeddedVariants: true,
 				Logger: log, Registerer: metrics, Hangup: hup,
 			})
 			if err != nil {

@@ -18,9 +18,10 @@
 //     folder's name. Publishing a folder with "serves": "chorus-micro" therefore replaces
 //     the live chorus-micro; publishing one without it adds a model named after the folder.
 //   - The binary also embeds chorus-micro-moe (the default MoE-fied, as an overlay over its
-//     weights; see asr/defaultmodel): with Config.EmbeddedMoE, which chorus serve sets, it
-//     serves as "chorus-micro-moe" when the store holds no variant of that model, and the
-//     admin Load takes "chorus-micro-moe" or "embedded:chorus-micro-moe" at any time.
+//     weights) and chorus-micro-flagship (pruned, then MoE-fied; see asr/defaultmodel): with
+//     Config.EmbeddedVariants, which chorus serve sets, each serves under its name when the
+//     store holds no variant of that model, and the admin Load takes "chorus-micro-moe" or
+//     "embedded:chorus-micro-moe" (and so on) at any time.
 //   - The embedded default serves as "chorus-micro"; Config.DefaultModel (default
 //     "chorus-micro") answers requests that name no model.
 //   - The admin Load takes an explicit model; without one, the card's "serves", else the

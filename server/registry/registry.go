@@ -91,10 +91,11 @@ type Config struct {
 	DefaultModel string
 	// NoEmbedded turns the embedded fallback off (a deployment that must never serve it).
 	NoEmbedded bool
-	// EmbeddedMoE also serves the embedded MoE variant as model chorus-micro-moe when the
-	// store has none and the default model is chorus-micro (chorus serve turns it on). With
-	// it off, the variant still loads by name through the admin Load.
-	EmbeddedMoE bool
+	// EmbeddedVariants also serves the binary's other embedded variants (chorus-micro-moe,
+	// chorus-micro-flagship: defaultmodel.Names) each as the model of its name when the store
+	// has none and the default model is chorus-micro (chorus serve turns it on). With it
+	// off, they still load by name through the admin Load.
+	EmbeddedVariants bool
 	// Open is passed to the loader; the CLI serves with F16: true.
 	Open asr.OpenOptions
 	// Logger receives one line per load step, reload, promotion and unload; nil means
@@ -123,7 +124,7 @@ type Registry struct {
 	dir          string // watched by Run; "" when the store is not a local folder
 	defaultModel string
 	embedded     bool
-	embeddedMoE  bool // serve chorus-micro-moe from the binary too
+	embeddedMore bool // serve the other embedded variants from the binary too
 	open         asr.OpenOptions
 	loader       Loader
 	hangup       <-chan os.Signal
@@ -186,7 +187,7 @@ func New(cfg Config) (*Registry, error) {
 		store:        cfg.Store,
 		defaultModel: cfg.DefaultModel,
 		embedded:     !cfg.NoEmbedded,
-		embeddedMoE:  !cfg.NoEmbedded && cfg.EmbeddedMoE,
+		embeddedMore: !cfg.NoEmbedded && cfg.EmbeddedVariants,
 		open:         cfg.Open,
 		loader:       cfg.Loader,
 		hangup:       cfg.Hangup,

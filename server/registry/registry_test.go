@@ -467,32 +467,36 @@ func TestCloseDrains(t *testing.T) {
 	}
 }
 
-// TestEmbeddedMoE: with EmbeddedMoE the binary's chorus-micro-moe serves beside the default
-// under its own name, with its experts; without it, it loads by name through Load.
-func TestEmbeddedMoE(t *testing.T) {
+// TestEmbeddedVariants: with EmbeddedVariants the binary's chorus-micro-moe (and the flagship,
+// when embedded) serve beside the default under their own names, with their experts;
+// without it, they load by name through Load.
+func TestEmbeddedVariants(t *testing.T) {
 	checkLeaks(t)
-	h := newHarness(t, Config{EmbeddedMoE: true})
+	h := newHarness(t, Config{EmbeddedVariants: true})
 	if err := h.r.Warm(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(h.r.List()); n != 2 {
-		t.Fatalf("List: %d models, want chorus-micro and chorus-micro-moe", n)
+	names := defaultmodel.Names()
+	if n := len(h.r.List()); n != len(names) {
+		t.Fatalf("List: %d models, want %v", n, names)
 	}
-	l, err := h.r.Acquire(t.Context(), defaultmodel.MoEName)
-	if err != nil {
-		t.Fatal(err)
+	for _, name := range names[1:] {
+		l, err := h.r.Acquire(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Variant.Experts == nil || l.Model.Source != "embedded:"+name {
+			t.Errorf("%s: experts %v, source %q", name, l.Variant.Experts != nil, l.Model.Source)
+		}
+		l.Release()
 	}
-	if l.Variant.Experts == nil || l.Model.Source != "embedded:"+defaultmodel.MoEName {
-		t.Errorf("chorus-micro-moe: experts %v, source %q", l.Variant.Experts != nil, l.Model.Source)
-	}
-	l.Release()
 
 	h2 := newHarness(t, Config{})
 	if err := h2.r.Warm(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h2.r.Acquire(t.Context(), defaultmodel.MoEName); !errors.Is(err, server.ErrModelNotFound) {
-		t.Fatalf("without EmbeddedMoE, chorus-micro-moe acquired: %v", err)
+		t.Fatalf("without EmbeddedVariants, chorus-micro-moe acquired: %v", err)
 	}
 	info, err := h2.r.Load(t.Context(), defaultmodel.MoEName, defaultmodel.MoEName, true)
 	if err != nil || info.State != Live {

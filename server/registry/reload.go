@@ -196,23 +196,29 @@ func (r *Registry) scan(ctx context.Context) error {
 			r.promote(e, "embedded default: no variant of "+r.defaultModel+" in the store")
 		}
 	}
-	// The embedded MoE variant serves as chorus-micro-moe beside the default, unless the
-	// store has its own. It is optional: a failure is logged, and the default serves on.
-	r.mu.Lock()
-	_, haveMoE := r.live[defaultmodel.MoEName]
-	r.mu.Unlock()
-	if !haveMoE && r.embeddedMoE && r.defaultModel == defaultmodel.Name {
-		src, err := embeddedMoESource()
-		if err == nil {
-			c := prepare(src, "")
-			c.model = defaultmodel.MoEName
-			var e *entry
-			if e, err = r.load(ctx, c); err == nil {
-				r.promote(e, "embedded MoE variant: no variant of "+defaultmodel.MoEName+" in the store")
+	// The other embedded variants (chorus-micro-moe, chorus-micro-flagship) serve beside the
+	// default under their own names, unless the store has its own. They are optional: a
+	// failure is logged, and the default serves on.
+	if r.embeddedMore && r.defaultModel == defaultmodel.Name {
+		for _, name := range defaultmodel.Names()[1:] {
+			r.mu.Lock()
+			_, have := r.live[name]
+			r.mu.Unlock()
+			if have {
+				continue
 			}
-		}
-		if err != nil {
-			r.log.Warn("embedded MoE variant not served", "err", err)
+			src, _, err := embeddedFor(name)
+			if err == nil {
+				c := prepare(src, "")
+				c.model = name
+				var e *entry
+				if e, err = r.load(ctx, c); err == nil {
+					r.promote(e, "embedded variant: no variant of "+name+" in the store")
+				}
+			}
+			if err != nil {
+				r.log.Warn("embedded variant not served", "variant", name, "err", err)
+			}
 		}
 	}
 	return errors.Join(errs...)

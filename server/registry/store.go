@@ -161,13 +161,6 @@ func embeddedSource() Source {
 	return Source{Variant: defaultmodel.Name, Location: embeddedLocation, FS: defaultmodel.FS()}
 }
 
-// embeddedMoESource is chorus-micro-moe: the embedded overlay (layout and routers) read
-// over the embedded default's files, as one folder. It fails when the overlay is stale.
-func embeddedMoESource() (Source, error) {
-	src, _, err := embeddedFor(defaultmodel.MoEName)
-	return src, err
-}
-
 // embeddedFor returns the built-in source named variant (one of defaultmodel.Names, or its
 // "embedded:" location), and whether there is one.
 func embeddedFor(variant string) (Source, bool, error) {
