@@ -22,6 +22,12 @@ type Options struct {
 	Runs    int // repetitions of each measurement (median reported)
 	Tokens  int // decoder steps timed per run
 	Threads int // compute threads (0: all cores)
+	// Routing runs the feed-forward blocks (and heads) as a stream of a MoE variant would:
+	// the variant's default routing (asr.Variant.Routing of an empty choice) for one that
+	// declares it, nil for the dense model.
+	Routing whisper.Routing
+	// RoutingName is reported with the result ("" for none).
+	RoutingName string
 }
 
 // Result is what `chorus bench --json` prints.
@@ -29,6 +35,7 @@ type Result struct {
 	Model            string  `json:"model"`
 	Threads          int     `json:"threads"`
 	BLAS             string  `json:"blas"`
+	Routing          string  `json:"routing,omitempty"` // the MoE routing run, if any
 	MelMS            float64 `json:"mel_ms"`
 	EncoderMS        float64 `json:"encoder_ms"`
 	DecodeMSPerToken float64 `json:"decode_ms_per_token"`
@@ -61,7 +68,7 @@ func Run(m *whisper.Model, name string, o Options) (*Result, error) {
 		f := 150 + 100*math.Sin(2*math.Pi*0.3*t)
 		audio[i] += float32(0.3*math.Sin(2*math.Pi*f*t) + 0.1*math.Sin(4*math.Pi*f*t))
 	}
-	res := &Result{Model: name, Threads: o.Threads, BLAS: tensor.BLASName, Runs: o.Runs}
+	res := &Result{Model: name, Threads: o.Threads, BLAS: tensor.BLASName, Runs: o.Runs, Routing: o.RoutingName}
 
 	var spec *mel.Spectrogram
 	melT := make([]float64, 0, o.Runs)
@@ -77,6 +84,7 @@ func Run(m *whisper.Model, name string, o Options) (*Result, error) {
 	res.MelMS = median(melT)
 
 	st := m.NewState(1)
+	st.SetRouting(o.Routing)
 	x := tensor.FromData(spec.Data, spec.NMels, spec.NFrames)
 	st.Encode(x) // warm-up: arena and BLAS buffers
 	encT := make([]float64, 0, o.Runs)

@@ -25,6 +25,7 @@ func benchCmd() *cobra.Command {
 		Short: "Measure mel, encoder and per-token decoder time and peak memory",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var o bench.Options
 			var (
 				m    *whisper.Model
 				name string
@@ -45,6 +46,14 @@ func benchCmd() *cobra.Command {
 				v, err = openModel(model, f16)
 				if v != nil {
 					m = v.Model
+					// A variant that declares a default routing (the flagship) or is gated
+					// runs it, as it serves; others run dense.
+					if rt, rerr := v.Routing(asr.RoutingChoice{}); rerr == nil && rt != nil {
+						o.Routing = rt
+						if n, ok := rt.(interface{ Name() string }); ok {
+							o.RoutingName = n.Name()
+						}
+					}
 				}
 				name = model
 			default:
@@ -53,7 +62,8 @@ func benchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := bench.Run(m, name, bench.Options{Runs: runs, Tokens: tokens, Threads: threads})
+			o.Runs, o.Tokens, o.Threads = runs, tokens, threads
+			res, err := bench.Run(m, name, o)
 			if err != nil {
 				return err
 			}
