@@ -375,14 +375,16 @@ func Conv1dBackward(dx, dw, db, dout, x, w []float32, tin, cin, cout, kw, stride
 // of im2col's columns).
 func permuteConvWeight(wt, w []float32, cin, cout, kw int) {
 	kk := kw * cin
-	for o := 0; o < cout; o++ {
-		src, dst := w[o*kk:(o+1)*kk], wt[o*kk:(o+1)*kk]
-		for c := 0; c < cin; c++ {
-			for j := 0; j < kw; j++ {
-				dst[j*cin+c] = src[c*kw+j]
+	parallelFor(cout, max(1, grainElems/kk), func(lo, hi int) {
+		for o := lo; o < hi; o++ {
+			src, dst := w[o*kk:(o+1)*kk], wt[o*kk:(o+1)*kk]
+			for c := 0; c < cin; c++ {
+				for j := 0; j < kw; j++ {
+					dst[j*cin+c] = src[c*kw+j]
+				}
 			}
 		}
-	}
+	})
 }
 
 // im2col lays x [Tin, Cin] out as col [Tout, KW·Cin], row t holding the KW input rows that

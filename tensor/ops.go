@@ -307,33 +307,10 @@ func Conv1d(out, x, w, b []float32, tin, cin, cout, kw, stride, pad int) {
 	kk := kw * cin
 	wp := getScratch(cout * kk)
 	defer putScratch(wp)
-	wt := *wp
-	parallelFor(cout, max(1, grainElems/kk), func(lo, hi int) {
-		for o := lo; o < hi; o++ {
-			src := w[o*kk : (o+1)*kk]
-			dst := wt[o*kk : (o+1)*kk]
-			for c := 0; c < cin; c++ {
-				for j := 0; j < kw; j++ {
-					dst[j*cin+c] = src[c*kw+j]
-				}
-			}
-		}
-	})
+	permuteConvWeight(*wp, w, cin, cout, kw)
 	colp := getScratch(tout * kk)
 	defer putScratch(colp)
-	col := *colp
-	parallelFor(tout, max(1, grainElems/kk), func(lo, hi int) {
-		for t := lo; t < hi; t++ {
-			row := col[t*kk : (t+1)*kk]
-			for j := 0; j < kw; j++ {
-				dst := row[j*cin : (j+1)*cin]
-				if ti := t*stride + j - pad; ti >= 0 && ti < tin {
-					copy(dst, x[ti*cin:(ti+1)*cin])
-				} else {
-					clear(dst)
-				}
-			}
-		}
-	})
+	im2col(*colp, x, tin, cin, kw, stride, pad, tout)
+	wt, col := *wp, *colp
 	Linear(out, col, wt, b, tout, kk, cout)
 }

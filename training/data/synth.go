@@ -558,7 +558,7 @@ func synthesize(ctx context.Context, seed int64, it *planItem, tmp, final string
 	if err := run(exec.CommandContext(ctx, "sox", args...)); err != nil {
 		return fmt.Errorf("sox: %w", err)
 	}
-	x, _, err := readWAV(pass1)
+	x, err := readMono(pass1, SampleRate)
 	if err != nil {
 		return fmt.Errorf("sox output: %w", err)
 	}

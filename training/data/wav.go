@@ -1,7 +1,6 @@
 package data
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+
+	"github.com/chorus-asr/chorus/asr/audio"
 )
 
 // ErrIncompleteAudio marks an audio file whose header promises more data
@@ -146,61 +147,25 @@ func wavDuration(path string) (float64, error) {
 	return h.Duration(), nil
 }
 
-// readWAV decodes a PCM (8/16/24/32-bit) or float32/64 WAVE file to mono
-// float32 samples in [-1, 1], averaging channels.
-func readWAV(path string) ([]float32, int, error) {
-	data, err := os.ReadFile(path)
+// readMono decodes the sox output of the synthesis pipeline (any WAV or FLAC asr/audio reads)
+// to mono float32, refusing a rate other than want: the noise and gain stage works at the
+// corpus rate. Decoding is asr/audio's, the one decoder the server also uses.
+func readMono(path string, want int) ([]float32, error) {
+	c, err := audio.DecodeFile(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	h, err := parseWAVHeader(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	if c.SampleRate != want {
+		return nil, fmt.Errorf("%s: %d Hz, want %d", filepath.Base(path), c.SampleRate, want)
 	}
-	if h.Truncated {
-		return nil, 0, fmt.Errorf("%s: %w", filepath.Base(path), ErrIncompleteAudio)
-	}
-	bps := h.Bits / 8
-	if h.Bits%8 != 0 || bps*h.Channels != h.BlockAlign {
-		return nil, 0, fmt.Errorf("%s: unsupported %d-bit samples in %d-byte frames", filepath.Base(path), h.Bits, h.BlockAlign)
-	}
-	var sample func(b []byte) float32
-	switch {
-	case h.Format == wavPCM && bps == 1:
-		sample = func(b []byte) float32 { return (float32(b[0]) - 128) / 128 }
-	case h.Format == wavPCM && bps == 2:
-		sample = func(b []byte) float32 { return float32(int16(binary.LittleEndian.Uint16(b))) / 32768 }
-	case h.Format == wavPCM && bps == 3:
-		sample = func(b []byte) float32 {
-			v := int32(uint32(b[0])<<8|uint32(b[1])<<16|uint32(b[2])<<24) >> 8
-			return float32(v) / 8388608
-		}
-	case h.Format == wavPCM && bps == 4:
-		sample = func(b []byte) float32 { return float32(float64(int32(binary.LittleEndian.Uint32(b))) / 2147483648) }
-	case h.Format == wavFloat && bps == 4:
-		sample = func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }
-	case h.Format == wavFloat && bps == 8:
-		sample = func(b []byte) float32 { return float32(math.Float64frombits(binary.LittleEndian.Uint64(b))) }
-	default:
-		return nil, 0, fmt.Errorf("%s: unsupported wav format %d with %d bits", filepath.Base(path), h.Format, h.Bits)
-	}
-	raw := data[h.DataOffset : h.DataOffset+h.DataSize]
-	frames := len(raw) / h.BlockAlign
-	out := make([]float32, frames)
-	for i := range out {
-		fr := raw[i*h.BlockAlign : (i+1)*h.BlockAlign]
-		var sum float32
-		for c := 0; c < h.Channels; c++ {
-			sum += sample(fr[c*bps : (c+1)*bps])
-		}
-		out[i] = sum / float32(h.Channels)
-	}
-	return out, h.Rate, nil
+	return c.Mono(), nil
 }
 
-// encodeWAV16 encodes mono samples as 16-bit PCM WAVE, rounding to the
+// encodeWAV16 encodes mono samples as 16-bit PCM WAVE, rounding x·32767 to the
 // nearest level and clamping to [-1, 1]. It does not dither, so the same
-// samples always give the same bytes.
+// samples always give the same bytes. It is kept beside audio.WriteWAV (which
+// scales by 32768, the exact inverse of its decoder) because the corpus's
+// bytes, and so resumed training runs' data, depend on this scaling.
 func encodeWAV16(samples []float32, rate int) []byte {
 	dataSize := 2 * len(samples)
 	b := make([]byte, 44+dataSize)

@@ -37,6 +37,15 @@ func PruneMagnitude(v *asr.Variant, target float64, unitBlock int, out string) (
 	if err := asr.Save(out, mat.Model, cfg, v.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
 		return nil, err
 	}
+	// The parent's CTC head (if it has one) goes along: the pruned encoder's outputs moved, but
+	// it is still the best start for fine-tuning the pruned variant.
+	head, err := ReadCTCHead(v)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeCTCHead(out, head); err != nil {
+		return nil, err
+	}
 	before, after := v.Model.NumParams(), mat.Model.NumParams()
 	card := map[string]any{
 		"name": filepath.Base(filepath.Clean(out)), "parent": v.Path, "kind": "prune",

@@ -310,12 +310,17 @@ func runPrune(ctx context.Context, r *Recipe, o RunOptions) error {
 	if err != nil {
 		return err
 	}
+	head, err := ReadCTCHead(tv)
+	if err != nil {
+		return err
+	}
+	logCTCHead(log, tv.Path, head, r.Objective.CTCWeight)
 	task, err := New(ctx, Options{
 		Dims: tv.Model.Dims, Tokenizer: tv.Tokenizer, Train: train, Dev: dev,
 		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
 		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
 		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment,
-		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: sv.Model,
+		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: sv.Model, CTCHead: head,
 		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
 	})
 	if err != nil {
@@ -422,6 +427,9 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 	ch.EncoderWindow = tv.Chorus.EncoderWindow
 	cfg.Chorus, _ = json.Marshal(ch)
 	if err := asr.Save(dir, mat.Model, cfg, tv.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
+		return err
+	}
+	if err := writeCTCHead(dir, p.CTCHead()); err != nil {
 		return err
 	}
 	step, elapsed := latestStep(o.path("checkpoints"))

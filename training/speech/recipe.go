@@ -220,12 +220,17 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		return err
 	}
 	var init *whisper.Model
+	var head *CTCHead
 	if r.From != "" {
 		v, err := asr.Open(r.From, asr.OpenOptions{})
 		if err != nil {
 			return err
 		}
 		init = v.Model
+		if head, err = ReadCTCHead(v); err != nil {
+			return err
+		}
+		logCTCHead(log, r.From, head, r.Objective.CTCWeight)
 		// ReLU-fication: a recipe that names another activation than its From variant's
 		// fine-tunes the same weights with it (recipes/chorus-relufy.json).
 		if a := r.Model.Activation; a != "" && a != init.Dims.Activation {
@@ -248,7 +253,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
 		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
 		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment,
-		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, BalanceWeight: r.Upcycle.balance(),
+		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, CTCHead: head, BalanceWeight: r.Upcycle.balance(),
 		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
 	})
 	if err != nil {
@@ -385,6 +390,9 @@ func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error 
 	cfg := asr.ConfigFromDims(task.Model().Dims)
 	cfg.Chorus, _ = json.Marshal(task.chorusConfig()) // a fine-tuned pruned model keeps its per-layer sizes
 	if err := asr.Save(dir, task.Model(), cfg, task.o.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
+		return err
+	}
+	if err := writeCTCHead(dir, task.CTCHead()); err != nil {
 		return err
 	}
 	step, elapsed := latestStep(o.path("checkpoints"))

@@ -164,3 +164,56 @@ func TestRunFineTunePruned(t *testing.T) {
 		t.Errorf("fine-tuned variant lost its per-layer sizes: %+v", got.EncoderSizes)
 	}
 }
+
+// TestCTCHeadCarried: a trained variant keeps its CTC head (covered by the card's
+// checksums), and a fine-tune from it starts from that head rather than a fresh one — with a
+// negligible learning rate the head it writes is the one it read, where a fresh head would
+// differ everywhere. A head that does not fit the model is refused.
+func TestCTCHeadCarried(t *testing.T) {
+	dir := t.TempDir()
+	base, _ := tinyVariant(t, dir, "base", nil)
+	man := writeToneCorpus(t, dir)
+	r := tinyRecipe("first", base, man)
+	r.Objective.CTCWeight = 0.3
+	r.Seed = 7 // a fresh head of the second run (seed 1) differs from this run's everywhere
+	work, v1 := runTiny(t, r, dir)
+	h1, err := ReadCTCHead(v1)
+	if err != nil || h1 == nil {
+		t.Fatalf("variant's CTC head: %v, %v", h1, err)
+	}
+	card, err := os.ReadFile(filepath.Join(work, "variant", "card.json"))
+	if err != nil || !strings.Contains(string(card), CTCHeadFile) {
+		t.Errorf("card.json does not list %s (%v)", CTCHeadFile, err)
+	}
+	if none, err := ReadCTCHead(&asr.Variant{Path: base}); none != nil || err != nil {
+		t.Errorf("variant without a head: %v, %v", none, err)
+	}
+
+	first := filepath.Join(dir, "first")
+	if err := os.Rename(filepath.Join(work, "variant"), first); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(work)
+	r2 := tinyRecipe("second", first, man)
+	r2.Objective.CTCWeight = 0.3
+	r2.Optim.PeakLR = 1e-12
+	_, v2 := runTiny(t, r2, dir)
+	h2, err := ReadCTCHead(v2)
+	if err != nil || h2 == nil {
+		t.Fatalf("second variant's CTC head: %v, %v", h2, err)
+	}
+	var worst float32
+	for i, w := range h1.W.Data {
+		worst = max(worst, float32(math.Abs(float64(w-h2.W.Data[i]))))
+	}
+	if worst > 1e-4 {
+		t.Errorf("fine-tune did not start from the stored head: max |Δw| %g", worst)
+	}
+
+	bad := &CTCHead{W: h1.W, B: h1.B}
+	bad.W = bad.W.Clone()
+	bad.W.Shape = []int{h1.W.Shape[0] * 2, h1.W.Shape[1] / 2}
+	if err := bad.fits(h1.W.Shape[0]-1, h1.W.Shape[1]); err == nil {
+		t.Error("a head of the wrong shape fits")
+	}
+}

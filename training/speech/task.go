@@ -45,6 +45,9 @@ type Options struct {
 	Seed          uint64
 	// Init, if set, starts from these weights (fine-tuning) instead of a fresh initialisation.
 	Init *whisper.Model
+	// CTCHead, if set, starts the CTC head from these weights (ReadCTCHead of the variant Init
+	// came from) instead of a fresh one; it must fit the tokenizer and d_model.
+	CTCHead *CTCHead
 	// Progress reports feature extraction.
 	Progress func(done, total int)
 	// Bad reports manifest entries whose audio could not be used.
@@ -148,8 +151,16 @@ func (t *Task) build() error {
 	}
 	c := o.Dims.NAudioState
 	t.ctcW = tensor.New(t.blank+1, c)
-	tensor.SeededUniform(t.ctcW.Data, o.Seed, "chorus.ctc_head.weight", 0, math.Sqrt(3/float64(c)))
 	t.ctcB = tensor.New(t.blank + 1)
+	if h := o.CTCHead; h != nil {
+		if err := h.fits(t.blank, c); err != nil {
+			return err
+		}
+		copy(t.ctcW.Data, h.W.Data)
+		copy(t.ctcB.Data, h.B.Data)
+	} else {
+		tensor.SeededUniform(t.ctcW.Data, o.Seed, "chorus.ctc_head.weight", 0, math.Sqrt(3/float64(c)))
+	}
 	t.ctx = tensor.NewTrainCtx()
 	t.tape = t.ctx.Tape()
 	ts, order := t.m.Tensors()
@@ -169,6 +180,9 @@ func (t *Task) build() error {
 	}
 	return nil
 }
+
+// CTCHead is the CTC head being trained (weights update in place).
+func (t *Task) CTCHead() *CTCHead { return &CTCHead{W: t.ctcW, B: t.ctcB} }
 
 // Model is the model being trained (weights update in place).
 func (t *Task) Model() *whisper.Model { return t.m }
