@@ -354,15 +354,18 @@ func TestBeamSearchMatchesReference(t *testing.T) {
 					p = 1
 				}
 				wantSeqs, wantSums := refBeamSearch(tc.v, tc.beam, p, tc.sampleLen, tc.alpha, model)
-				var got []string
-				for _, r := range res {
+				// Sequences and their order exactly; sums to 1e-6, the float32 log-softmax's
+				// precision (the reference sums float64 log-probabilities).
+				same := len(res) == len(wantSeqs)
+				var got, want []string
+				for i, r := range res {
 					got = append(got, fmt.Sprintf("%v:%.9f", r.Tokens, r.SumLogprob))
+					same = same && slices.Equal(r.Tokens, wantSeqs[i]) && math.Abs(r.SumLogprob-wantSums[i]) < 1e-6
 				}
-				var want []string
 				for i := range wantSeqs {
 					want = append(want, fmt.Sprintf("%v:%.9f", wantSeqs[i], wantSums[i]))
 				}
-				if !slices.Equal(got, want) {
+				if !same {
 					t.Errorf("beam search:\n%s\nreference:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 				}
 			})

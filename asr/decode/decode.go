@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+
+	"github.com/chorus-asr/chorus/tensor"
 )
 
 // Result is one decoded hypothesis of a window (ref: openai/whisper decoding.py#L117-L127).
@@ -484,15 +486,7 @@ func badLogit(l []float32) int {
 }
 
 // argmax returns the index of the largest logit, the first among equals (torch.argmax).
-func argmax(l []float32) int {
-	best := 0
-	for i, v := range l {
-		if v > l[best] {
-			best = i
-		}
-	}
-	return best
-}
+func argmax(l []float32) int { return max(0, tensor.ArgMax(l)) }
 
 // topK returns the indices of the k largest logits, largest first, lower index first among
 // equals (torch.topk leaves ties unspecified). k is small (BeamSize+1), so a running insertion
@@ -517,21 +511,31 @@ func topK(l []float32, k int) []int {
 }
 
 // sampleSoftmax draws a token from softmax(logits/temp) (torch Categorical(logits=l/T));
-// masked (-inf) tokens have probability 0.
+// masked (-inf) tokens have probability 0. The probabilities come from tensor.Softmax's SIMD
+// kernel (float32 exponentials, float64 row sum), computed once into pooled scratch.
 func sampleSoftmax(l []float32, temp float64, rng *rand.Rand) int {
-	m := float64(maxOf(l))
+	bp := getScratch(len(l))
+	defer putScratch(bp)
+	p := *bp
+	inv := float32(1 / temp)
+	for i, v := range l {
+		p[i] = v * inv
+	}
+	tensor.Softmax(p, 1, len(p))
 	var sum float64
-	for _, v := range l {
-		sum += math.Exp((float64(v) - m) / temp)
+	for _, w := range p {
+		sum += float64(w)
+	}
+	if !(sum > 0) || math.IsInf(sum, 0) {
+		return argmax(l) // no finite weights (every logit masked): what T → 0 would give
 	}
 	u := rng.Float64() * sum
 	last := 0
-	for i, v := range l {
-		w := math.Exp((float64(v) - m) / temp)
+	for i, w := range p {
 		if w == 0 {
 			continue
 		}
-		if u -= w; u < 0 {
+		if u -= float64(w); u < 0 {
 			return i
 		}
 		last = i
