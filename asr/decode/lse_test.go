@@ -148,4 +148,3 @@ func BenchmarkSampleSoftmax(b *testing.B) {
 		}
 	})
 }
-
