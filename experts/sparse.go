@@ -226,9 +226,7 @@ func (f *FFN) expert(h, y, x []float32, e, n int, split bool) {
 // the kernel threads, which a worker must not).
 func relu(x []float32) {
 	for i, v := range x {
-		if v < 0 {
-			x[i] = 0
-		}
+		x[i] = max(v, 0) // branchless (see tensor.ReLU)
 	}
 }
 
