@@ -12,7 +12,7 @@ DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox
 	wordnet-base asterisk-core-sounds-en asterisk-core-sounds-en-wav npm sox
 CORPUS_N ?= 12000
 
-.PHONY: all deps deps-data build test run bench proto fuzz lint clean corpus train moe flagship
+.PHONY: snapshot all deps deps-data build test run bench proto fuzz lint clean corpus train moe flagship
 
 all: build
 
@@ -49,6 +49,20 @@ train: build
 		mkdir -p runs/chorus-micro && cp -r resume/chorus-micro/. runs/chorus-micro/; \
 	fi
 	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro.json --work runs/chorus-micro --resume
+
+# snapshot copies the run's newest checkpoint (the only one kept there), its metrics log and
+# tokenizer into resume/chorus-micro, so that `make train` on a fresh clone continues the run.
+# The trainer writes a checkpoint every few minutes and on SIGTERM; stop it first to lose nothing.
+snapshot:
+	@newest=$$(ls runs/chorus-micro/checkpoints/ckpt-*.chk 2>/dev/null | sort | tail -1); \
+	if [ -z "$$newest" ]; then echo "no checkpoint in runs/chorus-micro/checkpoints"; exit 1; fi; \
+	mkdir -p resume/chorus-micro/checkpoints; \
+	cp "$$newest" resume/chorus-micro/checkpoints/.tmp && \
+	find resume/chorus-micro/checkpoints -name 'ckpt-*.chk' -delete && \
+	mv resume/chorus-micro/checkpoints/.tmp resume/chorus-micro/checkpoints/$$(basename "$$newest") && \
+	cp runs/chorus-micro/train.csv resume/chorus-micro/train.csv && \
+	rm -rf resume/chorus-micro/tokenizer && cp -r runs/chorus-micro/tokenizer resume/chorus-micro/tokenizer && \
+	echo "resume/chorus-micro now holds $$(basename "$$newest")"
 
 # moe MoE-fies the embedded default model into runs/chorus-micro-moe: co-activation split
 # into 16 experts per layer, MLP routers trained on the training corpus's first utterances
