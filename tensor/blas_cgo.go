@@ -5,10 +5,12 @@ package tensor
 /*
 #cgo LDFLAGS: -lopenblas
 #include <cblas.h>
+#include "simd.h"
 */
 import "C"
 
 import (
+	"errors"
 	"os"
 	"sync/atomic"
 	"unsafe"
@@ -36,10 +38,54 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		tb = C.CblasTrans
 	}
 	checkGemm(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if matmulBF16.Load() && m >= bf16MinDim && n >= bf16MinDim && k >= bf16MinDim {
+		sgemmBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	C.cblas_sgemm(C.CblasRowMajor, ta, tb, C.blasint(m), C.blasint(n), C.blasint(k),
 		C.float(alpha), (*C.float)(unsafe.Pointer(&a[0])), C.blasint(lda),
 		(*C.float)(unsafe.Pointer(&b[0])), C.blasint(ldb),
 		C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.blasint(ldc))
+}
+
+// bf16Supported reports whether the CPU runs the bfloat16 GEMM (AVX512-BF16).
+var bf16Supported = C.chorus_bf16_supported() != 0
+
+// bf16MinDim: products with a side below it stay in float32 (OpenBLAS); packing would cost
+// more than the bfloat16 products save.
+const bf16MinDim = 16
+
+// matmulBF16 routes Sgemm through the bfloat16 GEMM (SetMatmulBF16).
+var matmulBF16 atomic.Bool
+
+// SetMatmulBF16 makes Sgemm — every GEMM of a training step: the linear layers forward and
+// backward, the convolutions, attention's backward pass — round its operands to bfloat16 and
+// multiply them with AVX512-BF16 (float32 accumulation, as mixed-precision training's autocast
+// does), up to twice as fast as float32 SGEMM. It is process-wide and meant for training runs
+// (chorus train --matmul bf16): inference keeps Whisper's float32 numerics unless a process asks
+// otherwise. It fails on CPUs without AVX512-BF16.
+func SetMatmulBF16(on bool) error {
+	if on && !bf16Supported {
+		return errors.New("tensor: bfloat16 matmul needs a CPU with AVX512-BF16 (Zen 4, Cooper Lake, Sapphire Rapids or later)")
+	}
+	matmulBF16.Store(on)
+	return nil
+}
+
+// MatmulBF16 reports whether Sgemm runs in bfloat16 (SetMatmulBF16).
+func MatmulBF16() bool { return matmulBF16.Load() }
+
+// sgemmBF16 is the bfloat16 GEMM on arguments Sgemm has checked (m, n, k > 0).
+func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	C.chorus_sgemm_bf16(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
+		fptr(a), C.long(lda), fptr(b), C.long(ldb), C.float(beta), fptr(c), C.long(ldc))
+}
+
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // blasThreads mirrors OpenBLAS's process-wide thread count so kernels can read it without a

@@ -3,6 +3,8 @@
 package tensor
 
 import (
+	"errors"
+
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 )
@@ -37,3 +39,14 @@ func SetBLASThreads(n int) {}
 // BLASThreads is 1: each gonum call runs on its caller's goroutine, so concurrent calls are
 // fine (see the threading policy in threads.go).
 func BLASThreads() int { return 1 }
+
+// SetMatmulBF16 fails in this build: the bfloat16 GEMM is a C kernel (see the cgo build).
+func SetMatmulBF16(on bool) error {
+	if on {
+		return errors.New("tensor: bfloat16 matmul needs the cgo build (this one uses gonum)")
+	}
+	return nil
+}
+
+// MatmulBF16 is false in this build.
+func MatmulBF16() bool { return false }

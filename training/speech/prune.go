@@ -440,7 +440,7 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 	card := struct {
 		Card
 		Prune PruneCard `json:"prune"`
-	}{Card{Name: r.Name, Parent: parent, Recipe: r, Data: r.Data.Train, Steps: step, WallTimeS: elapsed, Written: time.Now().UTC()}, pc}
+	}{Card{Name: r.Name, Parent: parent, Recipe: r, Data: r.Data.Train, Steps: step, WallTimeS: elapsed, Written: time.Now().UTC(), Matmul: matmulName()}, pc}
 	if card.WallTimeS == 0 {
 		card.WallTimeS = wall.Seconds()
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/tokenizer"
+	"github.com/chorus-asr/chorus/tensor"
 	"github.com/chorus-asr/chorus/training/data"
 	"github.com/chorus-asr/chorus/training/trainer"
 	"github.com/chorus-asr/chorus/training/upcycle"
@@ -265,6 +266,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 	if err != nil {
 		return err
 	}
+	log.Info("matrix products", "precision", cmp.Or(matmulName(), "f32"))
 	runErr := trainer.Run(ctx, task, cfg)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
@@ -374,15 +376,18 @@ func ensureTokenizer(r *Recipe, o RunOptions, train *data.Manifest, log *slog.Lo
 
 // Card is a variant's card.json.
 type Card struct {
-	Name      string            `json:"name"`
-	Parent    string            `json:"parent,omitempty"`
-	Recipe    *Recipe           `json:"recipe"`
-	Data      []string          `json:"data"`
-	Steps     int64             `json:"steps"`
-	WallTimeS float64           `json:"wall_time_s"`
-	Metrics   map[string]any    `json:"metrics,omitempty"`
-	Files     map[string]string `json:"files_sha256"`
-	Written   time.Time         `json:"written"`
+	Name      string         `json:"name"`
+	Parent    string         `json:"parent,omitempty"`
+	Recipe    *Recipe        `json:"recipe"`
+	Data      []string       `json:"data"`
+	Steps     int64          `json:"steps"`
+	WallTimeS float64        `json:"wall_time_s"`
+	Metrics   map[string]any `json:"metrics,omitempty"`
+	// Matmul is "bf16" when the run's matrix products ran in bfloat16 when the variant was
+	// written (chorus train --matmul; tensor.SetMatmulBF16), empty for float32.
+	Matmul  string            `json:"matmul,omitempty"`
+	Files   map[string]string `json:"files_sha256"`
+	Written time.Time         `json:"written"`
 }
 
 func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error {
@@ -396,11 +401,19 @@ func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error 
 		return err
 	}
 	step, elapsed := latestStep(o.path("checkpoints"))
-	card := Card{Name: r.Name, Parent: r.From, Recipe: r, Data: r.Data.Train, Steps: step, WallTimeS: elapsed, Written: time.Now().UTC()}
+	card := Card{Name: r.Name, Parent: r.From, Recipe: r, Data: r.Data.Train, Steps: step, WallTimeS: elapsed, Written: time.Now().UTC(), Matmul: matmulName()}
 	if card.WallTimeS == 0 {
 		card.WallTimeS = wall.Seconds()
 	}
 	return asr.WriteCard(dir, card)
+}
+
+// matmulName is the card's "matmul" value for the current process.
+func matmulName() string {
+	if tensor.MatmulBF16() {
+		return "bf16"
+	}
+	return ""
 }
 
 // latestStep reads the newest checkpoint's step and training time.

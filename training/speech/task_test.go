@@ -51,8 +51,21 @@ func syntheticTask(t testing.TB, d func(int) whisper.Dims, n, frames, tokens int
 }
 
 // TestStepLearns checks that a few optimizer steps on one repeated batch lower the loss: the
-// objective, the tape and the parameter wiring fit together.
+// objective, the tape and the parameter wiring fit together — with float32 matrix products and,
+// where the CPU has AVX512-BF16, with bfloat16 ones (chorus train --matmul bf16).
 func TestStepLearns(t *testing.T) {
+	for _, bf := range []bool{false, true} {
+		t.Run(map[bool]string{false: "f32", true: "bf16"}[bf], func(t *testing.T) {
+			if err := tensor.SetMatmulBF16(bf); err != nil {
+				t.Skip(err)
+			}
+			defer tensor.SetMatmulBF16(false)
+			stepLearns(t)
+		})
+	}
+}
+
+func stepLearns(t *testing.T) {
 	small := func(v int) whisper.Dims {
 		return whisper.Dims{NMels: 80, NAudioCtx: 100, NAudioState: 32, NAudioHead: 2, NAudioLayer: 1,
 			NVocab: v, NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "relu"}
@@ -84,21 +97,34 @@ func TestStepLearns(t *testing.T) {
 }
 
 // BenchmarkTrainStep times one forward+backward step of the default model's architecture on a
-// batch of 20 utterances of 4 s (the shape tools/ref/train_step_bench.py times in PyTorch).
+// batch of 20 utterances of 4 s (the shape tools/ref/train_step_bench.py times in PyTorch),
+// with float32 matrix products and, where the CPU has AVX512-BF16, bfloat16 ones
+// (chorus train --matmul bf16).
 func BenchmarkTrainStep(b *testing.B) {
 	task := syntheticTask(b, microDims, 20, 400, 16, Options{BatchFrames: 8000, MaxItems: 20, CTCWeight: 0.3, Smoothing: 0.1, Seed: 1})
 	opt, err := trainer.NewAdamW(task.Params(), trainer.AdamWConfig{}, 2)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	for range b.N {
-		if _, err := task.Step(context.Background(), trainer.Batch{Seed: 1}, nil); err != nil {
-			b.Fatal(err)
+	for _, bf := range []bool{false, true} {
+		name := "f32"
+		if bf {
+			name = "bf16"
 		}
-		opt.Step(1e-4, 1)
+		b.Run(name, func(b *testing.B) {
+			if err := tensor.SetMatmulBF16(bf); err != nil {
+				b.Skip(err)
+			}
+			defer tensor.SetMatmulBF16(false)
+			for range b.N {
+				if _, err := task.Step(context.Background(), trainer.Batch{Seed: 1}, nil); err != nil {
+					b.Fatal(err)
+				}
+				opt.Step(1e-4, 1)
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
 }
 
 // TestDimsFingerprintStable pins the fingerprint text of the dimensions: it is part of the
