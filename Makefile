@@ -48,7 +48,7 @@ train: build
 		echo "seeding runs/chorus-micro from the committed checkpoint in resume/"; \
 		mkdir -p runs/chorus-micro && cp -r resume/chorus-micro/. runs/chorus-micro/; \
 	fi
-	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro.json --work runs/chorus-micro --resume
+	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro.json --work runs/chorus-micro --resume --matmul auto
 
 # snapshot copies the run's newest checkpoint (the only one kept there), its metrics log and
 # tokenizer into resume/chorus-micro, so that `make train` on a fresh clone continues the run.
