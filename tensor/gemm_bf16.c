@@ -44,6 +44,37 @@ static inline uint32_t bf16(float x) {
 
 static inline uint32_t pair(float lo, float hi) { return bf16(lo) | bf16(hi) << 16; }
 
+// tr8 transposes an 8×8 matrix of 32-bit values held one row per register.
+BF16 static inline void tr8(__m256i r[8]) {
+	__m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+	__m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+	__m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+	__m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+	__m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+	__m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+	__m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+	__m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+	r[0] = _mm256_permute2x128_si256(u0, u4, 0x20);
+	r[1] = _mm256_permute2x128_si256(u1, u5, 0x20);
+	r[2] = _mm256_permute2x128_si256(u2, u6, 0x20);
+	r[3] = _mm256_permute2x128_si256(u3, u7, 0x20);
+	r[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+	r[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+	r[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+	r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+// pack8 converts 16 consecutive k values of each of 8 rows (row i at src + i·ld) to 8 bf16
+// pairs and stores them transposed: dst[q·stride + i] for pair q = 0..7.
+BF16 static inline void pack8(uint32_t *dst, long stride, const float *src, long ld) {
+	__m256i r[8];
+	for (int i = 0; i < 8; i++)
+		r[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i * ld));
+	tr8(r);
+	for (int q = 0; q < 8; q++)
+		_mm256_storeu_si256((__m256i *)(dst + q * stride), r[q]);
+}
+
 // pack_a packs op(A) rows [0, mc) × k [0, kc) (a points at the block's first element) into
 // panels of MR rows: dst[(r/MR)·kp·MR + q·MR + r%MR] = pair(op(A)[r][2q], op(A)[r][2q+1]), zero
 // beyond mc rows and kc columns; kp = ceil(kc/2).
@@ -53,19 +84,16 @@ BF16 static void pack_a(uint32_t *dst, const float *a, long lda, int trans, long
 		uint32_t *d = dst + (r0 / MR) * kp * MR;
 		long mr = mc - r0 < MR ? mc - r0 : MR;
 		if (!trans) {
-			// Rows contiguous in k: 16 values convert to 8 pairs in one instruction.
+			// Rows contiguous in k: 16 values of each of the panel's 8 rows convert to 8
+			// pairs, transposed in registers into 8 contiguous pair groups.
+			long q = 0;
+			if (mr == MR)
+				for (; 2 * q + 16 <= kc; q += 8)
+					pack8(d + q * MR, MR, a + r0 * lda + 2 * q, lda);
 			for (long r = 0; r < mr; r++) {
 				const float *row = a + (r0 + r) * lda;
-				long q = 0;
-				for (; 2 * q + 16 <= kc; q += 8) {
-					__m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(row + 2 * q));
-					uint32_t t[8];
-					_mm256_storeu_si256((__m256i *)t, (__m256i)h);
-					for (int j = 0; j < 8; j++)
-						d[(q + j) * MR + r] = t[j];
-				}
-				for (; q < kp; q++)
-					d[q * MR + r] = pair(row[2 * q], 2 * q + 1 < kc ? row[2 * q + 1] : 0);
+				for (long p = q; p < kp; p++)
+					d[p * MR + r] = pair(row[2 * p], 2 * p + 1 < kc ? row[2 * p + 1] : 0);
 			}
 		} else {
 			// op(A)[r][p] = a[p·lda + r]: one k row holds the panel's MR values contiguously;
@@ -99,19 +127,17 @@ BF16 static void pack_b(uint32_t *dst, const float *b, long ldb, int trans, long
 		uint32_t *d = dst + (c0 / NR) * kp * NR;
 		long nr = nc - c0 < NR ? nc - c0 : NR;
 		if (trans) {
-			// op(B)[p][c] = b[c·ldb + p]: each column is a contiguous row of b.
-			for (long c = 0; c < nr; c++) {
-				const float *col = b + (c0 + c) * ldb;
-				long q = 0;
-				for (; 2 * q + 16 <= kc; q += 8) {
-					__m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(col + 2 * q));
-					uint32_t t[8];
-					_mm256_storeu_si256((__m256i *)t, (__m256i)h);
-					for (int j = 0; j < 8; j++)
-						d[(q + j) * NR + c] = t[j];
-				}
-				for (; q < kp; q++)
-					d[q * NR + c] = pair(col[2 * q], 2 * q + 1 < kc ? col[2 * q + 1] : 0);
+			// op(B)[p][c] = b[c·ldb + p]: each column is a contiguous row of b; 8 columns at
+			// a time are converted and transposed in registers.
+			long c = 0;
+			long qfull = kc >= 16 ? (kc - 16) / 16 * 8 + 8 : 0; // pairs covered by whole 16-value loads
+			for (; c + 8 <= nr; c += 8)
+				for (long q = 0; q < qfull; q += 8)
+					pack8(d + q * NR + c, NR, b + (c0 + c) * ldb + 2 * q, ldb);
+			for (long cc = 0; cc < nr; cc++) {
+				const float *col = b + (c0 + cc) * ldb;
+				for (long q = cc < c ? qfull : 0; q < kp; q++)
+					d[q * NR + cc] = pair(col[2 * q], 2 * q + 1 < kc ? col[2 * q + 1] : 0);
 			}
 			for (long q = 0; q < kp; q++)
 				for (long c = nr; c < NR; c++)
@@ -155,9 +181,11 @@ static uint32_t *scratch(uint32_t **buf, size_t *cap, size_t n) {
 	return *buf;
 }
 
-// kernel accumulates alpha·(A panel · B panel) into the MR×NR tile c (mr×nr of it valid).
+// kernel accumulates alpha·(A panel · B panel) into the MR×NR tile c (mr×nr of it valid), or
+// with over set stores it in place of what c held (the first K block of a beta = 0 product,
+// which so never reads C).
 BF16 static void kernel(long kp, const uint32_t *a, const uint32_t *b, float alpha, float *c, long ldc,
-                        long mr, long nr) {
+                        long mr, long nr, int over) {
 	__m512 acc[MR][2];
 	for (int i = 0; i < MR; i++)
 		acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -175,24 +203,28 @@ BF16 static void kernel(long kp, const uint32_t *a, const uint32_t *b, float alp
 	if (mr == MR && nr == NR) {
 		for (int i = 0; i < MR; i++) {
 			float *ci = c + i * ldc;
-			_mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][0], _mm512_loadu_ps(ci)));
-			_mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(va, acc[i][1], _mm512_loadu_ps(ci + 16)));
+			__m512 o0 = over ? _mm512_setzero_ps() : _mm512_loadu_ps(ci);
+			__m512 o1 = over ? _mm512_setzero_ps() : _mm512_loadu_ps(ci + 16);
+			_mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][0], o0));
+			_mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(va, acc[i][1], o1));
 		}
 		return;
 	}
 	__mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
 	__mmask16 m1 = nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+	__mmask16 l0 = over ? 0 : m0, l1 = over ? 0 : m1;
 	for (long i = 0; i < mr; i++) {
 		float *ci = c + i * ldc;
-		_mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(va, acc[i][0], _mm512_maskz_loadu_ps(m0, ci)));
+		_mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(va, acc[i][0], _mm512_maskz_loadu_ps(l0, ci)));
 		if (m1)
-			_mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(va, acc[i][1], _mm512_maskz_loadu_ps(m1, ci + 16)));
+			_mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(va, acc[i][1], _mm512_maskz_loadu_ps(l1, ci + 16)));
 	}
 }
 
 BF16 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, float alpha, const float *a,
                             long lda, const float *b, long ldb, float beta, float *c, long ldc) {
-	if (beta != 1)
+	// beta = 0 never reads C (it may hold NaN garbage): the first K block stores over it.
+	if (beta != 1 && (beta != 0 || alpha == 0))
 		for (long i = 0; i < m; i++) {
 			float *ci = c + i * ldc;
 			if (beta == 0)
@@ -203,6 +235,7 @@ BF16 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, floa
 		}
 	if (k == 0 || alpha == 0)
 		return;
+	int over0 = beta == 0;
 	uint32_t *pb = scratch(&tl_pb, &tl_pb_cap, (size_t)NC * (KC / 2));
 	uint32_t *pa = scratch(&tl_pa, &tl_pa_cap, (size_t)MC * (KC / 2));
 	for (long jc = 0; jc < n; jc += NC) {
@@ -219,7 +252,8 @@ BF16 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, floa
 					const uint32_t *bp = pb + (jr / NR) * kp * NR;
 					for (long ir = 0; ir < mc; ir += MR) {
 						long mr = mc - ir < MR ? mc - ir : MR;
-						kernel(kp, pa + (ir / MR) * kp * MR, bp, alpha, c + (ic + ir) * ldc + jc + jr, ldc, mr, nr);
+						kernel(kp, pa + (ir / MR) * kp * MR, bp, alpha, c + (ic + ir) * ldc + jc + jr, ldc, mr, nr,
+						       over0 && pc == 0);
 					}
 				}
 			}
