@@ -205,18 +205,19 @@ const invSqrt2Pi = 0.3989422804014327
 func GELUBackward(dx, dout, x []float32) {
 	need("gelu backward dout", dout, len(x))
 	need("gelu backward dx", dx, len(x))
-	parallelFor(len(x), grainElems, func(lo, hi int) {
-		d, g := dx[lo:hi], dout[lo:hi]
-		for i, v := range x[lo:hi] {
-			f := float64(v)
-			e := erfAbs(math.Abs(f) * (1 / math.Sqrt2))
-			if f < 0 {
-				e = -e
-			}
-			cdf := 0.5 * (1 + e)
-			d[i] += float32(float64(g[i]) * (cdf + f*invSqrt2Pi*math.Exp(-0.5*f*f)))
-		}
-	})
+	parallelFor(len(x), grainElems, func(lo, hi int) { geluBackwardKernel(dx[lo:hi], dout[lo:hi], x[lo:hi]) })
+}
+
+// geluBackwardGo is GELUBackward's pure-Go kernel (the !cgo build, CPUs without AVX2), in
+// float64; the SIMD kernel (chorus_gelu_backward) is float32 with the same erf.
+func geluBackwardGo(dx, dout, x []float32) {
+	d, g := dx[:len(x)], dout[:len(x)]
+	for i, v := range x {
+		f := float64(v)
+		e := math.Copysign(erfAbs(math.Abs(f)*(1/math.Sqrt2)), f) // no branch on the sign
+		cdf := 0.5 * (1 + e)
+		d[i] += float32(float64(g[i]) * (cdf + f*invSqrt2Pi*math.Exp(-0.5*f*f)))
+	}
 }
 
 // ReLUBackward is the twin of ReLU: dx += dout where x > 0. At x = 0 the gradient is 0, and

@@ -414,6 +414,44 @@ func TestGELUBackward(t *testing.T) {
 	checkGrad(t, "dx", dx, bx, want, gradTol)
 }
 
+// TestGELUBackwardKernels compares the SIMD kernels (AVX2 and, where the CPU has it, AVX-512)
+// with the float64 Go kernel on values across erf's table segments, the tails, zero and
+// non-finite inputs, and lengths that leave partial vectors.
+func TestGELUBackwardKernels(t *testing.T) {
+	r := newRNG(15)
+	x := randSlice(r, 1000, 6)
+	x = append(x, 0, -0.0, 0.49, 0.51, 3.99, 4.01, -4.01, 9, -9, 30, -30,
+		float32(math.Inf(1)), float32(math.Inf(-1)))
+	dout := randSlice(r, len(x), 1)
+	want := make([]float32, len(x))
+	geluBackwardGo(want, dout, x)
+	nan := float32(math.NaN())
+	for _, level := range []int{1, simdLevel} {
+		if level == 0 {
+			continue
+		}
+		setSIMDLevel(level)
+		for _, n := range []int{len(x), 7, 17, 1} {
+			got := make([]float32, n)
+			geluBackwardKernel(got, dout[:n], x[:n])
+			for i := range n {
+				if got[i] != got[i] && want[i] != want[i] {
+					continue // ±Inf: ∞·φ(∞) = ∞·0, NaN in both
+				}
+				if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-6*math.Max(1, math.Abs(float64(want[i])))) {
+					t.Errorf("level %d n %d: x %v: got %v, want %v", level, n, x[i], got[i], want[i])
+				}
+			}
+		}
+		got := []float32{0}
+		geluBackwardKernel(got, []float32{1}, []float32{nan})
+		if got[0] == got[0] {
+			t.Errorf("level %d: NaN input gave gradient %v", level, got[0])
+		}
+	}
+	setSIMDLevel(simdLevel)
+}
+
 func TestReLUBackward(t *testing.T) {
 	x := []float32{-2, -0.5, 0, 0.25, 3, float32(math.NaN()), float32(math.Inf(1))}
 	dout := []float32{1, 2, 3, 4, 5, 6, 7}

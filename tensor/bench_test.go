@@ -207,6 +207,20 @@ func BenchmarkGELU(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/elem")
 	})
+	// The twin, as the training step's conv stem runs it (dx += dout·GELU'(x)).
+	g := randSlice(r, n, 1)
+	benchThreads(b, "backward-1500x1536", func(b *testing.B) {
+		for b.Loop() {
+			GELUBackward(out, g, x)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/elem")
+	})
+	b.Run("backward-1500x1536/go-float64", func(b *testing.B) {
+		for b.Loop() {
+			geluBackwardGo(out, g, x)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/elem")
+	})
 }
 
 // BenchmarkReLU times ReLU and its twin on one training batch's encoder FFN activations

@@ -650,6 +650,61 @@ AVX512_INLINE __m512 exp16(__m512 x) {
 	return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), _mm512_scalef_ps(p, nf));
 }
 
+// GELU's derivative Φ(x) + x·φ(x) = ½(1 + erf(x/√2)) + x·e^(−x²/2)/√(2π), accumulated:
+// dx += dout·gelu'(x). erf from erf_abs with z's sign put back (no branch), e^ from exp8/exp16; a
+// NaN x gives a NaN gradient through the x·φ term.
+AVX2_INLINE __m256 gelu_grad8(__m256 v) {
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+	__m256 e = _mm256_or_ps(erf_abs8(_mm256_andnot_ps(sign, z)), _mm256_and_ps(sign, z));
+	__m256 cdf = _mm256_fmadd_ps(_mm256_set1_ps(0.5f), e, _mm256_set1_ps(0.5f));
+	__m256 pdf = _mm256_mul_ps(_mm256_set1_ps(0.39894228040143268f),
+	                           exp8(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(v, v))));
+	return _mm256_fmadd_ps(v, pdf, cdf);
+}
+
+AVX2 static void gelu_backward_avx2(float *dx, const float *dout, const float *x, size_t n) {
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 g = gelu_grad8(_mm256_loadu_ps(x + i));
+		_mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dout + i), g, _mm256_loadu_ps(dx + i)));
+	}
+	if (i < n) {
+		__m256i m = mask8((long)(n - i));
+		__m256 g = gelu_grad8(_mm256_maskload_ps(x + i, m));
+		_mm256_maskstore_ps(dx + i, m, _mm256_fmadd_ps(_mm256_maskload_ps(dout + i, m), g, _mm256_maskload_ps(dx + i, m)));
+	}
+}
+
+AVX512_INLINE __m512 gelu_grad16(__m512 v) {
+	__m512 z = _mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f));
+	__m512 e = _mm512_or_ps(erf_abs16(_mm512_abs_ps(z)), _mm512_and_ps(_mm512_set1_ps(-0.0f), z));
+	__m512 cdf = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), e, _mm512_set1_ps(0.5f));
+	__m512 pdf = _mm512_mul_ps(_mm512_set1_ps(0.39894228040143268f),
+	                           exp16(_mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_mul_ps(v, v))));
+	return _mm512_fmadd_ps(v, pdf, cdf);
+}
+
+AVX512 static void gelu_backward_avx512(float *dx, const float *dout, const float *x, size_t n) {
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 g = gelu_grad16(_mm512_loadu_ps(x + i));
+		_mm512_storeu_ps(dx + i, _mm512_fmadd_ps(_mm512_loadu_ps(dout + i), g, _mm512_loadu_ps(dx + i)));
+	}
+	if (i < n) {
+		__mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+		__m512 g = gelu_grad16(_mm512_maskz_loadu_ps(m, x + i));
+		_mm512_mask_storeu_ps(dx + i, m, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, dout + i), g, _mm512_maskz_loadu_ps(m, dx + i)));
+	}
+}
+
+void chorus_gelu_backward(float *dx, const float *dout, const float *x, size_t n) {
+	if (level_now() >= 2)
+		gelu_backward_avx512(dx, dout, x, n);
+	else
+		gelu_backward_avx2(dx, dout, x, n);
+}
+
 AVX512_INLINE void acc16d(__m512 v, __m512d *s0, __m512d *s1) {
 	*s0 = _mm512_add_pd(*s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
 	*s1 = _mm512_add_pd(*s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
@@ -1235,6 +1290,8 @@ int chorus_attn_kv_decode_f32(long rows, long kn, long d, float scale, const flo
 int chorus_attn_kv_decode_f16(long rows, long kn, long d, float scale, const float *q, long ldq,
                               const uint16_t *kp, const uint16_t *v, long ldv, float *s, long causal,
                               float *out, long ldo) { abort(); }
+
+void chorus_gelu_backward(float *dx, const float *dout, const float *x, size_t n) { abort(); }
 
 long chorus_argmax(const float *x, long n) { abort(); }
 

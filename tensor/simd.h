@@ -34,6 +34,9 @@ void chorus_gemm_nn_small(long m, long n, long k, const float *a, long lda, cons
 // out = x*Phi(x) with the exact erf, |error| <= ~1.2e-7*max(1,|x|).
 void chorus_gelu(float *out, const float *x, size_t n);
 
+// dx += dout * GELU'(x), GELU' = Phi(x) + x*phi(x) (erf as chorus_gelu, exp to ~2 ulp).
+void chorus_gelu_backward(float *dx, const float *dout, const float *x, size_t n);
+
 // Row softmax in place on rows of length cols spaced ld apart. With causal >= 0, row i keeps
 // its first min(cols, causal+i+1) >= 1 entries and the rest are set to 0.
 void chorus_softmax_rows(float *x, long rows, long cols, long ld, long causal);

@@ -49,6 +49,16 @@ func geluKernel(out, x []float32) {
 	C.chorus_gelu(fptr(out), fptr(x), C.size_t(len(x)))
 }
 
+// geluBackwardKernel: dx += dout·GELU'(x) over len(x) values (the caller checked bounds).
+func geluBackwardKernel(dx, dout, x []float32) {
+	if simdLevel == 0 || len(x) == 0 {
+		geluBackwardGo(dx, dout, x)
+		return
+	}
+	_, _ = dx[len(x)-1], dout[len(x)-1]
+	C.chorus_gelu_backward(fptr(dx), fptr(dout), fptr(x), C.size_t(len(x)))
+}
+
 // softmaxKernel: rows of cols values spaced ld apart in x; causal < 0 for no mask, else row i
 // keeps min(cols, causal+i+1) entries. The caller checked bounds.
 func softmaxKernel(x []float32, rows, cols, ld, causal int) {

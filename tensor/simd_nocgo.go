@@ -12,6 +12,8 @@ func SIMD() string { return "go" }
 
 func geluKernel(out, x []float32) { geluGo(out, x) }
 
+func geluBackwardKernel(dx, dout, x []float32) { geluBackwardGo(dx, dout, x) }
+
 func softmaxKernel(x []float32, rows, cols, ld, causal int) {
 	softmaxRowsGo(x, rows, cols, ld, causal)
 }
