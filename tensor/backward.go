@@ -62,32 +62,43 @@ func gemmSplit(rows, macs int, fn func(lo, hi int)) {
 	parallelFor(rows, splitRows, fn)
 }
 
-// colBlock is how many columns one pass of colSums keeps in float64 registers/stack; 256
-// doubles is 2 KiB, and a block's strided reads of the row-major matrix stay cache-friendly.
-const colBlock = 256
+// sumChunk is how many rows one partial sum of colSums and LayerNormBackward's γ/β gradients
+// covers. Rows are cut into fixed chunks (whatever the thread count), each chunk summed in
+// float64 by one goroutine, and the chunks' partials added in order: the result does not
+// depend on scheduling or on how many threads ran, and every thread gets work even when the
+// matrix has few columns (d_model 256 was a single column block before).
+const sumChunk = 256
 
 // colSums adds the column sums of x [R, C] to dst [C], accumulating in float64 (a bias
 // gradient sums up to 1500 rows per sample; float32 accumulation would lose ~3 digits).
-// Column blocks run in parallel; each block's sum has a fixed order, so results do not depend
-// on scheduling.
 func colSums(dst, x []float32, rows, cols int) {
-	blocks := (cols + colBlock - 1) / colBlock
-	parallelFor(blocks, max(1, grainElems/max(1, rows*colBlock)), func(lo, hi int) {
-		var acc [colBlock]float64
-		for b := lo; b < hi; b++ {
-			c0, c1 := b*colBlock, min((b+1)*colBlock, cols)
-			a := acc[:c1-c0]
-			clear(a)
-			for r := 0; r < rows; r++ {
-				for j, v := range x[r*cols+c0 : r*cols+c1] {
-					a[j] += float64(v)
-				}
-			}
-			for j, v := range a {
-				dst[c0+j] += float32(v)
-			}
-		}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	chunks := (rows + sumChunk - 1) / sumChunk
+	pp := getF64(chunks * cols)
+	defer putF64(pp)
+	part := *pp
+	clear(part)
+	parallelItems(chunks, Threads(), func(_, ch int) {
+		r0, r1 := ch*sumChunk, min((ch+1)*sumChunk, rows)
+		colSumsKernel(part[ch*cols:(ch+1)*cols], x[r0*cols:], r1-r0, cols)
 	})
+	for ch := range chunks {
+		for j, v := range part[ch*cols : (ch+1)*cols] {
+			dst[j] += float32(v)
+		}
+	}
+}
+
+// colSumsGo is colSums' pure-Go kernel: acc[j] += Σ_r x[r·cols + j].
+func colSumsGo(acc []float64, x []float32, rows, cols int) {
+	acc = acc[:cols]
+	for r := range rows {
+		for j, v := range x[r*cols : (r+1)*cols] {
+			acc[j] += float64(v)
+		}
+	}
 }
 
 // LayerNormBackward is the twin of LayerNorm. With x̂ = (x−μ)·r, r = 1/√(var+eps) recomputed
@@ -97,9 +108,10 @@ func colSums(dst, x []float32, rows, cols int) {
 //	dgamma += Σ_rows dout·x̂
 //	dbeta  += Σ_rows dout
 //
-// gamma may be nil (γ = 1); any gradient may be nil. Rows are computed in float64. The row
-// pass (dx) runs over rows in parallel, the γ/β sums over column blocks, so no two goroutines
-// add into the same value and the sums have a fixed order.
+// gamma may be nil (γ = 1); any gradient may be nil. Rows are computed in float64, in chunks
+// of sumChunk rows that run in parallel; each chunk's γ/β partial sums are added in chunk
+// order (see sumChunk), so no two goroutines add into the same value and the sums have a
+// fixed order.
 func LayerNormBackward(dx, dgamma, dbeta, dout, x, gamma []float32, rows, cols int, eps float32) {
 	need("layernorm backward dout", dout, rows*cols)
 	need("layernorm backward x", x, rows*cols)
@@ -109,55 +121,8 @@ func LayerNormBackward(dx, dgamma, dbeta, dout, x, gamma []float32, rows, cols i
 	if rows == 0 || cols == 0 {
 		return
 	}
-	stats := getF64(2 * rows) // mean, r per row
-	defer putF64(stats)
-	st := *stats
 	if dx != nil {
 		need("layernorm backward dx", dx, rows*cols)
-	}
-	parallelFor(rows, max(1, grainElems/cols), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr := x[r*cols : (r+1)*cols]
-			var s float64
-			for _, v := range xr {
-				s += float64(v)
-			}
-			mean := s / float64(cols)
-			var ss float64
-			for _, v := range xr {
-				d := float64(v) - mean
-				ss += d * d
-			}
-			inv := 1 / math.Sqrt(ss/float64(cols)+float64(eps))
-			st[2*r], st[2*r+1] = mean, inv
-			if dx == nil {
-				continue
-			}
-			dr := dout[r*cols : (r+1)*cols]
-			var sg, sgx float64 // Σ g, Σ g·x̂
-			for c, v := range xr {
-				g := float64(dr[c])
-				if gamma != nil {
-					g *= float64(gamma[c])
-				}
-				sg += g
-				sgx += g * (float64(v) - mean) * inv
-			}
-			sg /= float64(cols)
-			sgx /= float64(cols)
-			o := dx[r*cols : (r+1)*cols]
-			for c, v := range xr {
-				g := float64(dr[c])
-				if gamma != nil {
-					g *= float64(gamma[c])
-				}
-				xh := (float64(v) - mean) * inv
-				o[c] += float32(inv * (g - sg - xh*sgx))
-			}
-		}
-	})
-	if dgamma == nil && dbeta == nil {
-		return
 	}
 	if dgamma != nil {
 		need("layernorm backward dgamma", dgamma, cols)
@@ -165,33 +130,77 @@ func LayerNormBackward(dx, dgamma, dbeta, dout, x, gamma []float32, rows, cols i
 	if dbeta != nil {
 		need("layernorm backward dbeta", dbeta, cols)
 	}
-	blocks := (cols + colBlock - 1) / colBlock
-	parallelFor(blocks, max(1, grainElems/(rows*colBlock)), func(lo, hi int) {
-		var ag, ab [colBlock]float64
-		for b := lo; b < hi; b++ {
-			c0, c1 := b*colBlock, min((b+1)*colBlock, cols)
-			g, bb := ag[:c1-c0], ab[:c1-c0]
-			clear(g)
-			clear(bb)
-			for r := 0; r < rows; r++ {
-				mean, inv := st[2*r], st[2*r+1]
-				xr, dr := x[r*cols+c0:r*cols+c1], dout[r*cols+c0:r*cols+c1]
-				for j, v := range dr {
-					d := float64(v)
-					g[j] += d * (float64(xr[j]) - mean) * inv
-					bb[j] += d
-				}
+	chunks := (rows + sumChunk - 1) / sumChunk
+	pp := getF64(2 * chunks * cols) // per chunk: Σ dout·x̂, then Σ dout
+	defer putF64(pp)
+	part := *pp
+	clear(part)
+	parallelItems(chunks, Threads(), func(_, ch int) {
+		r0, r1 := ch*sumChunk, min((ch+1)*sumChunk, rows)
+		var dxc []float32
+		if dx != nil {
+			dxc = dx[r0*cols : r1*cols]
+		}
+		layerNormBackwardKernel(dxc, part[2*ch*cols:(2*ch+1)*cols], part[(2*ch+1)*cols:(2*ch+2)*cols],
+			dout[r0*cols:r1*cols], x[r0*cols:r1*cols], gamma, r1-r0, cols, eps)
+	})
+	for ch := range chunks {
+		g, b := part[2*ch*cols:(2*ch+1)*cols], part[(2*ch+1)*cols:(2*ch+2)*cols]
+		for j := range cols {
+			if dgamma != nil {
+				dgamma[j] += float32(g[j])
 			}
-			for j := range g {
-				if dgamma != nil {
-					dgamma[c0+j] += float32(g[j])
-				}
-				if dbeta != nil {
-					dbeta[c0+j] += float32(bb[j])
-				}
+			if dbeta != nil {
+				dbeta[j] += float32(b[j])
 			}
 		}
-	})
+	}
+}
+
+// layerNormBackwardGo is LayerNormBackward's pure-Go kernel for rows rows (float64): dx += the
+// row gradient (dx nil: skipped), gacc[j] += Σ dout·x̂, bacc[j] += Σ dout.
+func layerNormBackwardGo(dx []float32, gacc, bacc []float64, dout, x, gamma []float32, rows, cols int, eps float32) {
+	for r := range rows {
+		xr, dr := x[r*cols:(r+1)*cols], dout[r*cols:(r+1)*cols]
+		var s float64
+		for _, v := range xr {
+			s += float64(v)
+		}
+		mean := s / float64(cols)
+		var ss float64
+		for _, v := range xr {
+			d := float64(v) - mean
+			ss += d * d
+		}
+		inv := 1 / math.Sqrt(ss/float64(cols)+float64(eps))
+		var sg, sgx float64 // Σ g, Σ g·x̂
+		for c, v := range xr {
+			d := float64(dr[c])
+			xh := (float64(v) - mean) * inv
+			gacc[c] += d * xh
+			bacc[c] += d
+			g := d
+			if gamma != nil {
+				g *= float64(gamma[c])
+			}
+			sg += g
+			sgx += g * xh
+		}
+		if dx == nil {
+			continue
+		}
+		sg /= float64(cols)
+		sgx /= float64(cols)
+		o := dx[r*cols : (r+1)*cols]
+		for c, v := range xr {
+			g := float64(dr[c])
+			if gamma != nil {
+				g *= float64(gamma[c])
+			}
+			xh := (float64(v) - mean) * inv
+			o[c] += float32(inv * (g - sg - xh*sgx))
+		}
+	}
 }
 
 // invSqrt2Pi is 1/√(2π), the standard normal density at 0.

@@ -452,6 +452,43 @@ func TestGELUBackwardKernels(t *testing.T) {
 	setSIMDLevel(simdLevel)
 }
 
+// TestRowReductionKernels compares the SIMD kernels of colSums and LayerNormBackward with their
+// float64 Go twins (column counts with and without a partial vector, γ present or not).
+func TestRowReductionKernels(t *testing.T) {
+	if simdLevel == 0 {
+		t.Skip("no SIMD kernels in this build")
+	}
+	r := newRNG(16)
+	for _, s := range []struct{ rows, cols int }{{3, 256}, {5, 7}, {40, 1027}, {1, 1}} {
+		x, dout := randSlice(r, s.rows*s.cols, 3), randSlice(r, s.rows*s.cols, 1)
+		for i := range x {
+			x[i] += float32(i%5) * 0.5 // rows with a mean away from 0
+		}
+		got, want := make([]float64, s.cols), make([]float64, s.cols)
+		colSumsKernel(got, x, s.rows, s.cols)
+		colSumsGo(want, x, s.rows, s.cols)
+		for j := range got {
+			if math.Abs(got[j]-want[j]) > 1e-9*math.Max(1, math.Abs(want[j])) {
+				t.Fatalf("colSums %dx%d: [%d] %v, want %v", s.rows, s.cols, j, got[j], want[j])
+			}
+		}
+		for _, gamma := range [][]float32{nil, randSlice(r, s.cols, 2)} {
+			dxG, dxW := randSlice(r, s.rows*s.cols, 1), make([]float32, s.rows*s.cols)
+			copy(dxW, dxG)
+			gG, bG := make([]float64, s.cols), make([]float64, s.cols)
+			gW, bW := make([]float64, s.cols), make([]float64, s.cols)
+			layerNormBackwardKernel(dxG, gG, bG, dout, x, gamma, s.rows, s.cols, 1e-5)
+			layerNormBackwardGo(dxW, gW, bW, dout, x, gamma, s.rows, s.cols, 1e-5)
+			checkClose(t, fmt.Sprintf("layernorm dx %dx%d gamma %v", s.rows, s.cols, gamma != nil), dxG, dxW, []float32{1e-6}, 1e-6)
+			for j := range gG {
+				if math.Abs(gG[j]-gW[j]) > 1e-9*math.Max(1, math.Abs(gW[j])) || math.Abs(bG[j]-bW[j]) > 1e-9*math.Max(1, math.Abs(bW[j])) {
+					t.Fatalf("layernorm sums %dx%d: [%d] %v %v, want %v %v", s.rows, s.cols, j, gG[j], bG[j], gW[j], bW[j])
+				}
+			}
+		}
+	}
+}
+
 func TestReLUBackward(t *testing.T) {
 	x := []float32{-2, -0.5, 0, 0.25, 3, float32(math.NaN()), float32(math.Inf(1))}
 	dout := []float32{1, 2, 3, 4, 5, 6, 7}

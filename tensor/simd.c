@@ -578,6 +578,92 @@ AVX512 static void gelu_avx512(float *out, const float *x, size_t n) {
 	}
 }
 
+/* ---------------------------------------------------------------- column sums, LayerNorm backward */
+
+// Four floats widened to doubles.
+AVX2_INLINE __m256d f4d(const float *p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+
+AVX2_INLINE double hsum4d(__m256d v) {
+	__m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+	return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+AVX2 void chorus_col_sums_f64(double *acc, const float *x, long rows, long cols) {
+	for (long r = 0; r < rows; r++) {
+		const float *xr = x + r * cols;
+		long j = 0;
+		for (; j + 8 <= cols; j += 8) {
+			_mm256_storeu_pd(acc + j, _mm256_add_pd(_mm256_loadu_pd(acc + j), f4d(xr + j)));
+			_mm256_storeu_pd(acc + j + 4, _mm256_add_pd(_mm256_loadu_pd(acc + j + 4), f4d(xr + j + 4)));
+		}
+		for (; j < cols; j++)
+			acc[j] += xr[j];
+	}
+}
+
+AVX2 void chorus_layernorm_backward_rows(float *dx, double *gacc, double *bacc, const float *dout,
+                                         const float *x, const float *gamma, long rows, long cols,
+                                         float eps) {
+	long c4 = cols / 4 * 4;
+	for (long r = 0; r < rows; r++) {
+		const float *xr = x + r * cols, *dr = dout + r * cols;
+		__m256d vs = _mm256_setzero_pd();
+		for (long c = 0; c < c4; c += 4)
+			vs = _mm256_add_pd(vs, f4d(xr + c));
+		double s = hsum4d(vs);
+		for (long c = c4; c < cols; c++)
+			s += xr[c];
+		double mean = s / cols;
+		__m256d vm = _mm256_set1_pd(mean), vss = _mm256_setzero_pd();
+		for (long c = 0; c < c4; c += 4) {
+			__m256d d = _mm256_sub_pd(f4d(xr + c), vm);
+			vss = _mm256_fmadd_pd(d, d, vss);
+		}
+		double ss = hsum4d(vss);
+		for (long c = c4; c < cols; c++) {
+			double d = xr[c] - mean;
+			ss += d * d;
+		}
+		double inv = 1 / sqrt(ss / cols + (double)eps);
+		__m256d vi = _mm256_set1_pd(inv), vsg = _mm256_setzero_pd(), vsgx = _mm256_setzero_pd();
+		for (long c = 0; c < c4; c += 4) {
+			__m256d d = f4d(dr + c), xh = _mm256_mul_pd(_mm256_sub_pd(f4d(xr + c), vm), vi);
+			_mm256_storeu_pd(gacc + c, _mm256_fmadd_pd(d, xh, _mm256_loadu_pd(gacc + c)));
+			_mm256_storeu_pd(bacc + c, _mm256_add_pd(d, _mm256_loadu_pd(bacc + c)));
+			__m256d g = gamma ? _mm256_mul_pd(d, f4d(gamma + c)) : d;
+			vsg = _mm256_add_pd(vsg, g);
+			vsgx = _mm256_fmadd_pd(g, xh, vsgx);
+		}
+		double sg = hsum4d(vsg), sgx = hsum4d(vsgx);
+		for (long c = c4; c < cols; c++) {
+			double d = dr[c], xh = (xr[c] - mean) * inv;
+			gacc[c] += d * xh;
+			bacc[c] += d;
+			double g = gamma ? d * gamma[c] : d;
+			sg += g;
+			sgx += g * xh;
+		}
+		if (!dx)
+			continue;
+		sg /= cols;
+		sgx /= cols;
+		float *o = dx + r * cols;
+		__m256d vsg2 = _mm256_set1_pd(sg), vsgx2 = _mm256_set1_pd(sgx);
+		for (long c = 0; c < c4; c += 4) {
+			__m256d d = f4d(dr + c), xh = _mm256_mul_pd(_mm256_sub_pd(f4d(xr + c), vm), vi);
+			__m256d g = gamma ? _mm256_mul_pd(d, f4d(gamma + c)) : d;
+			// inv·(g − sg − xh·sgx)
+			__m256d t = _mm256_mul_pd(vi, _mm256_sub_pd(_mm256_sub_pd(g, vsg2), _mm256_mul_pd(xh, vsgx2)));
+			_mm_storeu_ps(o + c, _mm_add_ps(_mm_loadu_ps(o + c), _mm256_cvtpd_ps(t)));
+		}
+		for (long c = c4; c < cols; c++) {
+			double g = gamma ? (double)dr[c] * gamma[c] : dr[c];
+			double xh = (xr[c] - mean) * inv;
+			o[c] += (float)(inv * (g - sg - xh * sgx));
+		}
+	}
+}
+
 void chorus_gelu(float *out, const float *x, size_t n) {
 	if (level_now() >= 2)
 		gelu_avx512(out, x, n);
@@ -1292,6 +1378,12 @@ int chorus_attn_kv_decode_f16(long rows, long kn, long d, float scale, const flo
                               float *out, long ldo) { abort(); }
 
 void chorus_gelu_backward(float *dx, const float *dout, const float *x, size_t n) { abort(); }
+
+void chorus_col_sums_f64(double *acc, const float *x, long rows, long cols) { abort(); }
+
+void chorus_layernorm_backward_rows(float *dx, double *gacc, double *bacc, const float *dout,
+                                    const float *x, const float *gamma, long rows, long cols,
+                                    float eps) { abort(); }
 
 long chorus_argmax(const float *x, long n) { abort(); }
 

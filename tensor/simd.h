@@ -37,6 +37,17 @@ void chorus_gelu(float *out, const float *x, size_t n);
 // dx += dout * GELU'(x), GELU' = Phi(x) + x*phi(x) (erf as chorus_gelu, exp to ~2 ulp).
 void chorus_gelu_backward(float *dx, const float *dout, const float *x, size_t n);
 
+// acc[j] += sum over r < rows of x[r*cols + j], j < cols, in double.
+void chorus_col_sums_f64(double *acc, const float *x, long rows, long cols);
+
+// LayerNorm backward over rows of cols values (see layerNormBackwardGo in backward.go): per row
+// mean and r = 1/sqrt(var+eps) recomputed, dx += r*(g - mean(g) - xh*mean(g*xh)) with g =
+// dout*gamma (dx may be NULL, gamma NULL means 1), gacc[j] += dout*xh, bacc[j] += dout; all in
+// double.
+void chorus_layernorm_backward_rows(float *dx, double *gacc, double *bacc, const float *dout,
+                                    const float *x, const float *gamma, long rows, long cols,
+                                    float eps);
+
 // Row softmax in place on rows of length cols spaced ld apart. With causal >= 0, row i keeps
 // its first min(cols, causal+i+1) >= 1 entries and the rest are set to 0.
 void chorus_softmax_rows(float *x, long rows, long cols, long ld, long causal);

@@ -59,6 +59,33 @@ func geluBackwardKernel(dx, dout, x []float32) {
 	C.chorus_gelu_backward(fptr(dx), fptr(dout), fptr(x), C.size_t(len(x)))
 }
 
+// colSumsKernel: acc[j] += Σ_r x[r·cols + j] (the caller checked bounds).
+func colSumsKernel(acc []float64, x []float32, rows, cols int) {
+	if simdLevel == 0 || rows == 0 || cols == 0 {
+		colSumsGo(acc, x, rows, cols)
+		return
+	}
+	_, _ = acc[cols-1], x[rows*cols-1]
+	C.chorus_col_sums_f64((*C.double)(unsafe.Pointer(&acc[0])), fptr(x), C.long(rows), C.long(cols))
+}
+
+// layerNormBackwardKernel: LayerNormBackward on rows rows (see layerNormBackwardGo).
+func layerNormBackwardKernel(dx []float32, gacc, bacc []float64, dout, x, gamma []float32, rows, cols int, eps float32) {
+	if simdLevel == 0 || rows == 0 || cols == 0 {
+		layerNormBackwardGo(dx, gacc, bacc, dout, x, gamma, rows, cols, eps)
+		return
+	}
+	_, _, _, _ = gacc[cols-1], bacc[cols-1], dout[rows*cols-1], x[rows*cols-1]
+	if dx != nil {
+		_ = dx[rows*cols-1]
+	}
+	if gamma != nil {
+		_ = gamma[cols-1]
+	}
+	C.chorus_layernorm_backward_rows(fptr(dx), (*C.double)(unsafe.Pointer(&gacc[0])), (*C.double)(unsafe.Pointer(&bacc[0])),
+		fptr(dout), fptr(x), fptr(gamma), C.long(rows), C.long(cols), C.float(eps))
+}
+
 // softmaxKernel: rows of cols values spaced ld apart in x; causal < 0 for no mask, else row i
 // keeps min(cols, causal+i+1) entries. The caller checked bounds.
 func softmaxKernel(x []float32, rows, cols, ld, causal int) {

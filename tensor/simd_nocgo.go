@@ -14,6 +14,12 @@ func geluKernel(out, x []float32) { geluGo(out, x) }
 
 func geluBackwardKernel(dx, dout, x []float32) { geluBackwardGo(dx, dout, x) }
 
+func colSumsKernel(acc []float64, x []float32, rows, cols int) { colSumsGo(acc, x, rows, cols) }
+
+func layerNormBackwardKernel(dx []float32, gacc, bacc []float64, dout, x, gamma []float32, rows, cols int, eps float32) {
+	layerNormBackwardGo(dx, gacc, bacc, dout, x, gamma, rows, cols, eps)
+}
+
 func softmaxKernel(x []float32, rows, cols, ld, causal int) {
 	softmaxRowsGo(x, rows, cols, ld, causal)
 }
