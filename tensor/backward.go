@@ -40,10 +40,20 @@ func LinearBackward(dx, dw, db, dout, x, w []float32, m, k, n int) {
 	if dw != nil {
 		need("linear backward dw", dw, n*k)
 		need("linear backward x", x, m*k)
-		// Rows lo…hi of dw are columns lo…hi of dout: op(A) = dout[:, lo:hi]ᵀ.
-		gemmSplit(n, m*n*k, func(lo, hi int) {
-			Sgemm(true, false, hi-lo, k, m, 1, dout[lo:], n, x, k, 1, dw[lo*k:], k)
-		})
+		// Split the wider side of dw [N,K] over the threads: each packs its share of that
+		// operand and all of the other, so splitting the wider one packs less (the bf16 GEMM
+		// converts as it packs; an FFN's second layer has N = 256, K = 1024).
+		if k > n {
+			// Columns lo…hi of dw come from columns lo…hi of x.
+			gemmSplit(k, m*n*k, func(lo, hi int) {
+				Sgemm(true, false, n, hi-lo, m, 1, dout, n, x[lo:], k, 1, dw[lo:], k)
+			})
+		} else {
+			// Rows lo…hi of dw are columns lo…hi of dout: op(A) = dout[:, lo:hi]ᵀ.
+			gemmSplit(n, m*n*k, func(lo, hi int) {
+				Sgemm(true, false, hi-lo, k, m, 1, dout[lo:], n, x, k, 1, dw[lo*k:], k)
+			})
+		}
 	}
 	if db != nil {
 		need("linear backward db", db, n)

@@ -489,6 +489,30 @@ func TestRowReductionKernels(t *testing.T) {
 	}
 }
 
+// TestLinearBackwardSplit checks dw on shapes large enough for the two-thread split, along
+// dw's rows (N ≥ K) and along its columns (K > N), against the float64 product doutᵀ·x.
+func TestLinearBackwardSplit(t *testing.T) {
+	r := newRNG(17)
+	for _, s := range []struct{ m, k, n int }{{128, 300, 16}, {128, 16, 300}} {
+		x, dout := randSlice(r, s.m*s.k, 1), randSlice(r, s.m*s.n, 1)
+		want := make([]float32, s.n*s.k)
+		for i := range s.n {
+			for j := range s.k {
+				var acc float64
+				for p := range s.m {
+					acc += float64(dout[p*s.n+i]) * float64(x[p*s.k+j])
+				}
+				want[i*s.k+j] = float32(acc)
+			}
+		}
+		for _, th := range []int{1, 2} {
+			got := make([]float32, s.n*s.k)
+			withThreads(t, th, 1, func() { LinearBackward(nil, got, nil, dout, x, nil, s.m, s.k, s.n) })
+			checkClose(t, fmt.Sprintf("%dx%dx%d threads %d", s.m, s.k, s.n, th), got, want, []float32{1e-4}, 1e-5)
+		}
+	}
+}
+
 func TestReLUBackward(t *testing.T) {
 	x := []float32{-2, -0.5, 0, 0.25, 3, float32(math.NaN()), float32(math.Inf(1))}
 	dout := []float32{1, 2, 3, 4, 5, 6, 7}
