@@ -378,6 +378,13 @@ func (t *Task) Eval(ctx context.Context) (map[string]float64, error) {
 	if len(t.dev) == 0 {
 		return nil, nil
 	}
+	// Dev metrics in Whisper's float32 numerics, as chorus eval and the server decode, even
+	// when the step's products run in bfloat16 (--matmul bf16). The trainer evaluates between
+	// steps, so no product of a step is in flight while the setting is switched.
+	if tensor.MatmulBF16() {
+		tensor.SetMatmulBF16(false)
+		defer tensor.SetMatmulBF16(true)
+	}
 	refs, hyps, err := t.Transcribe(ctx, t.dev)
 	if err != nil {
 		return nil, err
