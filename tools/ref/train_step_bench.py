@@ -10,8 +10,10 @@ objective is the one training/speech uses: 0.7 * label-smoothed (0.1) cross-entr
 on the encoder (per-target-length mean), AdamW. Batch: 20 utterances of 4 s (400 mel frames)
 with 16 text tokens each, as BenchmarkTrainStep in training/speech.
 
-Run with Debian's torch:  /usr/bin/python3 tools/ref/train_step_bench.py --threads 2
+Run with Debian's torch:  /usr/bin/python3 tools/ref/train_step_bench.py --threads 2 [--bf16]
 Prints the median step time (forward, backward, optimizer) over --steps steps after warm-up.
+--bf16 runs the forward pass and the loss under torch.autocast("cpu", torch.bfloat16), PyTorch's
+mixed precision, the counterpart of chorus train --matmul bf16.
 """
 import argparse
 import statistics
@@ -98,6 +100,7 @@ def main():
     ap.add_argument("--frames", type=int, default=400)
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=2022)
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (mixed precision)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -111,18 +114,20 @@ def main():
     times = []
     for i in range(a.steps + 2):
         t0 = time.perf_counter()
-        logits, h = m(mel, inp)
-        ce = F.cross_entropy(logits.reshape(-1, a.vocab), tgt.reshape(-1), label_smoothing=0.1)
-        lp = h.log_softmax(-1).transpose(0, 1)
-        l_ctc = ctc(lp, labels, torch.full((a.batch,), h.shape[1]), torch.full((a.batch,), labels.shape[1]))
-        loss = 0.7 * ce + 0.3 * l_ctc
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            logits, h = m(mel, inp)
+            ce = F.cross_entropy(logits.float().reshape(-1, a.vocab), tgt.reshape(-1), label_smoothing=0.1)
+            lp = h.float().log_softmax(-1).transpose(0, 1)
+            l_ctc = ctc(lp, labels, torch.full((a.batch,), h.shape[1]), torch.full((a.batch,), labels.shape[1]))
+            loss = 0.7 * ce + 0.3 * l_ctc
         opt.zero_grad()
         loss.backward()
         opt.step()
         if i >= 2:
             times.append((time.perf_counter() - t0) * 1000)
-    print("torch %s threads %d batch %dx%d frames: median step %.1f ms (runs %s)" % (
-        torch.__version__, a.threads, a.batch, a.frames, statistics.median(times), " ".join("%.0f" % t for t in times)))
+    print("torch %s%s threads %d batch %dx%d frames: median step %.1f ms (runs %s)" % (
+        torch.__version__, " bf16 autocast" if a.bf16 else "", a.threads, a.batch, a.frames, statistics.median(times),
+        " ".join("%.0f" % t for t in times)))
 
 
 if __name__ == "__main__":
