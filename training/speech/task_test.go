@@ -65,6 +65,41 @@ func TestStepLearns(t *testing.T) {
 	}
 }
 
+// TestStepDeterministic: the same weights and batch give bit-identical gradients, with float32
+// and with bfloat16 products — what an exact --resume relies on (the kernels split work in
+// fixed chunks and sum partials in a fixed order, whatever the scheduling).
+func TestStepDeterministic(t *testing.T) {
+	small := func(v int) whisper.Dims {
+		return whisper.Dims{NMels: 80, NAudioCtx: 100, NAudioState: 64, NAudioHead: 2, NAudioLayer: 2,
+			NVocab: v, NTextCtx: 32, NTextState: 64, NTextHead: 2, NTextLayer: 1, Activation: "relu"}
+	}
+	for _, bf := range []bool{false, true} {
+		t.Run(map[bool]string{false: "f32", true: "bf16"}[bf], func(t *testing.T) {
+			if err := tensor.SetMatmulBF16(bf); err != nil {
+				t.Skip(err)
+			}
+			defer tensor.SetMatmulBF16(false)
+			var grads [2][][]float32
+			for run := range 2 {
+				task := syntheticTask(t, small, 8, 200, 8, Options{BatchFrames: 4000, MaxItems: 8, CTCWeight: 0.3, Smoothing: 0.1, Seed: 1})
+				if _, err := task.Step(context.Background(), trainer.Batch{Seed: 1}, nil); err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range task.Params() {
+					grads[run] = append(grads[run], append([]float32(nil), p.Grad.Data...))
+				}
+			}
+			for i := range grads[0] {
+				for j, v := range grads[0][i] {
+					if math.Float32bits(v) != math.Float32bits(grads[1][i][j]) {
+						t.Fatalf("param %d grad %d: %v then %v", i, j, v, grads[1][i][j])
+					}
+				}
+			}
+		})
+	}
+}
+
 func stepLearns(t *testing.T) {
 	small := func(v int) whisper.Dims {
 		return whisper.Dims{NMels: 80, NAudioCtx: 100, NAudioState: 32, NAudioHead: 2, NAudioLayer: 1,
