@@ -25,6 +25,9 @@ type RoutingChoice struct {
 	// PerRequest fixes one expert subset per layer for the whole request (chosen on its
 	// first call of the layer) instead of choosing per token.
 	PerRequest bool
+	// MinTokens, when above 1, runs every expert in calls with fewer tokens than this (a
+	// decoding step's one token): there the router costs more than the experts it skips.
+	MinTokens int
 	// Seed seeds the random router.
 	Seed uint64
 	// Pathway records which experts each token used.
@@ -104,7 +107,7 @@ func (v *Variant) defaultChoice(c RoutingChoice) RoutingChoice {
 	if d == nil || c.Router != "" || c.Heads != 0 {
 		return c
 	}
-	c.Router, c.Fraction, c.K, c.PerRequest = d.Router, d.Fraction, d.K, d.PerRequest
+	c.Router, c.Fraction, c.K, c.PerRequest, c.MinTokens = d.Router, d.Fraction, d.K, d.PerRequest, d.MinTokens
 	return c
 }
 

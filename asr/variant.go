@@ -71,6 +71,7 @@ type RoutingDefault struct {
 	Fraction   float64 `json:"fraction,omitempty"`
 	K          int     `json:"k,omitempty"`
 	PerRequest bool    `json:"per_request,omitempty"`
+	MinTokens  int     `json:"min_tokens,omitempty"`
 }
 
 // GatedConfig is the chorus block's "gated" entry: E experts per feed-forward block, the

@@ -23,6 +23,7 @@ func moeCmd() *cobra.Command {
 		model, out, method, manifest string
 		overlay, defaultRouter       string
 		headHidden                   int
+		defaultMinTokens             int
 		nExperts, hidden, limit      int
 		maxTokens, epochs            int
 		seed                         uint64
@@ -45,7 +46,12 @@ func moeCmd() *cobra.Command {
 					return fmt.Errorf("--default-router %q: want one ROUTER:AMOUNT[/request] (%v)", defaultRouter, err)
 				}
 				c := arms[0].Choice
-				routing = &asr.RoutingDefault{Router: c.Router, Fraction: c.Fraction, K: c.K, PerRequest: c.PerRequest}
+				routing = &asr.RoutingDefault{Router: c.Router, Fraction: c.Fraction, K: c.K, PerRequest: c.PerRequest, MinTokens: defaultMinTokens}
+			} else if defaultMinTokens != 0 {
+				return fmt.Errorf("--default-min-tokens needs --default-router")
+			}
+			if defaultMinTokens < 0 {
+				return fmt.Errorf("--default-min-tokens %d is negative", defaultMinTokens)
 			}
 			m := map[string]string{"coact": experts.MethodCoActivation, "coactivation": experts.MethodCoActivation, "kmeans": experts.MethodKMeans}[method]
 			if m == "" {
@@ -122,6 +128,7 @@ func moeCmd() *cobra.Command {
 	f.StringVar(&out, "out", "", "variant folder to write")
 	f.IntVar(&headHidden, "head-router-hidden", 32, "hidden units of each encoder layer's learned head router (0: none)")
 	f.StringVar(&defaultRouter, "default-router", "", "routing the variant runs when a request names no router, as a chorus ab arm (mlp:0.25; default: dense)")
+	f.IntVar(&defaultMinTokens, "default-min-tokens", 0, "with --default-router: calls of fewer tokens run every expert (2: decoding steps dense, where the router costs more than it saves)")
 	f.StringVar(&overlay, "overlay", "", "also write the variant as an overlay over the base model's folder (layout + routers only; what asr/defaultmodel embeds as chorus-micro-moe)")
 	f.IntVar(&nExperts, "experts", 16, "experts per feed-forward layer")
 	f.StringVar(&method, "method", "coact", "partitioning: coact (co-activation clustering) or kmeans (fc1 weight rows)")

@@ -231,7 +231,10 @@ func (s *Set) Routing(c asr.RoutingChoice) (whisper.Routing, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.MinTokens < 0 {
+		return nil, fmt.Errorf("%w: min_tokens %d is negative", asr.ErrRouting, c.MinTokens)
+	}
 	rt := s.NewRouting(r, c.Pathway)
-	rt.heads, rt.sliced = hc, map[int]*slicedAttn{}
+	rt.heads, rt.sliced, rt.minTokens = hc, map[int]*slicedAttn{}, c.MinTokens
 	return rt, nil
 }

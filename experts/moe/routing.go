@@ -18,6 +18,8 @@ type Routing struct {
 	set    *Set
 	router experts.Router
 	dense  bool
+	// minTokens: calls with fewer tokens run every expert (RoutingChoice.MinTokens).
+	minTokens int
 
 	pathway *experts.Pathway // nil unless recording; owned by the stream's goroutine
 
@@ -59,7 +61,7 @@ func (r *Routing) FFN(ctx *tensor.Ctx, m *whisper.MLP, x *tensor.T) *tensor.T {
 	f := r.set.FFNs[layer]
 	t := len(x.Data) / f.C
 	var y *tensor.T
-	if r.dense {
+	if r.dense || t < r.minTokens {
 		y = m.Forward(ctx, x)
 		if r.pathway != nil {
 			r.pathway.Record(layer, experts.All(t, f.E))
@@ -82,6 +84,9 @@ func (r *Routing) FFN(ctx *tensor.Ctx, m *whisper.MLP, x *tensor.T) *tensor.T {
 // selection when there is one ("random:4+heads:oracle:2/request").
 func (r *Routing) Name() string {
 	n := r.router.Name()
+	if r.minTokens > 1 && !r.dense {
+		n += fmt.Sprintf("/min%d", r.minTokens)
+	}
 	if h := r.heads; h.k > 0 {
 		n += fmt.Sprintf("+heads:%s:%d", h.router, h.k)
 		if h.perRequest {

@@ -1,0 +1,62 @@
+package moe
+
+import (
+	"errors"
+	"math/bits"
+	"testing"
+
+	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/tensor"
+)
+
+// TestMinTokens: with MinTokens 2 a one-token call (a decoding step) runs the dense block —
+// the same output, every expert in the pathway — while a call of several tokens is routed to k
+// experts per token; the name says so; a negative MinTokens is refused.
+func TestMinTokens(t *testing.T) {
+	v, s := identitySet(t)
+	mlps := MLPs(v.Model)
+	m := mlps[len(mlps)-1] // the last decoder block
+	c := v.Model.Dims.NTextState
+	rt, err := s.Routing(asr.RoutingChoice{Router: "random", K: 4, MinTokens: 2, Pathway: true, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rt.(*Routing)
+	if got := r.Name(); got != "random:4/min2" {
+		t.Errorf("name %q, want random:4/min2", got)
+	}
+	ctx := tensor.NewCtx()
+	one := tensor.New(1, c)
+	three := tensor.New(3, c)
+	for i := range one.Data {
+		one.Data[i] = float32(i%7) - 3
+	}
+	for i := range three.Data {
+		three.Data[i] = float32(i%5) - 2
+	}
+	if d := maxAbs(r.FFN(ctx, m, one).Data, m.Forward(ctx, one).Data); d != 0 {
+		t.Errorf("one-token call differs from the dense block by %g", d)
+	}
+	r.FFN(ctx, m, three)
+	lp := r.Pathway().Layers[m.Layer()]
+	if lp.Tokens != 4 {
+		t.Fatalf("pathway holds %d tokens, want 4", lp.Tokens)
+	}
+	w := (lp.E + 63) / 64
+	for tok := range lp.Tokens {
+		n := 0
+		for _, word := range lp.Masks[tok*w : (tok+1)*w] {
+			n += bits.OnesCount64(word)
+		}
+		want := 4
+		if tok == 0 {
+			want = lp.E
+		}
+		if n != want {
+			t.Errorf("token %d used %d experts, want %d", tok, n, want)
+		}
+	}
+	if _, err := s.Routing(asr.RoutingChoice{Router: "random", K: 4, MinTokens: -1}); !errors.Is(err, asr.ErrRouting) {
+		t.Errorf("MinTokens -1: err %v, want ErrRouting", err)
+	}
+}
