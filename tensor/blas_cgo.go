@@ -39,7 +39,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	}
 	checkGemm(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
 	if matmulBF16.Load() && m >= bf16MinDim && n >= bf16MinDim && k >= bf16MinDim {
-		sgemmBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		sgemmBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
 		return
 	}
 	C.cblas_sgemm(C.CblasRowMajor, ta, tb, C.blasint(m), C.blasint(n), C.blasint(k),
@@ -75,10 +75,30 @@ func SetMatmulBF16(on bool) error {
 // MatmulBF16 reports whether Sgemm runs in bfloat16 (SetMatmulBF16).
 func MatmulBF16() bool { return matmulBF16.Load() }
 
-// sgemmBF16 is the bfloat16 GEMM on arguments Sgemm has checked (m, n, k > 0).
-func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+// sgemmBF16 is the bfloat16 GEMM on arguments Sgemm has checked (m, n, k > 0); bias (len n,
+// beta 0 only) is added to every row as the product is stored.
+func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, bias []float32) {
 	C.chorus_sgemm_bf16(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
-		fptr(a), C.long(lda), fptr(b), C.long(ldb), C.float(beta), fptr(c), C.long(ldc))
+		fptr(a), C.long(lda), fptr(b), C.long(ldb), C.float(beta), fptr(c), C.long(ldc), fptr(bias))
+}
+
+// linearBF16 is Linear's out = x·wᵀ + b through the bfloat16 GEMM with the bias added as the
+// product is stored (no pass that fills out with the bias first), when SetMatmulBF16 is on
+// and the product is one Sgemm would send there; it reports false, doing nothing, otherwise.
+// Rows are split over the threads as sgemmRowsLd splits them.
+func linearBF16(out, x, w, b []float32, m, k, n int) bool {
+	if !matmulBF16.Load() || m < bf16MinDim || n < bf16MinDim || k < bf16MinDim {
+		return false
+	}
+	checkGemm(false, true, m, n, k, len(x), k, len(w), k, len(out), n)
+	if BLASThreads() > 1 || Threads() == 1 || m < 2*splitRows || m*n*k < 4*grainMACs {
+		sgemmBF16(false, true, m, n, k, 1, x, k, w, k, 0, out, n, b)
+		return true
+	}
+	parallelFor(m, splitRows, func(lo, hi int) {
+		sgemmBF16(false, true, hi-lo, n, k, 1, x[lo*k:], k, w, k, 0, out[lo*n:], n, b)
+	})
+	return true
 }
 
 func cbool(b bool) C.int {

@@ -50,3 +50,6 @@ func SetMatmulBF16(on bool) error {
 
 // MatmulBF16 is false in this build.
 func MatmulBF16() bool { return false }
+
+// linearBF16 never applies in this build.
+func linearBF16(out, x, w, b []float32, m, k, n int) bool { return false }

@@ -185,7 +185,7 @@ static uint32_t *scratch(uint32_t **buf, size_t *cap, size_t n) {
 // with over set stores it in place of what c held (the first K block of a beta = 0 product,
 // which so never reads C).
 BF16 static void kernel(long kp, const uint32_t *a, const uint32_t *b, float alpha, float *c, long ldc,
-                        long mr, long nr, int over) {
+                        long mr, long nr, int over, const float *bias) {
 	__m512 acc[MR][2];
 	for (int i = 0; i < MR; i++)
 		acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -201,10 +201,15 @@ BF16 static void kernel(long kp, const uint32_t *a, const uint32_t *b, float alp
 	}
 	__m512 va = _mm512_set1_ps(alpha);
 	if (mr == MR && nr == NR) {
+		__m512 z0 = _mm512_setzero_ps(), z1 = z0;
+		if (over && bias) {
+			z0 = _mm512_loadu_ps(bias);
+			z1 = _mm512_loadu_ps(bias + 16);
+		}
 		for (int i = 0; i < MR; i++) {
 			float *ci = c + i * ldc;
-			__m512 o0 = over ? _mm512_setzero_ps() : _mm512_loadu_ps(ci);
-			__m512 o1 = over ? _mm512_setzero_ps() : _mm512_loadu_ps(ci + 16);
+			__m512 o0 = over ? z0 : _mm512_loadu_ps(ci);
+			__m512 o1 = over ? z1 : _mm512_loadu_ps(ci + 16);
 			_mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][0], o0));
 			_mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(va, acc[i][1], o1));
 		}
@@ -213,17 +218,26 @@ BF16 static void kernel(long kp, const uint32_t *a, const uint32_t *b, float alp
 	__mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
 	__mmask16 m1 = nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
 	__mmask16 l0 = over ? 0 : m0, l1 = over ? 0 : m1;
+	__m512 z0 = _mm512_setzero_ps(), z1 = z0;
+	if (over && bias) {
+		z0 = _mm512_maskz_loadu_ps(m0, bias);
+		z1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+	}
 	for (long i = 0; i < mr; i++) {
 		float *ci = c + i * ldc;
-		_mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(va, acc[i][0], _mm512_maskz_loadu_ps(l0, ci)));
+		_mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(va, acc[i][0], _mm512_mask_loadu_ps(z0, l0, ci)));
 		if (m1)
-			_mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(va, acc[i][1], _mm512_maskz_loadu_ps(l1, ci + 16)));
+			_mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(va, acc[i][1], _mm512_mask_loadu_ps(z1, l1, ci + 16)));
 	}
 }
 
 BF16 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, float alpha, const float *a,
-                            long lda, const float *b, long ldb, float beta, float *c, long ldc) {
-	// beta = 0 never reads C (it may hold NaN garbage): the first K block stores over it.
+                            long lda, const float *b, long ldb, float beta, float *c, long ldc,
+                            const float *bias) {
+	// beta = 0 never reads C (it may hold NaN garbage): the first K block stores over it, bias
+	// (when given, with beta 0 only) added per column as it does.
+	if (bias && (beta != 0 || alpha == 0 || k == 0))
+		abort(); // the Go side passes a bias only with beta 0 and a product to add it to
 	if (beta != 1 && (beta != 0 || alpha == 0))
 		for (long i = 0; i < m; i++) {
 			float *ci = c + i * ldc;
@@ -253,7 +267,7 @@ BF16 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, floa
 					for (long ir = 0; ir < mc; ir += MR) {
 						long mr = mc - ir < MR ? mc - ir : MR;
 						kernel(kp, pa + (ir / MR) * kp * MR, bp, alpha, c + (ic + ir) * ldc + jc + jr, ldc, mr, nr,
-						       over0 && pc == 0);
+						       over0 && pc == 0, bias ? bias + jc + jr : NULL);
 					}
 				}
 			}
@@ -266,7 +280,8 @@ BF16 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, floa
 int chorus_bf16_supported(void) { return 0; }
 
 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, float alpha, const float *a,
-                       long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+                       long lda, const float *b, long ldb, float beta, float *c, long ldc,
+                       const float *bias) {
 	abort();
 }
 

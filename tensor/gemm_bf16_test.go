@@ -78,7 +78,7 @@ func TestSgemmBF16(t *testing.T) {
 					want := append([]float32(nil), c...)
 					SgemmNaive(tr[0], tr[1], s.m, s.n, s.k, ab[0], bf16Slice(a), lda, bf16Slice(b), ldb, ab[1], want, ldc)
 					got := append([]float32(nil), c...)
-					sgemmBF16(tr[0], tr[1], s.m, s.n, s.k, ab[0], a, lda, b, ldb, ab[1], got, ldc)
+					sgemmBF16(tr[0], tr[1], s.m, s.n, s.k, ab[0], a, lda, b, ldb, ab[1], got, ldc, nil)
 					for i := 0; i < s.m; i++ {
 						for j := 0; j < ldc; j++ {
 							g, w := got[i*ldc+j], want[i*ldc+j]
@@ -96,6 +96,30 @@ func TestSgemmBF16(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestLinearBF16Bias: Linear with bfloat16 products adds its bias as the product is stored
+// (linearBF16) and equals the float64 product of the rounded operands plus the bias, on shapes
+// with partial register tiles and on one large enough for the row split.
+func TestLinearBF16Bias(t *testing.T) {
+	withBF16(t)
+	r := newRNG(204)
+	for _, s := range []struct{ m, k, n int }{{17, 20, 33}, {300, 64, 200}} {
+		x, w, b := randSlice(r, s.m*s.k, 1), randSlice(r, s.n*s.k, 1), randSlice(r, s.n, 1)
+		want := make([]float32, s.m*s.n)
+		for i := range s.m {
+			copy(want[i*s.n:], b)
+		}
+		SgemmNaive(false, true, s.m, s.n, s.k, 1, bf16Slice(x), s.k, bf16Slice(w), s.k, 1, want, s.n)
+		got := make([]float32, s.m*s.n)
+		for i := range got {
+			got[i] = float32(math.NaN()) // Linear must not read out
+		}
+		for _, th := range []int{1, 2} {
+			withThreads(t, th, 1, func() { Linear(got, x, w, b, s.m, s.k, s.n) })
+			checkClose(t, fmt.Sprintf("%dx%dx%d threads %d", s.m, s.k, s.n, th), got, want, []float32{1e-5}, 1e-5)
 		}
 	}
 }

@@ -70,6 +70,9 @@ func Linear(out, x, w, b []float32, m, k, n int) {
 		gemmNTParallel(m, n, k, x, w, nil, b, out)
 		return
 	}
+	if b != nil && linearBF16(out, x, w, b, m, k, n) {
+		return
+	}
 	beta := float32(0)
 	if b != nil {
 		fillBias(out, b, m, n)

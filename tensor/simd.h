@@ -99,10 +99,12 @@ int chorus_attn_kv_decode_f16(long rows, long kn, long d, float scale, const flo
 void chorus_set_level(int level);
 
 // bfloat16 GEMM (gemm_bf16.c): C = alpha·op(A)·op(B) + beta·C on row-major float32 matrices,
-// operands rounded to bfloat16 as they are packed, float32 accumulation. Only where
-// chorus_bf16_supported() (AVX512-BF16).
+// operands rounded to bfloat16 as they are packed, float32 accumulation; with bias (beta 0
+// only) C = alpha·op(A)·op(B) + bias[j] per column. Only where chorus_bf16_supported()
+// (AVX512-BF16).
 int chorus_bf16_supported(void);
 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, float alpha, const float *a,
-                       long lda, const float *b, long ldb, float beta, float *c, long ldc);
+                       long lda, const float *b, long ldb, float beta, float *c, long ldc,
+                       const float *bias);
 
 #endif
