@@ -87,7 +87,7 @@ flagship: build
 	if [ -f $(FLAGSHIP_WORK)/teacher.sha256 ] && [ "$$(cat $(FLAGSHIP_WORK)/teacher.sha256)" != "$$sum" ]; then \
 		echo "discarding $(FLAGSHIP_WORK): pruned from another default model"; rm -rf $(FLAGSHIP_WORK); \
 	fi; mkdir -p $(FLAGSHIP_WORK) && echo $$sum > $(FLAGSHIP_WORK)/teacher.sha256
-	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-flagship.json --work $(FLAGSHIP_WORK) --resume
+	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-flagship.json --work $(FLAGSHIP_WORK) --resume --matmul auto
 	nice -n 10 ./$(BIN) moe --model $(FLAGSHIP_WORK)/variant --out runs/chorus-micro-flagship --experts 16 --method coact \
 		--router-hidden 64 --default-router mlp:0.25 --manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
 	rm -rf asr/defaultmodel/chorus-micro-flagship && cp -r runs/chorus-micro-flagship asr/defaultmodel/chorus-micro-flagship
