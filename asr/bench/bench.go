@@ -32,9 +32,11 @@ type Options struct {
 
 // Result is what `chorus bench --json` prints.
 type Result struct {
-	Model            string  `json:"model"`
-	Threads          int     `json:"threads"`
-	BLAS             string  `json:"blas"`
+	Model   string `json:"model"`
+	Threads int    `json:"threads"`
+	BLAS    string `json:"blas"`
+	// Matmul is "bf16" when large products ran in bfloat16 (chorus --matmul bf16).
+	Matmul           string  `json:"matmul,omitempty"`
 	Routing          string  `json:"routing,omitempty"` // the MoE routing run, if any
 	MelMS            float64 `json:"mel_ms"`
 	EncoderMS        float64 `json:"encoder_ms"`
@@ -69,6 +71,9 @@ func Run(m *whisper.Model, name string, o Options) (*Result, error) {
 		audio[i] += float32(0.3*math.Sin(2*math.Pi*f*t) + 0.1*math.Sin(4*math.Pi*f*t))
 	}
 	res := &Result{Model: name, Threads: o.Threads, BLAS: tensor.BLASName, Runs: o.Runs, Routing: o.RoutingName}
+	if tensor.MatmulBF16() {
+		res.Matmul = "bf16"
+	}
 
 	var spec *mel.Spectrogram
 	melT := make([]float64, 0, o.Runs)

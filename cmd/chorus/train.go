@@ -19,7 +19,6 @@ func trainCmd() *cobra.Command {
 		resume       bool
 		steps        int
 		memLimit     int64
-		matmul       string
 	)
 	cmd := &cobra.Command{
 		Use:   "train --recipe FILE --work DIR [--resume]",
@@ -30,9 +29,6 @@ func trainCmd() *cobra.Command {
 				// A soft limit makes the collector work harder before the heap doubles past
 				// what the machine has; training's working set is stable, its garbage is not.
 				debug.SetMemoryLimit(memLimit << 20)
-			}
-			if err := setMatmul(matmul); err != nil {
-				return err
 			}
 			r, err := speech.ReadRecipe(recipe)
 			if err != nil {
@@ -57,7 +53,6 @@ func trainCmd() *cobra.Command {
 	f.StringVar(&publish, "publish", "", "models directory to publish the final variant into (temp name + rename: a watching server hot-swaps it)")
 	f.IntVar(&steps, "steps", 0, "override the recipe's step count (extend a finished run)")
 	f.Int64Var(&memLimit, "memory-limit-mb", 8192, "soft memory limit for the Go heap in MiB (0: none; GOMEMLIMIT wins)")
-	f.StringVar(&matmul, "matmul", "f32", "precision of the training step's matrix products: f32, bf16 (operands rounded to bfloat16, float32 sums; needs AVX512-BF16; up to 1.9× faster products) or auto (bf16 where the CPU has it)")
 	return cmd
 }
 
