@@ -12,7 +12,7 @@ DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox
 	wordnet-base asterisk-core-sounds-en asterisk-core-sounds-en-wav npm sox
 CORPUS_N ?= 12000
 
-.PHONY: snapshot all deps deps-data build test run bench proto fuzz lint clean corpus train moe flagship
+.PHONY: snapshot embed all deps deps-data build test run bench proto fuzz lint clean corpus train moe flagship
 
 all: build
 
@@ -64,6 +64,20 @@ snapshot:
 	rm -rf resume/chorus-micro/tokenizer && cp -r runs/chorus-micro/tokenizer resume/chorus-micro/tokenizer && \
 	echo "resume/chorus-micro now holds $$(basename "$$newest")"
 
+# embed makes a training run's variant the embedded default model: copies it into
+# asr/defaultmodel/chorus-micro, scores it on the three development splits into its card
+# (chorus eval --card) and rebuilds the binary around it. Run it on its own, then
+# `make moe flagship`, which read the new default from asr/defaultmodel (not from a binary).
+EMBED_FROM ?= runs/chorus-micro/variant
+EVAL_LIMIT ?= 150
+embed: build
+	@test -f $(EMBED_FROM)/config.json || { echo "no variant in $(EMBED_FROM): a training run writes one when it ends or is stopped"; exit 1; }
+	rm -rf asr/defaultmodel/chorus-micro && cp -r $(EMBED_FROM) asr/defaultmodel/chorus-micro
+	for s in dev dev-voices real-dev; do \
+		./$(BIN) eval --model asr/defaultmodel/chorus-micro --manifest corpus/v1/$$s.jsonl --limit $(EVAL_LIMIT) --card || exit 1; \
+	done
+	$(GO) build -o $(BIN) ./cmd/chorus
+
 # moe MoE-fies the embedded default model into runs/chorus-micro-moe: co-activation split
 # into 16 experts per layer, MLP routers trained on the training corpus's first utterances
 # (deterministic for a given corpus and seed). Rerun after the default model is regenerated.
@@ -71,7 +85,7 @@ MOE_CLIPS ?= 200
 # It also writes the overlay the binary embeds as chorus-micro-moe (asr/defaultmodel/chorus-micro-moe:
 # the layout and routers over the embedded default's weights).
 moe: build
-	nice -n 10 ./$(BIN) moe --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
+	nice -n 10 ./$(BIN) moe --model asr/defaultmodel/chorus-micro --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
 		--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1 \
 		--overlay asr/defaultmodel/chorus-micro-moe
 
