@@ -257,7 +257,7 @@ func BenchmarkLayerNormBackward(b *testing.B) {
 
 // BenchmarkReLU times ReLU and its twin on one training batch's encoder FFN activations
 // (4000 frames × 1024 units, signs random): branchless loops, where a branch on the sign
-// mispredicted on half the elements (5.5 → 0.8 ms per Mi elements on the Xeon, one thread).
+// mispredicted on half the elements (5.5 → 0.7 ns per element on the session-4 EPYC, one thread).
 func BenchmarkReLU(b *testing.B) {
 	r := newRNG(109)
 	n := 4000 * 1024
