@@ -85,17 +85,13 @@ func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 // linearBF16 is Linear's out = x·wᵀ + b through the bfloat16 GEMM with the bias added as the
 // product is stored (no pass that fills out with the bias first), when SetMatmulBF16 is on
 // and the product is one Sgemm would send there; it reports false, doing nothing, otherwise.
-// Rows are split over the threads as sgemmRowsLd splits them.
+// Rows are split over the threads as sgemmRowsLd splits them (gemmSplit).
 func linearBF16(out, x, w, b []float32, m, k, n int) bool {
 	if !matmulBF16.Load() || m < bf16MinDim || n < bf16MinDim || k < bf16MinDim {
 		return false
 	}
 	checkGemm(false, true, m, n, k, len(x), k, len(w), k, len(out), n)
-	if BLASThreads() > 1 || Threads() == 1 || m < 2*splitRows || m*n*k < 4*grainMACs {
-		sgemmBF16(false, true, m, n, k, 1, x, k, w, k, 0, out, n, b)
-		return true
-	}
-	parallelFor(m, splitRows, func(lo, hi int) {
+	gemmSplit(m, m*n*k, func(lo, hi int) {
 		sgemmBF16(false, true, hi-lo, n, k, 1, x[lo*k:], k, w, k, 0, out[lo*n:], n, b)
 	})
 	return true

@@ -95,11 +95,7 @@ func sgemmRows(m, n, k int, x, w []float32, beta float32, out []float32) {
 
 // sgemmRowsLd is sgemmRows with out's row stride ldo (out may be a column block).
 func sgemmRowsLd(m, n, k int, x, w []float32, beta float32, out []float32, ldo int) {
-	if BLASThreads() > 1 || Threads() == 1 || m < 2*splitRows || m*n*k < 4*grainMACs {
-		Sgemm(false, true, m, n, k, 1, x, k, w, k, beta, out, ldo)
-		return
-	}
-	parallelFor(m, splitRows, func(lo, hi int) {
+	gemmSplit(m, m*n*k, func(lo, hi int) {
 		Sgemm(false, true, hi-lo, n, k, 1, x[lo*k:], k, w, k, beta, out[lo*ldo:], ldo)
 	})
 }
