@@ -12,6 +12,7 @@ import "C"
 import (
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -55,19 +56,26 @@ var bf16Supported = C.chorus_bf16_supported() != 0
 // more than the bfloat16 products save.
 const bf16MinDim = 16
 
-// matmulBF16 routes Sgemm through the bfloat16 GEMM (SetMatmulBF16).
-var matmulBF16 atomic.Bool
+// matmulBF16 routes Sgemm through the bfloat16 GEMM (SetMatmulBF16); useAMX runs it on the
+// AMX tile unit rather than with AVX512-BF16.
+var matmulBF16, useAMX atomic.Bool
+
+// amxAvailable reports whether the CPU has AMX-BF16 and Linux granted the process the tile
+// state; asked once, and only by a process that wants bfloat16 products.
+var amxAvailable = sync.OnceValue(func() bool { return bf16Supported && C.chorus_amx_init() != 0 })
 
 // SetMatmulBF16 makes Sgemm — every GEMM of a training step: the linear layers forward and
 // backward, the convolutions, attention's backward pass — round its operands to bfloat16 and
-// multiply them with AVX512-BF16 (float32 accumulation, as mixed-precision training's autocast
-// does), up to twice as fast as float32 SGEMM. It is process-wide and meant for training runs
-// (chorus train --matmul bf16): inference keeps Whisper's float32 numerics unless a process asks
-// otherwise. It fails on CPUs without AVX512-BF16.
+// multiply them with float32 accumulation, as mixed-precision training's autocast does: on the
+// AMX tile unit where there is one, else with AVX512-BF16. It is process-wide and meant for
+// training runs (chorus train --matmul bf16): inference keeps Whisper's float32 numerics unless
+// a process asks otherwise. It fails on CPUs without AVX512-BF16. BF16Preferred says whether it
+// is faster than float32 here.
 func SetMatmulBF16(on bool) error {
 	if on && !bf16Supported {
 		return errors.New("tensor: bfloat16 matmul needs a CPU with AVX512-BF16 (Zen 4, Cooper Lake, Sapphire Rapids or later)")
 	}
+	useAMX.Store(on && amxAvailable())
 	matmulBF16.Store(on)
 	return nil
 }
@@ -75,9 +83,34 @@ func SetMatmulBF16(on bool) error {
 // MatmulBF16 reports whether Sgemm runs in bfloat16 (SetMatmulBF16).
 func MatmulBF16() bool { return matmulBF16.Load() }
 
+// MatmulEngine names what runs Sgemm's large products: "openblas-f32", "amx-bf16" or
+// "avx512-bf16".
+func MatmulEngine() string {
+	switch {
+	case !matmulBF16.Load():
+		return BLASName + "-f32"
+	case useAMX.Load():
+		return "amx-bf16"
+	}
+	return "avx512-bf16"
+}
+
+// BF16Preferred reports whether bfloat16 products are faster than OpenBLAS's float32 ones on
+// this CPU (what --matmul auto asks): with AMX, or with AVX512-BF16 on AMD (Zen 4 issues
+// VDPBF16PS at twice the float32 FMA's rate; Intel's cores at the same rate, where the
+// bfloat16 kernel's packing makes it slower than OpenBLAS — measured in docs/BENCHMARKS.md).
+func BF16Preferred() bool {
+	return amxAvailable() || (bf16Supported && C.chorus_cpu_amd() != 0)
+}
+
 // sgemmBF16 is the bfloat16 GEMM on arguments Sgemm has checked (m, n, k > 0); bias (len n,
 // beta 0 only) is added to every row as the product is stored.
 func sgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, bias []float32) {
+	if useAMX.Load() {
+		C.chorus_sgemm_amx(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
+			fptr(a), C.long(lda), fptr(b), C.long(ldb), C.float(beta), fptr(c), C.long(ldc), fptr(bias))
+		return
+	}
 	C.chorus_sgemm_bf16(cbool(transA), cbool(transB), C.long(m), C.long(n), C.long(k), C.float(alpha),
 		fptr(a), C.long(lda), fptr(b), C.long(ldb), C.float(beta), fptr(c), C.long(ldc), fptr(bias))
 }

@@ -51,5 +51,11 @@ func SetMatmulBF16(on bool) error {
 // MatmulBF16 is false in this build.
 func MatmulBF16() bool { return false }
 
+// MatmulEngine names gonum's float32 GEMM.
+func MatmulEngine() string { return BLASName + "-f32" }
+
+// BF16Preferred is false in this build.
+func BF16Preferred() bool { return false }
+
 // linearBF16 never applies in this build.
 func linearBF16(out, x, w, b []float32, m, k, n int) bool { return false }

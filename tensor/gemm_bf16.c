@@ -119,12 +119,15 @@ BF16 static void pack_a(uint32_t *dst, const float *a, long lda, int trans, long
 	}
 }
 
-// pack_b packs op(B) k [0, kc) × columns [0, nc) into panels of NR columns:
-// dst[(c/NR)·kp·NR + q·NR + c%NR] = pair(op(B)[2q][c], op(B)[2q+1][c]), zero beyond.
-BF16 static void pack_b(uint32_t *dst, const float *b, long ldb, int trans, long kc, long nc) {
+// pack_b packs op(B) k [0, kc) × columns [0, nc) into panels of NR columns, kps ≥ ceil(kc/2)
+// pairs each: dst[(c/NR)·kps·NR + q·NR + c%NR] = pair(op(B)[2q][c], op(B)[2q+1][c]), zero
+// beyond (AMX pads a panel's pairs to whole tiles of 16).
+BF16 static void pack_b(uint32_t *dst, const float *b, long ldb, int trans, long kc, long nc, long kps) {
 	long kp = (kc + 1) / 2;
 	for (long c0 = 0; c0 < nc; c0 += NR) {
-		uint32_t *d = dst + (c0 / NR) * kp * NR;
+		uint32_t *d = dst + (c0 / NR) * kps * NR;
+		if (kps > kp)
+			memset(d + kp * NR, 0, (size_t)(kps - kp) * NR * sizeof(uint32_t));
 		long nr = nc - c0 < NR ? nc - c0 : NR;
 		if (trans) {
 			// op(B)[p][c] = b[c·ldb + p]: each column is a contiguous row of b; 8 columns at
@@ -181,6 +184,45 @@ static uint32_t *scratch(uint32_t **buf, size_t *cap, size_t n) {
 	return *buf;
 }
 
+// out stores a tile's rows of NR = 32 sums into C: c = alpha·sum + (over ? bias or 0 : c),
+// columns beyond nr left alone (m0, m1 mask the two 16-column halves).
+struct out {
+	__m512 va, z0, z1;
+	__mmask16 m0, m1, l0, l1;
+	int over;
+};
+
+BF16 static inline struct out out_begin(float alpha, long nr, int over, const float *bias) {
+	struct out o;
+	o.va = _mm512_set1_ps(alpha);
+	o.over = over;
+	o.m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+	o.m1 = nr <= 16 ? 0 : nr >= 32 ? 0xffff : (__mmask16)((1u << (nr - 16)) - 1);
+	o.l0 = over ? 0 : o.m0;
+	o.l1 = over ? 0 : o.m1;
+	o.z0 = o.z1 = _mm512_setzero_ps();
+	if (over && bias) {
+		o.z0 = _mm512_maskz_loadu_ps(o.m0, bias);
+		o.z1 = _mm512_maskz_loadu_ps(o.m1, bias + 16);
+	}
+	return o;
+}
+
+// out_full stores one whole row of 32 (nr = NR).
+BF16 static inline void out_full(const struct out *o, float *ci, __m512 s0, __m512 s1) {
+	__m512 c0 = o->over ? o->z0 : _mm512_loadu_ps(ci);
+	__m512 c1 = o->over ? o->z1 : _mm512_loadu_ps(ci + 16);
+	_mm512_storeu_ps(ci, _mm512_fmadd_ps(o->va, s0, c0));
+	_mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(o->va, s1, c1));
+}
+
+// out_row stores one row's nr ≤ 32 values.
+BF16 static inline void out_row(const struct out *o, float *ci, __m512 s0, __m512 s1) {
+	_mm512_mask_storeu_ps(ci, o->m0, _mm512_fmadd_ps(o->va, s0, _mm512_mask_loadu_ps(o->z0, o->l0, ci)));
+	if (o->m1)
+		_mm512_mask_storeu_ps(ci + 16, o->m1, _mm512_fmadd_ps(o->va, s1, _mm512_mask_loadu_ps(o->z1, o->l1, ci + 16)));
+}
+
 // kernel accumulates alpha·(A panel · B panel) into the MR×NR tile c (mr×nr of it valid), or
 // with over set stores it in place of what c held (the first K block of a beta = 0 product,
 // which so never reads C).
@@ -199,43 +241,20 @@ BF16 static void kernel(long kp, const uint32_t *a, const uint32_t *b, float alp
 			acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
 		}
 	}
-	__m512 va = _mm512_set1_ps(alpha);
+	struct out o = out_begin(alpha, nr, over, bias);
 	if (mr == MR && nr == NR) {
-		__m512 z0 = _mm512_setzero_ps(), z1 = z0;
-		if (over && bias) {
-			z0 = _mm512_loadu_ps(bias);
-			z1 = _mm512_loadu_ps(bias + 16);
-		}
-		for (int i = 0; i < MR; i++) {
-			float *ci = c + i * ldc;
-			__m512 o0 = over ? z0 : _mm512_loadu_ps(ci);
-			__m512 o1 = over ? z1 : _mm512_loadu_ps(ci + 16);
-			_mm512_storeu_ps(ci, _mm512_fmadd_ps(va, acc[i][0], o0));
-			_mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(va, acc[i][1], o1));
-		}
+		for (int i = 0; i < MR; i++)
+			out_full(&o, c + i * ldc, acc[i][0], acc[i][1]);
 		return;
 	}
-	__mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-	__mmask16 m1 = nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-	__mmask16 l0 = over ? 0 : m0, l1 = over ? 0 : m1;
-	__m512 z0 = _mm512_setzero_ps(), z1 = z0;
-	if (over && bias) {
-		z0 = _mm512_maskz_loadu_ps(m0, bias);
-		z1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-	}
-	for (long i = 0; i < mr; i++) {
-		float *ci = c + i * ldc;
-		_mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(va, acc[i][0], _mm512_mask_loadu_ps(z0, l0, ci)));
-		if (m1)
-			_mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(va, acc[i][1], _mm512_mask_loadu_ps(z1, l1, ci + 16)));
-	}
+	for (long i = 0; i < mr; i++)
+		out_row(&o, c + i * ldc, acc[i][0], acc[i][1]);
 }
 
-BF16 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, float alpha, const float *a,
-                            long lda, const float *b, long ldb, float beta, float *c, long ldc,
-                            const float *bias) {
-	// beta = 0 never reads C (it may hold NaN garbage): the first K block stores over it, bias
-	// (when given, with beta 0 only) added per column as it does.
+// prescale applies beta to C before the blocked product accumulates into it, and reports
+// whether there is a product to add. beta = 0 never reads C (it may hold NaN garbage): the first
+// K block stores over it, bias (when given, with beta 0 only) added per column as it does.
+static int prescale(long m, long n, float alpha, float *c, long ldc, long k, float beta, const float *bias) {
 	if (bias && (beta != 0 || alpha == 0 || k == 0))
 		abort(); // the Go side passes a bias only with beta 0 and a product to add it to
 	if (beta != 1 && (beta != 0 || alpha == 0))
@@ -247,37 +266,222 @@ BF16 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, floa
 				for (long j = 0; j < n; j++)
 					ci[j] *= beta;
 		}
-	if (k == 0 || alpha == 0)
+	return k != 0 && alpha != 0;
+}
+
+// ---- AMX ----
+//
+// On CPUs with AMX (Sapphire Rapids and later Xeons) the same product runs on the tile unit:
+// TDPBF16PS multiplies a 16×32 bfloat16 tile of A by a 32×16 tile of B (16 rows of pairs, the
+// layout pack_b already writes: a 16-column half of an NR panel, loaded with a row stride of
+// NR pairs) into a 16×16 float32 tile, 16× the work of one VDPBF16PS. There, VDPBF16PS itself
+// runs at half the rate of a float32 FMA, so the AVX512-BF16 kernel above is slower than
+// OpenBLAS and AMX is the fast path. The register tile is 32×32 (four C tiles, two A and two
+// B tiles: the eight tile registers); A is packed as 32-row panels of rows, each row the
+// bfloat16 pairs of its k values (a tile loads 16 rows with a stride of the padded pair count).
+// K blocks are padded with zero pairs to whole tiles of 16.
+
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <cpuid.h>
+
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
+
+enum { AMR = 32, AKC = 512 };
+
+int chorus_cpu_amd(void) {
+	__builtin_cpu_init();
+	return __builtin_cpu_is("amd");
+}
+
+// chorus_amx_init reports whether AMX-BF16 can be used, asking Linux for the tile data state
+// (arch_prctl ARCH_REQ_XCOMP_PERM; without it the first tile instruction faults). Permission
+// is per process; the Go side calls this once.
+int chorus_amx_init(void) {
+	unsigned a, b, c, d;
+	if (!chorus_bf16_supported() || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		return 0;
+	if (!(d & (1u << 24)) || !(d & (1u << 22))) // AMX-TILE, AMX-BF16
+		return 0;
+	enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+	return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+// pack_a_amx packs op(A) rows [0, mc) × k [0, kc) as rows of kps pairs:
+// dst[r·kps + q] = pair(op(A)[r][2q], op(A)[r][2q+1]), zero beyond mc rows (up to a whole
+// panel of AMR) and beyond ceil(kc/2) pairs.
+BF16 static void pack_a_amx(uint32_t *dst, const float *a, long lda, int trans, long mc, long kc, long kps) {
+	long kp = (kc + 1) / 2, mcp = (mc + AMR - 1) / AMR * AMR;
+	if (!trans) {
+		// A row's k values are contiguous: 32 of them convert to 16 pairs in one instruction.
+		for (long r = 0; r < mc; r++) {
+			const float *row = a + r * lda;
+			uint32_t *d = dst + r * kps;
+			long q = 0;
+			for (; 2 * q + 32 <= kc; q += 16)
+				_mm512_storeu_si512(d + q, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 2 * q + 16),
+				                                                         _mm512_loadu_ps(row + 2 * q)));
+			for (; q < kp; q++)
+				d[q] = pair(row[2 * q], 2 * q + 1 < kc ? row[2 * q + 1] : 0);
+			for (; q < kps; q++)
+				d[q] = 0;
+		}
+	} else {
+		// op(A)[r][p] = a[p·lda + r]: two k rows give the pairs of 8 rows at one q; eight
+		// such q form an 8×8 block of pairs, transposed in registers into 8 rows' runs.
+		long r = 0;
+		long q8 = (kc / 2) / 8 * 8; // pairs in whole blocks of 8 with both k values present
+		for (; r + 8 <= mc; r += 8) {
+			for (long q = 0; q < q8; q += 8) {
+				__m256i v[8];
+				for (int j = 0; j < 8; j++) {
+					const float *p0 = a + 2 * (q + j) * lda + r;
+					__m128i lo = (__m128i)_mm256_cvtneps_pbh(_mm256_loadu_ps(p0));
+					__m128i hi = (__m128i)_mm256_cvtneps_pbh(_mm256_loadu_ps(p0 + lda));
+					v[j] = _mm256_set_m128i(_mm_unpackhi_epi16(lo, hi), _mm_unpacklo_epi16(lo, hi));
+				}
+				tr8(v);
+				for (int j = 0; j < 8; j++)
+					_mm256_storeu_si256((__m256i *)(dst + (r + j) * kps + q), v[j]);
+			}
+		}
+		for (long rr = 0; rr < mc; rr++) {
+			uint32_t *d = dst + rr * kps;
+			for (long q = rr < r ? q8 : 0; q < kp; q++)
+				d[q] = pair(a[2 * q * lda + rr], 2 * q + 1 < kc ? a[(2 * q + 1) * lda + rr] : 0);
+			for (long q = kp; q < kps; q++)
+				d[q] = 0;
+		}
+	}
+	if (mcp > mc)
+		memset(dst + mc * kps, 0, (size_t)(mcp - mc) * kps * sizeof(uint32_t));
+}
+
+// amx_config sets up the eight tiles: 0-3 the 2×2 C tiles (16 rows of 16 floats), 4-5 the two
+// A tiles (16 rows of 16 pairs), 6-7 the two B tiles (16 pair rows of 16 columns).
+AMX static void amx_config(void) {
+	struct {
+		uint8_t palette, start_row, reserved[14];
+		uint16_t colsb[16];
+		uint8_t rows[16];
+	} __attribute__((packed, aligned(64))) cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.palette = 1;
+	for (int t = 0; t < 8; t++) {
+		cfg.colsb[t] = 64;
+		cfg.rows[t] = 16;
+	}
+	_tile_loadconfig(&cfg);
+}
+
+// kernel_amx: the 32×32 tile of C at c (mr×nr valid) from a packed A panel (AMR rows of kps
+// pairs) and a B panel (kps pair rows of NR columns); over as in kernel.
+AMX static void kernel_amx(long kps, const uint32_t *a, const uint32_t *b, float alpha, float *c, long ldc,
+                           long mr, long nr, int over, const float *bias) {
+	float t[4][16 * 16] __attribute__((aligned(64)));
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (long q = 0; q < kps; q += 16) {
+		_tile_loadd(4, a + q, kps * 4);
+		_tile_loadd(5, a + 16 * kps + q, kps * 4);
+		_tile_loadd(6, b + q * NR, NR * 4);
+		_tile_loadd(7, b + q * NR + 16, NR * 4);
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+	}
+	_tile_stored(0, t[0], 64);
+	_tile_stored(1, t[1], 64);
+	_tile_stored(2, t[2], 64);
+	_tile_stored(3, t[3], 64);
+	struct out o = out_begin(alpha, nr, over, bias);
+	if (mr == AMR && nr == NR) {
+		for (int i = 0; i < AMR; i++)
+			out_full(&o, c + i * ldc, _mm512_load_ps(t[i / 16 * 2] + i % 16 * 16),
+			         _mm512_load_ps(t[i / 16 * 2 + 1] + i % 16 * 16));
+		return;
+	}
+	for (long i = 0; i < mr; i++)
+		out_row(&o, c + i * ldc, _mm512_load_ps(t[i / 16 * 2] + i % 16 * 16), _mm512_load_ps(t[i / 16 * 2 + 1] + i % 16 * 16));
+}
+
+// gemm_blocked is the GotoBLAS loop nest both kernels run in: op(B) in KC×NC blocks packed
+// into NR-column panels, op(A) in MC×KC blocks packed into panels of the kernel's rows (MR for
+// AVX512-BF16, AMR for AMX, whose K blocks are also longer and padded to whole tiles).
+AMX static void gemm_blocked(int amx, int transa, int transb, long m, long n, long k, float alpha, const float *a,
+                             long lda, const float *b, long ldb, float beta, float *c, long ldc,
+                             const float *bias) {
+	if (!prescale(m, n, alpha, c, ldc, k, beta, bias))
 		return;
 	int over0 = beta == 0;
-	uint32_t *pb = scratch(&tl_pb, &tl_pb_cap, (size_t)NC * (KC / 2));
-	uint32_t *pa = scratch(&tl_pa, &tl_pa_cap, (size_t)MC * (KC / 2));
+	long kcmax = amx ? AKC : KC, rows = amx ? AMR : MR;
+	uint32_t *pb = scratch(&tl_pb, &tl_pb_cap, (size_t)NC * (kcmax / 2));
+	uint32_t *pa = scratch(&tl_pa, &tl_pa_cap, (size_t)MC * (kcmax / 2));
+	if (amx)
+		amx_config();
 	for (long jc = 0; jc < n; jc += NC) {
 		long nc = n - jc < NC ? n - jc : NC;
-		for (long pc = 0; pc < k; pc += KC) {
-			long kc = k - pc < KC ? k - pc : KC, kp = (kc + 1) / 2;
+		for (long pc = 0; pc < k; pc += kcmax) {
+			long kc = k - pc < kcmax ? k - pc : kcmax, kps = (kc + 1) / 2;
+			if (amx)
+				kps = (kps + 15) / 16 * 16;
 			// op(B)[pc][jc]: b[pc·ldb + jc] untransposed, b[jc·ldb + pc] transposed.
-			pack_b(pb, transb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, transb, kc, nc);
+			pack_b(pb, transb ? b + jc * ldb + pc : b + pc * ldb + jc, ldb, transb, kc, nc, kps);
 			for (long ic = 0; ic < m; ic += MC) {
 				long mc = m - ic < MC ? m - ic : MC;
-				pack_a(pa, transa ? a + pc * lda + ic : a + ic * lda + pc, lda, transa, mc, kc);
+				const float *ablk = transa ? a + pc * lda + ic : a + ic * lda + pc;
+				if (amx)
+					pack_a_amx(pa, ablk, lda, transa, mc, kc, kps);
+				else
+					pack_a(pa, ablk, lda, transa, mc, kc);
 				for (long jr = 0; jr < nc; jr += NR) {
 					long nr = nc - jr < NR ? nc - jr : NR;
-					const uint32_t *bp = pb + (jr / NR) * kp * NR;
-					for (long ir = 0; ir < mc; ir += MR) {
-						long mr = mc - ir < MR ? mc - ir : MR;
-						kernel(kp, pa + (ir / MR) * kp * MR, bp, alpha, c + (ic + ir) * ldc + jc + jr, ldc, mr, nr,
-						       over0 && pc == 0, bias ? bias + jc + jr : NULL);
+					const uint32_t *bp = pb + (jr / NR) * kps * NR;
+					for (long ir = 0; ir < mc; ir += rows) {
+						long mr = mc - ir < rows ? mc - ir : rows;
+						float *cc = c + (ic + ir) * ldc + jc + jr;
+						const float *bb = bias ? bias + jc + jr : NULL;
+						// Both A layouts put panel ir at ir·kps pairs.
+						if (amx)
+							kernel_amx(kps, pa + ir * kps, bp, alpha, cc, ldc, mr, nr, over0 && pc == 0, bb);
+						else
+							kernel(kps, pa + ir * kps, bp, alpha, cc, ldc, mr, nr, over0 && pc == 0, bb);
 					}
 				}
 			}
 		}
 	}
+	if (amx)
+		_tile_release();
+}
+
+void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, float alpha, const float *a, long lda,
+                       const float *b, long ldb, float beta, float *c, long ldc, const float *bias) {
+	gemm_blocked(0, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+}
+
+// chorus_sgemm_amx is chorus_sgemm_bf16 on the tile unit (chorus_amx_init must have succeeded).
+void chorus_sgemm_amx(int transa, int transb, long m, long n, long k, float alpha, const float *a, long lda,
+                      const float *b, long ldb, float beta, float *c, long ldc, const float *bias) {
+	gemm_blocked(1, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
 }
 
 #else
 
 int chorus_bf16_supported(void) { return 0; }
+
+int chorus_amx_init(void) { return 0; }
+
+int chorus_cpu_amd(void) { return 0; }
+
+void chorus_sgemm_amx(int transa, int transb, long m, long n, long k, float alpha, const float *a,
+                      long lda, const float *b, long ldb, float beta, float *c, long ldc,
+                      const float *bias) {
+	abort();
+}
 
 void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, float alpha, const float *a,
                        long lda, const float *b, long ldb, float beta, float *c, long ldc,

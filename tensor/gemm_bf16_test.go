@@ -37,16 +37,35 @@ func withBF16(t testing.TB) {
 	t.Cleanup(func() { SetMatmulBF16(false) })
 }
 
+// bf16Engines runs f once for each bfloat16 engine this CPU has (AVX512-BF16, and AMX where
+// there is one), with bfloat16 products on and that engine selected.
+func bf16Engines(t *testing.T, f func(t *testing.T)) {
+	withBF16(t)
+	engines := []bool{false}
+	if amxAvailable() {
+		engines = append(engines, true)
+	} else {
+		t.Log("no AMX on this CPU: the tile kernel is not tested here")
+	}
+	defer useAMX.Store(amxAvailable())
+	for _, amx := range engines {
+		useAMX.Store(amx)
+		t.Run(MatmulEngine(), f)
+	}
+}
+
 // TestSgemmBF16 checks the bfloat16 GEMM against SgemmNaive on operands rounded to bfloat16
 // first: the products of bfloat16 values are exact in float32, so the two differ only by
 // float32 accumulation order — a few ulp of Σ|a·b|. Shapes cover every transpose, partial
 // register tiles (m, n not multiples of 8 and 32), odd k and k beyond one KC block, leading
 // dimensions wider than the matrices, and alpha/beta.
-func TestSgemmBF16(t *testing.T) {
-	withBF16(t)
+func TestSgemmBF16(t *testing.T) { bf16Engines(t, testSgemmBF16) }
+
+func testSgemmBF16(t *testing.T) {
 	r := newRNG(201)
 	for _, s := range []struct{ m, n, k int }{
 		{16, 16, 16}, {17, 33, 19}, {64, 96, 256}, {130, 40, 257}, {9, 1100, 31}, {200, 70, 600}, {33, 17, 1},
+		{40, 50, 1100}, {160, 36, 47},
 	} {
 		for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
 			for _, ab := range [][2]float32{{1, 0}, {0.5, 1}, {-2, 0.25}} {
@@ -103,8 +122,9 @@ func TestSgemmBF16(t *testing.T) {
 // TestLinearBF16Bias: Linear with bfloat16 products adds its bias as the product is stored
 // (linearBF16) and equals the float64 product of the rounded operands plus the bias, on shapes
 // with partial register tiles and on one large enough for the row split.
-func TestLinearBF16Bias(t *testing.T) {
-	withBF16(t)
+func TestLinearBF16Bias(t *testing.T) { bf16Engines(t, testLinearBF16Bias) }
+
+func testLinearBF16Bias(t *testing.T) {
 	r := newRNG(204)
 	for _, s := range []struct{ m, k, n int }{{17, 20, 33}, {300, 64, 200}} {
 		x, w, b := randSlice(r, s.m*s.k, 1), randSlice(r, s.n*s.k, 1), randSlice(r, s.n, 1)
@@ -158,8 +178,9 @@ func TestSgemmBF16Routing(t *testing.T) {
 
 // TestSgemmBF16Rounding: rounding is to nearest even, as VCVTNEPS2BF16, and only operands are
 // rounded — C keeps float32 (1 + 2⁻⁹ rounds to 1 in bfloat16; beta·C is exact).
-func TestSgemmBF16Rounding(t *testing.T) {
-	withBF16(t)
+func TestSgemmBF16Rounding(t *testing.T) { bf16Engines(t, testSgemmBF16Rounding) }
+
+func testSgemmBF16Rounding(t *testing.T) {
 	n := 16
 	a := make([]float32, n*n)
 	b := make([]float32, n*n)
@@ -182,8 +203,8 @@ func TestSgemmBF16Rounding(t *testing.T) {
 	}
 }
 
-// BenchmarkSgemmBF16 compares the bfloat16 GEMM with OpenBLAS's SGEMM on one training step's
-// shapes (batch rows 2000 per thread, width 256, FFN 1024): forward (NT), input gradient (NN)
+// BenchmarkSgemmBF16 compares the bfloat16 GEMMs (AVX512-BF16, and AMX where the CPU has it)
+// with OpenBLAS's SGEMM on one training step's shapes (batch rows 2000 per thread, width 256, FFN 1024): forward (NT), input gradient (NN)
 // and weight gradient (TN).
 func BenchmarkSgemmBF16(b *testing.B) {
 	if !bf16Supported {
@@ -208,13 +229,14 @@ func BenchmarkSgemmBF16(b *testing.B) {
 		}
 		a, bb := randSlice(r, s.m*s.k, 1), randSlice(r, s.k*s.n, 1)
 		c := make([]float32, s.m*s.n)
-		for _, bf := range []bool{false, true} {
-			name := s.name + "/f32"
-			if bf {
-				name = s.name + "/bf16"
-			}
-			b.Run(name, func(b *testing.B) {
-				SetMatmulBF16(bf)
+		engines := []string{"f32", "avx512-bf16"}
+		if amxAvailable() {
+			engines = append(engines, "amx-bf16")
+		}
+		for _, e := range engines {
+			b.Run(s.name+"/"+e, func(b *testing.B) {
+				SetMatmulBF16(e != "f32")
+				useAMX.Store(e == "amx-bf16")
 				defer SetMatmulBF16(false)
 				for b.Loop() {
 					Sgemm(s.ta, s.tb, s.m, s.n, s.k, 1, a, lda, bb, ldb, 0, c, s.n)

@@ -72,7 +72,7 @@ func Run(m *whisper.Model, name string, o Options) (*Result, error) {
 	}
 	res := &Result{Model: name, Threads: o.Threads, BLAS: tensor.BLASName, Runs: o.Runs, Routing: o.RoutingName}
 	if tensor.MatmulBF16() {
-		res.Matmul = "bf16"
+		res.Matmul = tensor.MatmulEngine()
 	}
 
 	var spec *mel.Spectrogram

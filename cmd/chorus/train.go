@@ -64,10 +64,9 @@ func setMatmul(v string) error {
 	case "bf16":
 		return tensor.SetMatmulBF16(true)
 	case "auto":
-		if err := tensor.SetMatmulBF16(true); err != nil {
-			return tensor.SetMatmulBF16(false)
-		}
-		return nil
+		// bfloat16 only where it is the faster path (AMX, or AVX512-BF16 on AMD): Intel's
+		// AVX512-BF16 alone is slower than OpenBLAS's float32.
+		return tensor.SetMatmulBF16(tensor.BF16Preferred())
 	}
 	return fmt.Errorf("--matmul %q: want f32, bf16 or auto", v)
 }

@@ -266,7 +266,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 	if err != nil {
 		return err
 	}
-	log.Info("matrix products", "precision", cmp.Or(matmulName(), "f32"))
+	log.Info("matrix products", "precision", cmp.Or(matmulName(), "f32"), "engine", tensor.MatmulEngine())
 	runErr := trainer.Run(ctx, task, cfg)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
