@@ -11,8 +11,9 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes \
 	wordnet-base asterisk-core-sounds-en asterisk-core-sounds-en-wav npm sox
 CORPUS_N ?= 12000
+CORPUS2_N ?= 60000
 
-.PHONY: snapshot embed all deps deps-data build test run bench proto fuzz lint clean corpus train moe flagship
+.PHONY: snapshot embed all deps deps-data build test run bench proto fuzz lint clean corpus corpus-v2 train moe flagship
 
 all: build
 
@@ -38,37 +39,53 @@ deps-data:
 	fi
 
 # corpus synthesises the training corpus (deterministic for a given seed and N; resumable).
+# corpus/v1 is what the from-scratch recipe trained on, and its dev splits are the ones every
+# figure in docs/ is measured on.
 corpus: build deps-data
 	./$(BIN) data synth --out corpus/v1 --n $(CORPUS_N) --seed 1
 
-# train trains (or resumes) the default model from its recipe, in the background-friendly
-# way: niced, checkpointing every few minutes, resumable with the same command.
-train: build
-	@if [ ! -d runs/chorus-micro/checkpoints ] && [ -d resume/chorus-micro ]; then \
-		echo "seeding runs/chorus-micro from the committed checkpoint in resume/"; \
-		mkdir -p runs/chorus-micro && cp -r resume/chorus-micro/. runs/chorus-micro/; \
+# corpus-v2 extends corpus/v1 to CORPUS2_N utterances for the continuation recipe: utterance i
+# of a corpus does not depend on N, so v2 starts as a hard-linked copy of v1 (synth writes
+# through temporary files and renames, never into an existing file) and synth adds the rest.
+# Its first dev utterances are v1's.
+corpus-v2: corpus
+	@[ -d corpus/v2 ] || { echo "copying corpus/v1 to corpus/v2 (hard links)"; cp -al corpus/v1 corpus/v2; }
+	./$(BIN) data synth --out corpus/v2 --n $(CORPUS2_N) --seed 1
+
+# train continues the default model's training (recipes/chorus-micro-continue.json: from the
+# embedded chorus-micro, on the larger corpus/v2), in the background-friendly way: niced,
+# checkpointing every few minutes, resumable with the same command. On a fresh clone the run
+# starts from the checkpoint committed in resume/ (see snapshot). The from-scratch run that
+# made the first default model is recipes/chorus-micro.json (20,000 steps on corpus/v1).
+TRAIN_RECIPE ?= recipes/chorus-micro-continue.json
+TRAIN_WORK ?= runs/chorus-micro-continue
+RESUME_DIR := resume/$(notdir $(TRAIN_WORK))
+train: build corpus-v2
+	@if [ ! -d $(TRAIN_WORK)/checkpoints ] && [ -d $(RESUME_DIR) ]; then \
+		echo "seeding $(TRAIN_WORK) from the committed checkpoint in $(RESUME_DIR)"; \
+		mkdir -p $(TRAIN_WORK) && cp -r $(RESUME_DIR)/. $(TRAIN_WORK)/; \
 	fi
-	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro.json --work runs/chorus-micro --resume --matmul auto
+	nice -n 10 ./$(BIN) train --recipe $(TRAIN_RECIPE) --work $(TRAIN_WORK) --resume --matmul auto --memory-limit-mb 12288
 
 # snapshot copies the run's newest checkpoint (the only one kept there), its metrics log and
-# tokenizer into resume/chorus-micro, so that `make train` on a fresh clone continues the run.
+# tokenizer into resume/, so that `make train` on a fresh clone continues the run.
 # The trainer writes a checkpoint every few minutes and on SIGTERM; stop it first to lose nothing.
 snapshot:
-	@newest=$$(ls runs/chorus-micro/checkpoints/ckpt-*.chk 2>/dev/null | sort | tail -1); \
-	if [ -z "$$newest" ]; then echo "no checkpoint in runs/chorus-micro/checkpoints"; exit 1; fi; \
-	mkdir -p resume/chorus-micro/checkpoints; \
-	cp "$$newest" resume/chorus-micro/checkpoints/.tmp && \
-	find resume/chorus-micro/checkpoints -name 'ckpt-*.chk' -delete && \
-	mv resume/chorus-micro/checkpoints/.tmp resume/chorus-micro/checkpoints/$$(basename "$$newest") && \
-	cp runs/chorus-micro/train.csv resume/chorus-micro/train.csv && \
-	rm -rf resume/chorus-micro/tokenizer && cp -r runs/chorus-micro/tokenizer resume/chorus-micro/tokenizer && \
-	echo "resume/chorus-micro now holds $$(basename "$$newest")"
+	@newest=$$(ls $(TRAIN_WORK)/checkpoints/ckpt-*.chk 2>/dev/null | sort | tail -1); \
+	if [ -z "$$newest" ]; then echo "no checkpoint in $(TRAIN_WORK)/checkpoints"; exit 1; fi; \
+	mkdir -p $(RESUME_DIR)/checkpoints; \
+	cp "$$newest" $(RESUME_DIR)/checkpoints/.tmp && \
+	find $(RESUME_DIR)/checkpoints -name 'ckpt-*.chk' -delete && \
+	mv $(RESUME_DIR)/checkpoints/.tmp $(RESUME_DIR)/checkpoints/$$(basename "$$newest") && \
+	cp $(TRAIN_WORK)/train.csv $(RESUME_DIR)/train.csv && \
+	rm -rf $(RESUME_DIR)/tokenizer && cp -r $(TRAIN_WORK)/tokenizer $(RESUME_DIR)/tokenizer && \
+	echo "$(RESUME_DIR) now holds $$(basename "$$newest")"
 
 # embed makes a training run's variant the embedded default model: copies it into
 # asr/defaultmodel/chorus-micro, scores it on the three development splits into its card
 # (chorus eval --card) and rebuilds the binary around it. Run it on its own, then
 # `make moe flagship`, which read the new default from asr/defaultmodel (not from a binary).
-EMBED_FROM ?= runs/chorus-micro/variant
+EMBED_FROM ?= $(TRAIN_WORK)/variant
 EVAL_LIMIT ?= 150
 embed: build
 	@test -f $(EMBED_FROM)/config.json || { echo "no variant in $(EMBED_FROM): a training run writes one when it ends or is stopped"; exit 1; }
