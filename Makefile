@@ -83,7 +83,8 @@ snapshot:
 
 # embed makes a training run's variant the embedded default model: copies it into
 # asr/defaultmodel/chorus-micro, scores it on the three development splits into its card
-# (chorus eval --card) and rebuilds the binary around it. Run it on its own, then
+# (chorus eval --card; dev also in timestamp mode, what chorus transcribe and the server decode
+# in, as dev-timestamps) and rebuilds the binary around it. Run it on its own, then
 # `make moe flagship`, which read the new default from asr/defaultmodel (not from a binary).
 EMBED_FROM ?= $(TRAIN_WORK)/variant
 EVAL_LIMIT ?= 150
@@ -93,6 +94,7 @@ embed: build
 	for s in dev dev-voices real-dev; do \
 		./$(BIN) eval --model asr/defaultmodel/chorus-micro --manifest corpus/v1/$$s.jsonl --limit $(EVAL_LIMIT) --card || exit 1; \
 	done
+	./$(BIN) eval --model asr/defaultmodel/chorus-micro --manifest corpus/v1/dev.jsonl --limit $(EVAL_LIMIT) --card --timestamps --key dev-timestamps
 	$(GO) build -o $(BIN) ./cmd/chorus
 
 # moe MoE-fies the embedded default model into runs/chorus-micro-moe: co-activation split

@@ -14,9 +14,9 @@ import (
 
 func evalCmd() *cobra.Command {
 	var (
-		model, manifest, key string
-		workers, limit       int
-		asJSON, card         bool
+		model, manifest, key     string
+		workers, limit           int
+		asJSON, card, timestamps bool
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --model M --manifest F",
@@ -31,7 +31,7 @@ func evalCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := speech.Evaluate(cmd.Context(), v, m, speech.EvalOptions{Workers: workers, Limit: limit,
+			rep, err := speech.Evaluate(cmd.Context(), v, m, speech.EvalOptions{Workers: workers, Limit: limit, Timestamps: timestamps,
 				Bad: func(p string, err error) { fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", p, err) }})
 			if err != nil {
 				return err
@@ -56,6 +56,7 @@ func evalCmd() *cobra.Command {
 	f.StringVar(&manifest, "manifest", "", "JSON-lines manifest (audio_filepath, text, voice, source)")
 	f.IntVar(&workers, "workers", 1, "utterances decoded in parallel")
 	f.IntVar(&limit, "limit", 0, "first N utterances only")
+	f.BoolVar(&timestamps, "timestamps", false, "decode in timestamp mode, as chorus transcribe and the server do (default: text only, <|notimestamps|>)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&card, "card", false, "write the scores into the model folder's card.json (metrics.<key>)")
 	f.StringVar(&key, "key", "", "card metrics key (default: the manifest's base name)")

@@ -42,10 +42,13 @@ type EvalReport struct {
 
 // EvalOptions tune Evaluate.
 type EvalOptions struct {
-	Workers  int // utterances decoded in parallel (default 1: RTF per stream)
-	Limit    int // first Limit utterances only (0: all)
-	Progress func(done, total int)
-	Bad      func(path string, err error)
+	Workers int // utterances decoded in parallel (default 1: RTF per stream)
+	Limit   int // first Limit utterances only (0: all)
+	// Timestamps decodes in timestamp mode, as `chorus transcribe` and the server do (Whisper's
+	// default); without it the decoder is asked for text only (<|notimestamps|>).
+	Timestamps bool
+	Progress   func(done, total int)
+	Bad        func(path string, err error)
 }
 
 type scored struct {
@@ -54,7 +57,7 @@ type scored struct {
 	audio, compute float64
 }
 
-// Evaluate transcribes every utterance of a manifest greedily (no timestamps) and scores it
+// Evaluate transcribes every utterance of a manifest greedily (no timestamps unless asked) and scores it
 // with the project's normaliser, overall and per voice and source.
 func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptions) (*EvalReport, error) {
 	entries := m.Entries
@@ -63,7 +66,7 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 	}
 	workers := max(1, o.Workers)
 	opts := transcribe.DefaultOptions()
-	opts.Decode.WithoutTimestamps = true
+	opts.Decode.WithoutTimestamps = !o.Timestamps
 	results := make([]*scored, len(entries))
 	var (
 		wg   sync.WaitGroup
