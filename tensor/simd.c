@@ -1343,6 +1343,67 @@ int chorus_attn_kv_decode_f16(long rows, long kn, long d, float scale, const flo
 	return 1;
 }
 
+// AdamW (see adamwGo in adamw.go, the reference order of operations): per element
+//	g ← scale·g;  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g·g
+//	w ← w·decay − stepSize·m / (sqrt(v)·invSqrtBC2 + eps);  g ← 0
+// The same roundings as the Go twin: separate multiplies and adds (no contraction into FMA),
+// correctly rounded square root and division.
+#define ADAMW_OPT __attribute__((optimize("fp-contract=off")))
+
+AVX512 ADAMW_OPT static void adamw_avx512(float *w, float *g, float *m, float *v, long n, const float *k) {
+	__m512 scale = _mm512_set1_ps(k[0]), b1 = _mm512_set1_ps(k[1]), omb1 = _mm512_set1_ps(k[2]);
+	__m512 b2 = _mm512_set1_ps(k[3]), omb2 = _mm512_set1_ps(k[4]), step = _mm512_set1_ps(k[5]);
+	__m512 ibc2 = _mm512_set1_ps(k[6]), eps = _mm512_set1_ps(k[7]), decay = _mm512_set1_ps(k[8]);
+	for (long i = 0; i < n; i += 16) {
+		__mmask16 mk = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+		__m512 gi = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + i), scale);
+		__m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(mk, m + i)), _mm512_mul_ps(omb1, gi));
+		__m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(mk, v + i)),
+		                          _mm512_mul_ps(_mm512_mul_ps(omb2, gi), gi));
+		__m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), ibc2), eps);
+		__m512 wi = _mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, w + i), decay),
+		                          _mm512_div_ps(_mm512_mul_ps(step, mi), den));
+		_mm512_mask_storeu_ps(m + i, mk, mi);
+		_mm512_mask_storeu_ps(v + i, mk, vi);
+		_mm512_mask_storeu_ps(w + i, mk, wi);
+		_mm512_mask_storeu_ps(g + i, mk, _mm512_setzero_ps());
+	}
+}
+
+AVX2 ADAMW_OPT static void adamw_avx2(float *w, float *g, float *m, float *v, long n, const float *k) {
+	__m256 scale = _mm256_set1_ps(k[0]), b1 = _mm256_set1_ps(k[1]), omb1 = _mm256_set1_ps(k[2]);
+	__m256 b2 = _mm256_set1_ps(k[3]), omb2 = _mm256_set1_ps(k[4]), step = _mm256_set1_ps(k[5]);
+	__m256 ibc2 = _mm256_set1_ps(k[6]), eps = _mm256_set1_ps(k[7]), decay = _mm256_set1_ps(k[8]);
+	long i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), scale);
+		__m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(omb1, gi));
+		__m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(omb2, gi), gi));
+		__m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vi), ibc2), eps);
+		__m256 wi = _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), decay), _mm256_div_ps(_mm256_mul_ps(step, mi), den));
+		_mm256_storeu_ps(m + i, mi);
+		_mm256_storeu_ps(v + i, vi);
+		_mm256_storeu_ps(w + i, wi);
+		_mm256_storeu_ps(g + i, _mm256_setzero_ps());
+	}
+	for (; i < n; i++) {
+		float gi = g[i] * k[0];
+		float mi = k[1] * m[i] + k[2] * gi;
+		float vi = k[3] * v[i] + k[4] * gi * gi;
+		m[i] = mi;
+		v[i] = vi;
+		w[i] = w[i] * k[8] - k[5] * mi / (sqrtf(vi) * k[6] + k[7]);
+		g[i] = 0;
+	}
+}
+
+void chorus_adamw(float *w, float *g, float *m, float *v, long n, const float *k) {
+	if (level_now() >= 2)
+		adamw_avx512(w, g, m, v, n, k);
+	else
+		adamw_avx2(w, g, m, v, n, k);
+}
+
 #else // not x86: chorus_simd_level() is 0 and the Go side never calls the kernels below.
 
 int chorus_simd_level(void) { return 0; }
@@ -1386,5 +1447,7 @@ void chorus_layernorm_backward_rows(float *dx, double *gacc, double *bacc, const
                                     float eps) { abort(); }
 
 long chorus_argmax(const float *x, long n) { abort(); }
+
+void chorus_adamw(float *w, float *g, float *m, float *v, long n, const float *k) { abort(); }
 
 #endif

@@ -95,6 +95,10 @@ int chorus_attn_kv_decode_f16(long rows, long kn, long d, float scale, const flo
                               const uint16_t *kp, const uint16_t *v, long ldv, float *s, long causal,
                               float *out, long ldo);
 
+// One AdamW step over n parameters, gradients zeroed (see adamwGo in adamw.go); k holds
+// scale, β1, 1−β1, β2, 1−β2, stepSize, 1/sqrt(1−β2^t), eps, decay.
+void chorus_adamw(float *w, float *g, float *m, float *v, long n, const float *k);
+
 // chorus_set_level overrides the detected level for kernels that have several (tests).
 void chorus_set_level(int level);
 

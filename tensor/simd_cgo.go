@@ -236,3 +236,13 @@ func argMaxKernel(x []float32) (i int, ok bool) {
 	i = int(C.chorus_argmax(fptr(x), C.long(len(x))))
 	return i, i >= 0
 }
+
+// adamwKernel: AdamWUpdate on slices of equal, non-zero length.
+func adamwKernel(w, g, m, v []float32, k *AdamWConsts) {
+	if simdLevel == 0 {
+		adamwGo(w, g, m, v, k)
+		return
+	}
+	kc := [9]float32{k.Scale, k.B1, k.OneMinusB1, k.B2, k.OneMinusB2, k.StepSize, k.InvSqrtBC2, k.Eps, k.Decay}
+	C.chorus_adamw(fptr(w), fptr(g), fptr(m), fptr(v), C.long(len(w)), (*C.float)(unsafe.Pointer(&kc[0])))
+}

@@ -77,3 +77,5 @@ func attnKVDecodeF16(rows, kn, d int, scale float32, q []float32, ldq int, kp, v
 }
 
 func argMaxKernel(x []float32) (int, bool) { return -1, false }
+
+func adamwKernel(w, g, m, v []float32, k *AdamWConsts) { adamwGo(w, g, m, v, k) }

@@ -9,6 +9,8 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+
+	"github.com/chorus-asr/chorus/tensor"
 )
 
 // AdamWConfig holds AdamW's hyperparameters (Loshchilov & Hutter, "Decoupled Weight Decay
@@ -139,28 +141,28 @@ func (o *AdamW) Step(lr float64, gradScale float32) {
 	b1, b2 := o.cfg.Beta1, o.cfg.Beta2
 	bc1 := 1 - math.Pow(b1, float64(o.t))
 	bc2 := 1 - math.Pow(b2, float64(o.t))
-	k := kernelConsts{
-		b1: float32(b1), b2: float32(b2), omb1: float32(1 - b1), omb2: float32(1 - b2),
-		scale:      gradScale,
-		stepSize:   float32(lr / bc1),
-		invSqrtBC2: float32(1 / math.Sqrt(bc2)),
-		eps:        float32(o.cfg.Eps),
+	k := tensor.AdamWConsts{
+		B1: float32(b1), B2: float32(b2), OneMinusB1: float32(1 - b1), OneMinusB2: float32(1 - b2),
+		Scale:      gradScale,
+		StepSize:   float32(lr / bc1),
+		InvSqrtBC2: float32(1 / math.Sqrt(bc2)),
+		Eps:        float32(o.cfg.Eps),
 	}
 	decayed := float32(1 - lr*o.cfg.WeightDecay)
 	o.run(func(_ int, c chunk) {
 		p := o.params[c.param]
 		kc := k
-		kc.decay = 1
+		kc.Decay = 1
 		if p.Decay {
-			kc.decay = decayed
+			kc.Decay = decayed
 		}
 		if p.LR > 0 { // its own group: a constant rate (Param.LR)
-			kc.stepSize = float32(p.LR / bc1)
+			kc.StepSize = float32(p.LR / bc1)
 			if p.Decay {
-				kc.decay = float32(1 - p.LR*o.cfg.WeightDecay)
+				kc.Decay = float32(1 - p.LR*o.cfg.WeightDecay)
 			}
 		}
-		adamwKernel(p.W.Data[c.lo:c.hi], p.Grad.Data[c.lo:c.hi], o.m[c.param][c.lo:c.hi], o.v[c.param][c.lo:c.hi], kc)
+		tensor.AdamWUpdate(p.W.Data[c.lo:c.hi], p.Grad.Data[c.lo:c.hi], o.m[c.param][c.lo:c.hi], o.v[c.param][c.lo:c.hi], kc)
 	})
 }
 
@@ -192,35 +194,6 @@ func (o *AdamW) run(fn func(i int, c chunk)) {
 		})
 	}
 	wg.Wait()
-}
-
-type kernelConsts struct {
-	b1, b2, omb1, omb2 float32 // β1, β2, 1−β1, 1−β2
-	scale              float32 // gradient multiplier
-	stepSize           float32 // lr / (1 − β1^t)
-	invSqrtBC2         float32 // 1 / sqrt(1 − β2^t)
-	eps                float32
-	decay              float32 // 1 − lr·λ, or 1
-}
-
-// adamwKernel is the element-wise AdamW update, as torch.optim.AdamW (single-tensor path):
-//
-//	g ← scale·g;  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
-//	w ← w·(1 − lr·λ) − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + eps);  g ← 0
-//
-// All slices have len(w) elements; reslicing to that length lets the compiler drop the bounds
-// checks from the loop. adamwReference in the tests is the float64 twin.
-func adamwKernel(w, g, m, v []float32, k kernelConsts) {
-	n := len(w)
-	g, m, v = g[:n], m[:n], v[:n]
-	for i := range w {
-		gi := g[i] * k.scale
-		mi := k.b1*m[i] + k.omb1*gi
-		vi := k.b2*v[i] + k.omb2*gi*gi
-		m[i], v[i] = mi, vi
-		w[i] = w[i]*k.decay - k.stepSize*mi/(float32(math.Sqrt(float64(vi)))*k.invSqrtBC2+k.eps)
-		g[i] = 0
-	}
 }
 
 // sumSquares returns Σ x² in float64, with four accumulators so the adds pipeline.

@@ -11,7 +11,7 @@ import (
 	"github.com/chorus-asr/chorus/tensor"
 )
 
-// adamwReference is the naive float64 twin of adamwKernel, written from the paper's algorithm
+// adamwReference is the naive float64 twin of tensor.AdamWUpdate, written from the paper's algorithm
 // (Loshchilov & Hutter 2019, Algorithm 2, with PyTorch's placement of eps).
 func adamwReference(w, g, m, v []float64, t int, lr, b1, b2, eps, wd float64) {
 	for i := range w {
