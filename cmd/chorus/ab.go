@@ -26,10 +26,11 @@ type arm struct {
 	Choice asr.RoutingChoice
 }
 
-// parseArms reads a comma-separated list of arms: ROUTER[:AMOUNT][/request], where ROUTER is
+// parseArms reads a comma-separated list of arms: ROUTER[:AMOUNT][/minN][/request], where ROUTER is
 // dense, random, mlp, oracle or gate (an upcycled variant's learned gate), AMOUNT a fraction of each layer's experts when it has a
-// decimal point ("0.25") or an expert count otherwise ("4"), and /request selects one subset
-// per utterance. Every non-dense arm needs an amount; dense takes none.
+// decimal point ("0.25") or an expert count otherwise ("4"), /minN runs every expert in calls
+// of fewer than N tokens (routing's min_tokens: N above the text context keeps the decoder
+// dense), and /request selects one subset per utterance. Every non-dense arm needs an amount; dense takes none.
 func parseArms(s string) ([]arm, error) {
 	var out []arm
 	seen := map[string]bool{}
@@ -47,11 +48,18 @@ func parseArms(s string) ([]arm, error) {
 		if rest, ok := strings.CutSuffix(spec, "/request"); ok {
 			spec, c.PerRequest = rest, true
 		}
+		if i := strings.LastIndex(spec, "/min"); i >= 0 {
+			n, err := strconv.Atoi(spec[i+len("/min"):])
+			if err != nil || n < 2 {
+				return nil, fmt.Errorf("arm %q: /minN wants a token count N ≥ 2 (calls of fewer tokens run every expert)", a)
+			}
+			spec, c.MinTokens = spec[:i], n
+		}
 		name, amount, has := strings.Cut(spec, ":")
 		c.Router = name
 		switch name {
 		case "dense":
-			if has || c.PerRequest {
+			if has || c.PerRequest || c.MinTokens > 0 {
 				return nil, fmt.Errorf("arm %q: dense takes no amount or mode", a)
 			}
 		case "random", "mlp", "oracle", "gate":
@@ -219,7 +227,7 @@ func abCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "", "MoE variant folder (default: the embedded default model, dense only)")
 	f.StringVar(&manifest, "manifest", "", "JSON-lines manifest (audio_filepath, text)")
-	f.StringVar(&arms, "arms", "dense,random:0.25,mlp:0.25,oracle:0.25", "comma-separated arms ROUTER[:FRACTION|COUNT][/request]")
+	f.StringVar(&arms, "arms", "dense,random:0.25,mlp:0.25,oracle:0.25", "comma-separated arms ROUTER[:FRACTION|COUNT][/minN][/request] (/minN: calls of fewer than N tokens run every expert)")
 	f.IntVar(&limit, "limit", 0, "first N utterances only")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per arm")
 	f.StringVar(&plotPath, "plot", "", "write a PNG of WER against FFN time per arm")

@@ -23,6 +23,13 @@ func TestParseArms(t *testing.T) {
 			{"mlp:4/request", asr.RoutingChoice{Router: "mlp", K: 4, PerRequest: true}},
 			{"oracle:1.0", asr.RoutingChoice{Router: "oracle", Fraction: 1}},
 		}},
+		{in: "mlp:0.25/min225,random:2/min2/request", want: []arm{
+			{"mlp:0.25/min225", asr.RoutingChoice{Router: "mlp", Fraction: 0.25, MinTokens: 225}},
+			{"random:2/min2/request", asr.RoutingChoice{Router: "random", K: 2, PerRequest: true, MinTokens: 2}},
+		}},
+		{in: "mlp:0.25/min1", bad: true},
+		{in: "mlp:0.25/minx", bad: true},
+		{in: "dense/min4", bad: true},
 		{in: "", bad: true},
 		{in: "dense,,mlp:2", bad: true},
 		{in: "lstm:0.25", bad: true},
