@@ -28,6 +28,10 @@ type RoutingChoice struct {
 	// MinTokens, when above 1, runs every expert in calls with fewer tokens than this (a
 	// decoding step's one token): there the router costs more than the experts it skips.
 	MinTokens int
+	// EncoderOnly routes the encoder's feed-forward blocks only; the decoder's run every
+	// expert (its few tokens per call carry most of a split's accuracy loss and little of
+	// its cost).
+	EncoderOnly bool
 	// Seed seeds the random router.
 	Seed uint64
 	// Pathway records which experts each token used.
@@ -107,7 +111,7 @@ func (v *Variant) defaultChoice(c RoutingChoice) RoutingChoice {
 	if d == nil || c.Router != "" || c.Heads != 0 {
 		return c
 	}
-	c.Router, c.Fraction, c.K, c.PerRequest, c.MinTokens = d.Router, d.Fraction, d.K, d.PerRequest, d.MinTokens
+	c.Router, c.Fraction, c.K, c.PerRequest, c.MinTokens, c.EncoderOnly = d.Router, d.Fraction, d.K, d.PerRequest, d.MinTokens, d.EncoderOnly
 	return c
 }
 

@@ -67,11 +67,12 @@ type ChorusConfig struct {
 
 // RoutingDefault is the chorus block's "routing" entry (see RoutingChoice for the fields).
 type RoutingDefault struct {
-	Router     string  `json:"router"`
-	Fraction   float64 `json:"fraction,omitempty"`
-	K          int     `json:"k,omitempty"`
-	PerRequest bool    `json:"per_request,omitempty"`
-	MinTokens  int     `json:"min_tokens,omitempty"`
+	Router      string  `json:"router"`
+	Fraction    float64 `json:"fraction,omitempty"`
+	K           int     `json:"k,omitempty"`
+	PerRequest  bool    `json:"per_request,omitempty"`
+	MinTokens   int     `json:"min_tokens,omitempty"`
+	EncoderOnly bool    `json:"encoder_only,omitempty"`
 }
 
 // GatedConfig is the chorus block's "gated" entry: E experts per feed-forward block, the

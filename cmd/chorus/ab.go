@@ -26,11 +26,12 @@ type arm struct {
 	Choice asr.RoutingChoice
 }
 
-// parseArms reads a comma-separated list of arms: ROUTER[:AMOUNT][/minN][/request], where ROUTER is
+// parseArms reads a comma-separated list of arms: ROUTER[:AMOUNT][/minN][/enc][/request], where ROUTER is
 // dense, random, mlp, oracle or gate (an upcycled variant's learned gate), AMOUNT a fraction of each layer's experts when it has a
 // decimal point ("0.25") or an expert count otherwise ("4"), /minN runs every expert in calls
 // of fewer than N tokens (routing's min_tokens: N above the text context keeps the decoder
-// dense), and /request selects one subset per utterance. Every non-dense arm needs an amount; dense takes none.
+// dense), /enc routes the encoder only (the decoder runs every expert), and /request selects
+// one subset per utterance; the modifiers come in any order. Every non-dense arm needs an amount; dense takes none.
 func parseArms(s string) ([]arm, error) {
 	var out []arm
 	seen := map[string]bool{}
@@ -45,21 +46,33 @@ func parseArms(s string) ([]arm, error) {
 		seen[a] = true
 		var c asr.RoutingChoice
 		spec := a
-		if rest, ok := strings.CutSuffix(spec, "/request"); ok {
-			spec, c.PerRequest = rest, true
-		}
-		if i := strings.LastIndex(spec, "/min"); i >= 0 {
-			n, err := strconv.Atoi(spec[i+len("/min"):])
-			if err != nil || n < 2 {
-				return nil, fmt.Errorf("arm %q: /minN wants a token count N ≥ 2 (calls of fewer tokens run every expert)", a)
+		// Modifiers, in any order: /request, /enc, /minN.
+		for {
+			i := strings.LastIndex(spec, "/")
+			if i < 0 {
+				break
 			}
-			spec, c.MinTokens = spec[:i], n
+			switch mod := spec[i+1:]; {
+			case mod == "request" && !c.PerRequest:
+				c.PerRequest = true
+			case mod == "enc" && !c.EncoderOnly:
+				c.EncoderOnly = true
+			case strings.HasPrefix(mod, "min") && c.MinTokens == 0:
+				n, err := strconv.Atoi(mod[len("min"):])
+				if err != nil || n < 2 {
+					return nil, fmt.Errorf("arm %q: /minN wants a token count N ≥ 2 (calls of fewer tokens run every expert)", a)
+				}
+				c.MinTokens = n
+			default:
+				return nil, fmt.Errorf("arm %q: unknown or repeated modifier /%s (want /request, /enc or /minN)", a, mod)
+			}
+			spec = spec[:i]
 		}
 		name, amount, has := strings.Cut(spec, ":")
 		c.Router = name
 		switch name {
 		case "dense":
-			if has || c.PerRequest || c.MinTokens > 0 {
+			if has || c.PerRequest || c.MinTokens > 0 || c.EncoderOnly {
 				return nil, fmt.Errorf("arm %q: dense takes no amount or mode", a)
 			}
 		case "random", "mlp", "oracle", "gate":
@@ -227,7 +240,7 @@ func abCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "", "MoE variant folder (default: the embedded default model, dense only)")
 	f.StringVar(&manifest, "manifest", "", "JSON-lines manifest (audio_filepath, text)")
-	f.StringVar(&arms, "arms", "dense,random:0.25,mlp:0.25,oracle:0.25", "comma-separated arms ROUTER[:FRACTION|COUNT][/minN][/request] (/minN: calls of fewer than N tokens run every expert)")
+	f.StringVar(&arms, "arms", "dense,random:0.25,mlp:0.25,oracle:0.25", "comma-separated arms ROUTER[:FRACTION|COUNT][/minN][/enc][/request] (/minN: calls of fewer than N tokens run every expert; /enc: the decoder runs every expert)")
 	f.IntVar(&limit, "limit", 0, "first N utterances only")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per arm")
 	f.StringVar(&plotPath, "plot", "", "write a PNG of WER against FFN time per arm")

@@ -27,6 +27,13 @@ func TestParseArms(t *testing.T) {
 			{"mlp:0.25/min225", asr.RoutingChoice{Router: "mlp", Fraction: 0.25, MinTokens: 225}},
 			{"random:2/min2/request", asr.RoutingChoice{Router: "random", K: 2, PerRequest: true, MinTokens: 2}},
 		}},
+		{in: "mlp:8/enc,oracle:0.5/request/enc/min3", want: []arm{
+			{"mlp:8/enc", asr.RoutingChoice{Router: "mlp", K: 8, EncoderOnly: true}},
+			{"oracle:0.5/request/enc/min3", asr.RoutingChoice{Router: "oracle", Fraction: 0.5, PerRequest: true, EncoderOnly: true, MinTokens: 3}},
+		}},
+		{in: "mlp:8/enc/enc", bad: true},
+		{in: "mlp:8/fast", bad: true},
+		{in: "dense/enc", bad: true},
 		{in: "mlp:0.25/min1", bad: true},
 		{in: "mlp:0.25/minx", bad: true},
 		{in: "dense/min4", bad: true},

@@ -205,6 +205,11 @@ func experimentSpec(name, arms, weights, model, variant string, shadow float64, 
 	spec := &chorusv1.Experiment{Name: name, ShadowFraction: shadow, Seed: seed}
 	for i, a := range parsed {
 		c := a.Choice
+		if c.MinTokens != 0 || c.EncoderOnly {
+			// The wire RoutingConfig has neither; a variant's default routing can (chorus moe
+			// --default-router), and an arm naming no router runs it.
+			return nil, fmt.Errorf("arm %q: /minN and /enc are for chorus ab and variant defaults; a live experiment's routing has no such field", a.Name)
+		}
 		rc := &chorusv1.RoutingConfig{Router: c.Router, Fraction: float32(c.Fraction), Experts: int32(c.K)}
 		if c.PerRequest {
 			rc.Mode = chorusv1.RoutingConfig_PER_REQUEST

@@ -43,10 +43,14 @@ func moeCmd() *cobra.Command {
 			if defaultRouter != "" {
 				arms, err := parseArms(defaultRouter)
 				if err != nil || len(arms) != 1 {
-					return fmt.Errorf("--default-router %q: want one ROUTER:AMOUNT[/request] (%v)", defaultRouter, err)
+					return fmt.Errorf("--default-router %q: want one ROUTER:AMOUNT[/minN][/enc][/request] (%v)", defaultRouter, err)
 				}
 				c := arms[0].Choice
-				routing = &asr.RoutingDefault{Router: c.Router, Fraction: c.Fraction, K: c.K, PerRequest: c.PerRequest, MinTokens: defaultMinTokens}
+				if c.MinTokens != 0 && defaultMinTokens != 0 {
+					return fmt.Errorf("--default-router %q names /min%d: leave out --default-min-tokens", defaultRouter, c.MinTokens)
+				}
+				routing = &asr.RoutingDefault{Router: c.Router, Fraction: c.Fraction, K: c.K, PerRequest: c.PerRequest,
+					MinTokens: max(c.MinTokens, defaultMinTokens), EncoderOnly: c.EncoderOnly}
 			} else if defaultMinTokens != 0 {
 				return fmt.Errorf("--default-min-tokens needs --default-router")
 			}
@@ -127,7 +131,7 @@ func moeCmd() *cobra.Command {
 	f.StringVar(&model, "model", "", "dense ReLU model folder (default: the embedded default model)")
 	f.StringVar(&out, "out", "", "variant folder to write")
 	f.IntVar(&headHidden, "head-router-hidden", 32, "hidden units of each encoder layer's learned head router (0: none)")
-	f.StringVar(&defaultRouter, "default-router", "", "routing the variant runs when a request names no router, as a chorus ab arm (mlp:0.25; default: dense)")
+	f.StringVar(&defaultRouter, "default-router", "", "routing the variant runs when a request names no router, as a chorus ab arm (mlp:0.25, mlp:0.25/enc for a dense decoder; default: dense)")
 	f.IntVar(&defaultMinTokens, "default-min-tokens", 0, "with --default-router: calls of fewer tokens run every expert (2: decoding steps dense, where the router costs more than it saves)")
 	f.StringVar(&overlay, "overlay", "", "also write the variant as an overlay over the base model's folder (layout + routers only; what asr/defaultmodel embeds as chorus-micro-moe)")
 	f.IntVar(&nExperts, "experts", 16, "experts per feed-forward layer")

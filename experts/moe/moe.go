@@ -236,5 +236,11 @@ func (s *Set) Routing(c asr.RoutingChoice) (whisper.Routing, error) {
 	}
 	rt := s.NewRouting(r, c.Pathway)
 	rt.heads, rt.sliced, rt.minTokens = hc, map[int]*slicedAttn{}, c.MinTokens
+	if c.EncoderOnly {
+		rt.denseLayer = make([]bool, len(s.FFNs))
+		for i, l := range s.Layout.Layers {
+			rt.denseLayer[i] = !strings.HasPrefix(l.Name, "model.encoder.")
+		}
+	}
 	return rt, nil
 }

@@ -20,6 +20,9 @@ type Routing struct {
 	dense  bool
 	// minTokens: calls with fewer tokens run every expert (RoutingChoice.MinTokens).
 	minTokens int
+	// denseLayer marks the blocks that run every expert whatever the router: the decoder's
+	// under RoutingChoice.EncoderOnly (nil otherwise).
+	denseLayer []bool
 
 	pathway *experts.Pathway // nil unless recording; owned by the stream's goroutine
 
@@ -61,7 +64,7 @@ func (r *Routing) FFN(ctx *tensor.Ctx, m *whisper.MLP, x *tensor.T) *tensor.T {
 	f := r.set.FFNs[layer]
 	t := len(x.Data) / f.C
 	var y *tensor.T
-	if r.dense || t < r.minTokens {
+	if r.dense || t < r.minTokens || (r.denseLayer != nil && r.denseLayer[layer]) {
 		y = m.Forward(ctx, x)
 		if r.pathway != nil {
 			r.pathway.Record(layer, experts.All(t, f.E))
@@ -86,6 +89,9 @@ func (r *Routing) Name() string {
 	n := r.router.Name()
 	if r.minTokens > 1 && !r.dense {
 		n += fmt.Sprintf("/min%d", r.minTokens)
+	}
+	if r.denseLayer != nil && !r.dense {
+		n += "/enc"
 	}
 	if h := r.heads; h.k > 0 {
 		n += fmt.Sprintf("+heads:%s:%d", h.router, h.k)

@@ -3,6 +3,7 @@ package moe
 import (
 	"errors"
 	"math/bits"
+	"strings"
 	"testing"
 
 	"github.com/chorus-asr/chorus/asr"
@@ -58,5 +59,44 @@ func TestMinTokens(t *testing.T) {
 	}
 	if _, err := s.Routing(asr.RoutingChoice{Router: "random", K: 4, MinTokens: -1}); !errors.Is(err, asr.ErrRouting) {
 		t.Errorf("MinTokens -1: err %v, want ErrRouting", err)
+	}
+}
+
+// TestEncoderOnly: with EncoderOnly the decoder's blocks run every expert (equal to the dense
+// block) while the encoder's are routed, and the routing's name says so.
+func TestEncoderOnly(t *testing.T) {
+	v, s := identitySet(t)
+	mlps := MLPs(v.Model)
+	rt, err := s.Routing(asr.RoutingChoice{Router: "random", K: 4, EncoderOnly: true, Pathway: true, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rt.(*Routing)
+	if got := r.Name(); got != "random:4/enc" {
+		t.Errorf("name %q, want random:4/enc", got)
+	}
+	ctx := tensor.NewCtx()
+	for _, m := range mlps {
+		name := s.Layout.Layers[m.Layer()].Name
+		x := tensor.New(3, m.FC1.W.Shape[1])
+		for i := range x.Data {
+			x.Data[i] = float32(i%5) - 2
+		}
+		r.FFN(ctx, m, x)
+		lp := r.Pathway().Layers[m.Layer()]
+		w := (lp.E + 63) / 64
+		want := 4
+		if strings.HasPrefix(name, "model.decoder.") {
+			want = lp.E
+		}
+		for tok := range lp.Tokens {
+			n := 0
+			for _, word := range lp.Masks[tok*w : (tok+1)*w] {
+				n += bits.OnesCount64(word)
+			}
+			if n != want {
+				t.Errorf("%s token %d used %d experts, want %d", name, tok, n, want)
+			}
+		}
 	}
 }
