@@ -97,8 +97,8 @@ func MatmulEngine() string {
 
 // BF16Preferred reports whether bfloat16 products are faster than OpenBLAS's float32 ones on
 // this CPU (what --matmul auto asks): with AMX, or with AVX512-BF16 on AMD (Zen 4 issues
-// VDPBF16PS at twice the float32 FMA's rate; Intel's cores at the same rate, where the
-// bfloat16 kernel's packing makes it slower than OpenBLAS — measured in docs/BENCHMARKS.md).
+// VDPBF16PS as often as a float32 FMA, twice the multiply-adds; Intel's cores half as often,
+// where the bfloat16 kernel's packing makes it slower than OpenBLAS — docs/BENCHMARKS.md).
 func BF16Preferred() bool {
 	return amxAvailable() || (bf16Supported && C.chorus_cpu_amd() != 0)
 }

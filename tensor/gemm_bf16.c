@@ -4,8 +4,9 @@
 // beta·C on row-major float32 matrices whose operands are rounded to bfloat16 (round to
 // nearest even) as they are packed, multiplied with AVX512-BF16's VDPBF16PS and accumulated in
 // float32 — the "bf16 autocast" of mixed-precision training. VDPBF16PS does 32 multiply-adds
-// per instruction where an FMA does 16, so on CPUs that have it (Zen 4, Cooper Lake, Sapphire
-// Rapids and later) the products run up to twice as fast as OpenBLAS's float32 SGEMM.
+// per instruction where an FMA does 16, so where it issues as often as an FMA (Zen 4) the
+// products run up to twice as fast as OpenBLAS's float32 SGEMM; Intel's cores issue it half as
+// often, and there the AMX kernel below is the fast path.
 //
 // Layout (GotoBLAS-style blocking): for each KC×NC block of op(B), packed into panels of NR = 32
 // columns; for each MC×KC block of op(A), packed into panels of MR = 8 rows; an MR×NR register
@@ -274,9 +275,9 @@ static int prescale(long m, long n, float alpha, float *c, long ldc, long k, flo
 // On CPUs with AMX (Sapphire Rapids and later Xeons) the same product runs on the tile unit:
 // TDPBF16PS multiplies a 16×32 bfloat16 tile of A by a 32×16 tile of B (16 rows of pairs, the
 // layout pack_b already writes: a 16-column half of an NR panel, loaded with a row stride of
-// NR pairs) into a 16×16 float32 tile, 16× the work of one VDPBF16PS. There, VDPBF16PS itself
-// runs at half the rate of a float32 FMA, so the AVX512-BF16 kernel above is slower than
-// OpenBLAS and AMX is the fast path. The register tile is 32×32 (four C tiles, two A and two
+// NR pairs) into a 16×16 float32 tile, 16× the work of one VDPBF16PS. On those cores
+// VDPBF16PS issues half as often as a float32 FMA — no more multiply-adds per cycle — so with
+// its packing the AVX512-BF16 kernel above is slower than OpenBLAS and AMX is the fast path. The register tile is 32×32 (four C tiles, two A and two
 // B tiles: the eight tile registers); A is packed as 32-row panels of rows, each row the
 // bfloat16 pairs of its k values (a tile loads 16 rows with a stride of the padded pair count).
 // K blocks are padded with zero pairs to whole tiles of 16.

@@ -113,7 +113,8 @@ void chorus_sgemm_bf16(int transa, int transb, long m, long n, long k, float alp
 
 // The same product on AMX tiles (Sapphire Rapids and later), where chorus_amx_init() — which
 // asks Linux for the tile state — returned 1. chorus_cpu_amd() reports an AMD CPU, whose
-// AVX512-BF16 runs at twice float32's rate (Intel's at float32's: there AMX is the fast path).
+// AVX512-BF16 does twice float32's multiply-adds per cycle (Intel's the same: there AMX is the
+// fast path).
 int chorus_amx_init(void);
 int chorus_cpu_amd(void);
 void chorus_sgemm_amx(int transa, int transb, long m, long n, long k, float alpha, const float *a,
