@@ -319,7 +319,7 @@ func runPrune(ctx context.Context, r *Recipe, o RunOptions) error {
 		Dims: tv.Model.Dims, Tokenizer: tv.Tokenizer, Train: train, Dev: dev,
 		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
 		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
-		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment,
+		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment, Silence: r.Objective.Silence,
 		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: sv.Model, CTCHead: head,
 		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
 	})

@@ -62,6 +62,7 @@ type Recipe struct {
 		LabelSmoothing    float32     `json:"label_smoothing"`
 		TimestampFraction float64     `json:"timestamp_fraction"`
 		SpecAugment       SpecAugment `json:"spec_augment"`
+		Silence           Silence     `json:"silence"`
 	} `json:"objective"`
 	Batch struct {
 		Frames   int `json:"frames"`
@@ -122,6 +123,11 @@ func ReadRecipe(path string) (*Recipe, error) {
 	}
 	if r.Name == "" || len(r.Data.Train) == 0 || r.Optim.Steps <= 0 || r.Optim.PeakLR <= 0 {
 		return nil, fmt.Errorf("recipe %s: name, data.train, optim.steps and optim.peak_lr are required", path)
+	}
+	if s := r.Objective.Silence; !(s.Prob >= 0 && s.Prob <= 1) || !(s.MaxLead >= 0 && s.MaxLead <= 1) || !(s.MaxTail >= 0 && s.MaxTail <= 10) {
+		// A lead beyond 1 s would teach first timestamps that decoding forbids (Whisper's
+		// max_initial_timestamp).
+		return nil, fmt.Errorf("recipe %s: objective.silence %+v: want prob in [0, 1], max_lead_s in [0, 1], max_tail_s in [0, 10]", path, s)
 	}
 	switch r.Kind {
 	case "", "train":
@@ -253,7 +259,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		Dims: dims, Tokenizer: tok, Train: train, Dev: dev,
 		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
 		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
-		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment,
+		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment, Silence: r.Objective.Silence,
 		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, CTCHead: head, BalanceWeight: r.Upcycle.balance(),
 		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
 	})

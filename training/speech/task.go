@@ -38,6 +38,7 @@ type Options struct {
 	Smoothing             float32 // label smoothing of the cross-entropy
 	TimestampFraction     float64 // share of examples trained with timestamp tokens
 	SpecAugment           SpecAugment
+	Silence               Silence
 	EvalUtterances        int
 	// BalanceWeight weights the load-balancing loss of each gated feed-forward block of an
 	// upcycled model (whisper.Hooks.BalanceWeight; Switch Transformer's α, 0.01 there).
@@ -60,6 +61,38 @@ type SpecAugment struct {
 	FreqMasks, F int
 	TimeMasks, T int
 	TimeRatio    float64
+}
+
+// Silence pads whole batches with silence: with probability Prob a batch gets a lead of up to
+// MaxLead seconds before every utterance and a tail of up to MaxTail seconds after it (drawn
+// once per batch, so the batch grows by the same frames for every item and the cost stays
+// bounded), made of the utterance's own first and last frames (its recorded silence, noise
+// included). The corpus pads clips with 0.05–0.3 s; files people transcribe start and end
+// with seconds of it. Timestamp targets move with the lead; the CTC loss covers the padding
+// (blanks). Zero Prob: off.
+type Silence struct {
+	Prob    float64 `json:"prob"`
+	MaxLead float64 `json:"max_lead_s"`
+	MaxTail float64 `json:"max_tail_s"`
+}
+
+// draw returns a batch's lead and tail in frames (even: the conv stem halves them), both 0
+// when the batch is not padded; room bounds their sum (the model's frames less the batch's
+// longest utterance). It draws from rng only when padding is on, so runs without it keep
+// their batches.
+func (s Silence) draw(rng *rand.Rand, room int) (lead, tail int) {
+	if s.Prob <= 0 {
+		return 0, 0
+	}
+	u, a, b := rng.Float64(), rng.Float64(), rng.Float64()
+	if u >= s.Prob {
+		return 0, 0
+	}
+	lead = int(a*s.MaxLead*100) / 2 * 2 // 100 frames per second
+	tail = int(b*s.MaxTail*100) / 2 * 2
+	lead = min(lead, room/2*2)
+	tail = min(tail, (room-lead)/2*2)
+	return lead, tail
 }
 
 // Task implements trainer.Task, trainer.Evaluator and trainer.Fingerprinter.
@@ -207,6 +240,9 @@ func (t *Task) Fingerprint() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %d %d %g %g %g %+v %d\n", dimsFingerprint(t.o.Dims), t.o.BatchFrames, t.o.MaxItems, t.o.CTCWeight,
 		t.o.Smoothing, t.o.TimestampFraction, t.o.SpecAugment, len(t.utts))
+	if t.o.Silence.Prob > 0 { // only then, so that runs without it keep their hashes
+		fmt.Fprintf(h, "silence %+v\n", t.o.Silence)
+	}
 	for _, u := range t.utts {
 		fmt.Fprintf(h, "%d %s\n", u.frames, u.text)
 	}
@@ -276,6 +312,7 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 type stepBatch struct {
 	items           []int
 	size, frames    int
+	lead, tail      int       // silence frames before and after every utterance (Silence)
 	mel             *tensor.T // [B, M, F] in the task's arena, zero padded, SpecAugmented
 	inputs, targets []int     // [B·S] decoder inputs and next-token targets (padding ignored)
 	audioSec        float64
@@ -293,6 +330,8 @@ func (t *Task) batch(b trainer.Batch) (*stepBatch, error) {
 	for _, i := range items {
 		frames = max(frames, t.utts[i].frames)
 	}
+	lead, tail := t.o.Silence.draw(rng, 2*d.NAudioCtx-frames)
+	frames += lead + tail
 	// Mel batch [B, M, F], zero padded (0 is what Whisper pads windows with), SpecAugmented.
 	melB := t.ctx.Zeros(bs, d.NMels, frames)
 	var audioSec float64
@@ -302,10 +341,12 @@ func (t *Task) batch(b trainer.Batch) (*stepBatch, error) {
 		audioSec += u.duration
 		base := j * d.NMels * frames
 		for m := range d.NMels {
-			tensor.F16ToF32Slice(melB.Data[base+m*frames:base+m*frames+u.frames], u.mel[m*u.frames:(m+1)*u.frames])
+			row := melB.Data[base+m*frames : base+m*frames+lead+u.frames+tail]
+			tensor.F16ToF32Slice(row[lead:lead+u.frames], u.mel[m*u.frames:(m+1)*u.frames])
+			padSilence(row, lead, u.frames)
 		}
-		t.o.SpecAugment.apply(melB.Data[base:base+d.NMels*frames], d.NMels, frames, u.frames, rng)
-		seqs[j] = t.sequence(u, rng.Float64() < t.o.TimestampFraction)
+		t.o.SpecAugment.apply(melB.Data[base:base+d.NMels*frames], d.NMels, frames, lead+u.frames+tail, rng)
+		seqs[j] = t.sequence(u, lead, rng.Float64() < t.o.TimestampFraction)
 	}
 	s := 0
 	for _, q := range seqs {
@@ -325,7 +366,23 @@ func (t *Task) batch(b trainer.Batch) (*stepBatch, error) {
 			}
 		}
 	}
-	return &stepBatch{items: items, size: bs, frames: frames, mel: melB, inputs: inputs, targets: targets, audioSec: audioSec, rng: rng}, nil
+	return &stepBatch{items: items, size: bs, frames: frames, lead: lead, tail: tail, mel: melB, inputs: inputs, targets: targets, audioSec: audioSec, rng: rng}, nil
+}
+
+// padSilence fills row[:lead] with the utterance's first frames and the rest after
+// row[lead:lead+n] (the utterance, n frames) with its last ones, tiling two frames of each
+// end: its recorded silence, away from the speech the corpus starts 50 ms in.
+func padSilence(row []float32, lead, n int) {
+	if n == 0 {
+		return
+	}
+	head, tail := row[lead:lead+min(2, n)], row[lead+n-min(2, n):lead+n]
+	for i := range lead {
+		row[i] = head[i%len(head)]
+	}
+	for i, k := lead+n, 0; i < len(row); i, k = i+1, k+1 {
+		row[i] = tail[k%len(tail)]
+	}
 }
 
 // speechLoss is the joint CTC/attention loss of the batch given the model's audio features
@@ -342,7 +399,7 @@ func (t *Task) speechLoss(sb *stepBatch, xa, logits *tensor.T, weight float64) f
 		var ctc float64
 		for j, i := range sb.items {
 			u := t.utts[i]
-			rows := t.ctx.Rows(h, j*tEnc, j*tEnc+u.frames/2)
+			rows := t.ctx.Rows(h, j*tEnc, j*tEnc+(sb.lead+u.frames+sb.tail)/2)
 			w := weight * lam / float64(bs*max(1, len(u.tokens)))
 			l := t.ctx.CTCLoss(t.ctx.ScaleGrad(t.ctx.LogSoftmax(rows), float32(w)), u.tokens, t.blank)
 			if !math.IsInf(l, 0) {
@@ -354,16 +411,17 @@ func (t *Task) speechLoss(sb *stepBatch, xa, logits *tensor.T, weight float64) f
 	return loss
 }
 
-// sequence is the decoder's token sequence for u: the SOT sequence, the text (between
-// <|0.00|> and its end timestamp when timestamps are on) and EOT.
-func (t *Task) sequence(u *utterance, timestamps bool) []int {
+// sequence is the decoder's token sequence for u after lead frames of silence: the SOT
+// sequence, the text (between its start and end timestamps when timestamps are on) and EOT.
+func (t *Task) sequence(u *utterance, lead int, timestamps bool) []int {
 	sp := t.o.Tokenizer.Specials()
 	var q []int
 	if timestamps {
+		start := lead / 2 // timestamps count 20 ms, frames 10 ms
 		q = append(q, t.prefix[1]...)
-		q = append(q, sp.TimestampBegin)
+		q = append(q, sp.TimestampBegin+start)
 		q = append(q, u.tokens...)
-		end := min(int(math.Round(u.duration/0.02)), 1500)
+		end := min(start+int(math.Round(u.duration/0.02)), 1500)
 		q = append(q, sp.TimestampBegin+end)
 	} else {
 		q = append(q, t.prefix[0]...)

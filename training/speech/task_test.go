@@ -191,3 +191,97 @@ func TestDimsFingerprintLayerSizes(t *testing.T) {
 		t.Fatalf("fingerprints: uniform %q, sized %q, resized %q", u, a, b)
 	}
 }
+
+// TestSilencePadding: a batch drawn with silence padding grows by its lead and tail frames, the
+// lead repeats each utterance's first two frames and the tail its last two, the utterance sits
+// between them unchanged, timestamp targets start at the lead, and the padded batch trains
+// (finite loss, CTC over the padding). Without padding the batch is the utterances alone.
+func TestSilencePadding(t *testing.T) {
+	small := func(v int) whisper.Dims {
+		return whisper.Dims{NMels: 80, NAudioCtx: 100, NAudioState: 32, NAudioHead: 2, NAudioLayer: 1,
+			NVocab: v, NTextCtx: 32, NTextState: 32, NTextHead: 2, NTextLayer: 1, Activation: "relu"}
+	}
+	const frames = 60
+	o := Options{BatchFrames: 1000, MaxItems: 2, CTCWeight: 0.3, Smoothing: 0.1, Seed: 1, TimestampFraction: 1,
+		Silence: Silence{Prob: 1, MaxLead: 0.5, MaxTail: 0.5}}
+	task := syntheticTask(t, small, 2, frames, 6, o)
+	sp := task.o.Tokenizer.Specials()
+	padded := 0
+	for b := range int64(8) {
+		sb, err := task.batch(trainer.Batch{Seed: 1, Index: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sb.lead%2 != 0 || sb.tail%2 != 0 || sb.lead > 50 || sb.tail > 50 || sb.frames != frames+sb.lead+sb.tail {
+			t.Fatalf("batch %d: lead %d tail %d frames %d", b, sb.lead, sb.tail, sb.frames)
+		}
+		if sb.lead > 0 && sb.tail > 0 {
+			padded++
+		}
+		for j, i := range sb.items {
+			u := task.utts[i]
+			want := make([]float32, frames)
+			for m := range task.o.Dims.NMels {
+				tensor.F16ToF32Slice(want, u.mel[m*frames:(m+1)*frames])
+				row := sb.mel.Data[(j*task.o.Dims.NMels+m)*sb.frames:][:sb.frames]
+				for f := range sb.frames {
+					var w float32
+					switch {
+					case f < sb.lead:
+						w = want[f%2]
+					case f < sb.lead+frames:
+						w = want[f-sb.lead]
+					default:
+						w = want[frames-2+(f-sb.lead-frames)%2]
+					}
+					if row[f] != w && row[f] != 0 { // 0: SpecAugment's masks
+						t.Fatalf("batch %d item %d mel %d frame %d = %v, want %v", b, j, m, f, row[f], w)
+					}
+				}
+			}
+		}
+		// Every sequence has timestamps (TimestampFraction 1): its first timestamp is the lead.
+		n := len(sb.inputs) / sb.size
+		found := false
+		for p := range n {
+			if tok := sb.inputs[p]; tok >= sp.TimestampBegin {
+				if tok != sp.TimestampBegin+sb.lead/2 {
+					t.Fatalf("batch %d: first timestamp %d, want %d", b, tok-sp.TimestampBegin, sb.lead/2)
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("batch %d: no timestamp in %v", b, sb.inputs[:n])
+		}
+		task.ctx.Reset()
+		r, err := task.Step(context.Background(), trainer.Batch{Seed: 1, Index: b}, nil)
+		if err != nil || math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) {
+			t.Fatalf("batch %d: step loss %v, %v", b, r.Loss, err)
+		}
+	}
+	if padded == 0 {
+		t.Error("no batch got both a lead and a tail")
+	}
+	o.Silence = Silence{}
+	plain := syntheticTask(t, small, 2, frames, 6, o)
+	sb, err := plain.batch(trainer.Batch{Seed: 1, Index: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.lead != 0 || sb.tail != 0 || sb.frames != frames {
+		t.Errorf("without padding: lead %d tail %d frames %d", sb.lead, sb.tail, sb.frames)
+	}
+}
+
+// TestSilenceRecipeErrors: a recipe's objective.silence outside its ranges is refused before
+// any training starts.
+func TestSilenceRecipeErrors(t *testing.T) {
+	base := `{"name":"s","data":{"train":["x.jsonl"]},"optim":{"steps":10,"peak_lr":1e-4},"objective":{"silence":`
+	checkRecipeErrors(t, map[string]string{
+		"objective.silence {Prob:1.5":                      base + `{"prob":1.5,"max_lead_s":1}}}`,
+		"objective.silence {Prob:0.5 MaxLead:2":            base + `{"prob":0.5,"max_lead_s":2}}}`,
+		"objective.silence {Prob:0.5 MaxLead:1 MaxTail:-1": base + `{"prob":0.5,"max_lead_s":1,"max_tail_s":-1}}}`,
+	})
+}
