@@ -237,9 +237,10 @@ func (s *Set) Routing(c asr.RoutingChoice) (whisper.Routing, error) {
 	rt := s.NewRouting(r, c.Pathway)
 	rt.heads, rt.sliced, rt.minTokens = hc, map[int]*slicedAttn{}, c.MinTokens
 	if c.EncoderOnly {
+		// Blocks are in MLPs order: the encoder's first, then the decoder's.
 		rt.denseLayer = make([]bool, len(s.FFNs))
-		for i, l := range s.Layout.Layers {
-			rt.denseLayer[i] = !strings.HasPrefix(l.Name, "model.encoder.")
+		for i := len(s.model.Encoder.Layers); i < len(rt.denseLayer); i++ {
+			rt.denseLayer[i] = true
 		}
 	}
 	return rt, nil
