@@ -142,6 +142,24 @@ func RouterTensors(l *ExpertLayout, m *MLP) (map[string]*tensor.T, error) {
 	return out, nil
 }
 
+// AllRouterTensors is RouterTensors of the feed-forward blocks' routers m and, when heads is
+// not nil, of the encoder's head routers declared in l.Heads: everything a variant folder
+// stores for its layout.
+func AllRouterTensors(l *ExpertLayout, m, heads *MLP) (map[string]*tensor.T, error) {
+	out, err := RouterTensors(l, m)
+	if err != nil || heads == nil {
+		return out, err
+	}
+	hts, err := RouterTensors(&ExpertLayout{Layers: l.Heads}, heads)
+	if err != nil {
+		return nil, err
+	}
+	for n, t := range hts {
+		out[n] = t
+	}
+	return out, nil
+}
+
 // LoadRouters builds the MLP routers the layout declares from src (a checkpoint), for
 // inputs of width c. Layers without a declared router get nil. Missing or mis-shaped tensors
 // are errors wrapping nn.ErrMissing or naming the shape.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,12 +25,8 @@ type arm struct {
 	Choice asr.RoutingChoice
 }
 
-// parseArms reads a comma-separated list of arms: ROUTER[:AMOUNT][/minN][/enc][/request], where ROUTER is
-// dense, random, mlp, oracle or gate (an upcycled variant's learned gate), AMOUNT a fraction of each layer's experts when it has a
-// decimal point ("0.25") or an expert count otherwise ("4"), /minN runs every expert in calls
-// of fewer than N tokens (routing's min_tokens: N above the text context keeps the decoder
-// dense), /enc routes the encoder only (the decoder runs every expert), and /request selects
-// one subset per utterance; the modifiers come in any order. Every non-dense arm needs an amount; dense takes none.
+// parseArms reads a comma-separated list of arms, each a routing choice as
+// asr.ParseRoutingChoice reads it (ROUTER[:AMOUNT][/minN][/enc][/request]), named as given.
 func parseArms(s string) ([]arm, error) {
 	var out []arm
 	seen := map[string]bool{}
@@ -44,56 +39,9 @@ func parseArms(s string) ([]arm, error) {
 			return nil, fmt.Errorf("arm %q listed twice", a)
 		}
 		seen[a] = true
-		var c asr.RoutingChoice
-		spec := a
-		// Modifiers, in any order: /request, /enc, /minN.
-		for {
-			i := strings.LastIndex(spec, "/")
-			if i < 0 {
-				break
-			}
-			switch mod := spec[i+1:]; {
-			case mod == "request" && !c.PerRequest:
-				c.PerRequest = true
-			case mod == "enc" && !c.EncoderOnly:
-				c.EncoderOnly = true
-			case strings.HasPrefix(mod, "min") && c.MinTokens == 0:
-				n, err := strconv.Atoi(mod[len("min"):])
-				if err != nil || n < 2 {
-					return nil, fmt.Errorf("arm %q: /minN wants a token count N ≥ 2 (calls of fewer tokens run every expert)", a)
-				}
-				c.MinTokens = n
-			default:
-				return nil, fmt.Errorf("arm %q: unknown or repeated modifier /%s (want /request, /enc or /minN)", a, mod)
-			}
-			spec = spec[:i]
-		}
-		name, amount, has := strings.Cut(spec, ":")
-		c.Router = name
-		switch name {
-		case "dense":
-			if has || c.PerRequest || c.MinTokens > 0 || c.EncoderOnly {
-				return nil, fmt.Errorf("arm %q: dense takes no amount or mode", a)
-			}
-		case "random", "mlp", "oracle", "gate":
-			if !has {
-				return nil, fmt.Errorf("arm %q: want %s:FRACTION or %s:COUNT", a, name, name)
-			}
-			if strings.Contains(amount, ".") {
-				f, err := strconv.ParseFloat(amount, 64)
-				if err != nil || !(f > 0 && f <= 1) {
-					return nil, fmt.Errorf("arm %q: fraction %q outside (0, 1]", a, amount)
-				}
-				c.Fraction = f
-			} else {
-				k, err := strconv.Atoi(amount)
-				if err != nil || k < 1 {
-					return nil, fmt.Errorf("arm %q: expert count %q must be a positive integer", a, amount)
-				}
-				c.K = k
-			}
-		default:
-			return nil, fmt.Errorf("arm %q: unknown router %q (want dense, random, mlp, oracle or gate)", a, name)
+		c, err := asr.ParseRoutingChoice(a)
+		if err != nil {
+			return nil, fmt.Errorf("arm: %w", err)
 		}
 		out = append(out, arm{Name: a, Choice: c})
 	}

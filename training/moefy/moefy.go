@@ -163,18 +163,7 @@ type Result struct {
 // routerTensors are the tensors of every router res declares: the feed-forward blocks' and,
 // when trained, the encoder's head routers.
 func (res *Result) routerTensors() (map[string]*tensor.T, error) {
-	rts, err := experts.RouterTensors(res.Layout, res.Routers)
-	if err != nil || res.HeadRouters == nil {
-		return rts, err
-	}
-	hts, err := experts.RouterTensors(&experts.ExpertLayout{Layers: res.Layout.Heads}, res.HeadRouters)
-	if err != nil {
-		return nil, err
-	}
-	for n, t := range hts {
-		rts[n] = t
-	}
-	return rts, nil
+	return experts.AllRouterTensors(res.Layout, res.Routers, res.HeadRouters)
 }
 
 // Build splits every block of v (a ReLU model) into o.Experts experts by o.Method on the

@@ -47,7 +47,12 @@ type Recipe struct {
 	// (training/upcycle: every feed-forward block copied into E experts behind a fresh gate),
 	// then trains that.
 	Upcycle *UpcycleRecipe `json:"upcycle,omitempty"`
-	Model   whisper.Dims   `json:"model"` // n_vocab is set from the tokenizer
+	// Route, with From a mixture-of-experts variant, fine-tunes it under one of its routers
+	// (asr.ParseRoutingChoice's syntax, e.g. "mlp:0.25" or "mlp:0.25/enc"): each token's
+	// feed-forward blocks keep only the experts the router selects (see Route). The trained
+	// variant keeps the layout and routers and serves this routing by default.
+	Route string       `json:"route,omitempty"`
+	Model whisper.Dims `json:"model"` // n_vocab is set from the tokenizer
 	// Vocab is the size of the byte-level BPE learned from the training text (ordinary tokens,
 	// the 256 bytes included); Whisper's special tokens are added after them.
 	Vocab int `json:"vocab"`
@@ -133,6 +138,14 @@ func ReadRecipe(path string) (*Recipe, error) {
 	case "", "train":
 		if r.Prune != nil {
 			return nil, fmt.Errorf("recipe %s: a prune block needs kind \"prune\"", path)
+		}
+		if r.Route != "" {
+			if r.From == "" || r.Upcycle != nil {
+				return nil, fmt.Errorf("recipe %s: route needs a mixture-of-experts variant to start from (from) and no upcycle block", path)
+			}
+			if _, err := asr.ParseRoutingChoice(r.Route); err != nil {
+				return nil, fmt.Errorf("recipe %s: route: %w", path, err)
+			}
 		}
 		if u := r.Upcycle; u != nil {
 			if r.From == "" {
@@ -228,12 +241,19 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 	}
 	var init *whisper.Model
 	var head *CTCHead
+	var route *Route
 	if r.From != "" {
 		v, err := asr.Open(r.From, asr.OpenOptions{})
 		if err != nil {
 			return err
 		}
 		init = v.Model
+		if r.Route != "" {
+			if route, err = NewRoute(v, r.Route); err != nil {
+				return fmt.Errorf("recipe: %w", err)
+			}
+			log.Info("training under a router", "route", r.Route, "experts", route.Set.E[0])
+		}
 		if head, err = ReadCTCHead(v); err != nil {
 			return err
 		}
@@ -260,7 +280,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
 		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
 		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment, Silence: r.Objective.Silence,
-		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, CTCHead: head, BalanceWeight: r.Upcycle.balance(),
+		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, CTCHead: head, BalanceWeight: r.Upcycle.balance(), Route: route,
 		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
 	})
 	if err != nil {
@@ -405,6 +425,11 @@ func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error 
 	}
 	if err := writeCTCHead(dir, task.CTCHead()); err != nil {
 		return err
+	}
+	if r := task.o.Route; r != nil {
+		if err := r.writeRouters(dir); err != nil {
+			return err
+		}
 	}
 	step, elapsed := latestStep(o.path("checkpoints"))
 	card := Card{Name: r.Name, Parent: r.From, Recipe: r, Data: r.Data.Train, Steps: step, WallTimeS: elapsed, Written: time.Now().UTC(), Matmul: matmulName()}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -43,7 +44,10 @@ type Options struct {
 	// BalanceWeight weights the load-balancing loss of each gated feed-forward block of an
 	// upcycled model (whisper.Hooks.BalanceWeight; Switch Transformer's α, 0.01 there).
 	BalanceWeight float64
-	Seed          uint64
+	// Route, if set, trains a mixture-of-experts variant under one of its routers (Init
+	// holds its weights).
+	Route *Route
+	Seed  uint64
 	// Init, if set, starts from these weights (fine-tuning) instead of a fresh initialisation.
 	Init *whisper.Model
 	// CTCHead, if set, starts the CTC head from these weights (ReadCTCHead of the variant Init
@@ -243,6 +247,9 @@ func (t *Task) Fingerprint() string {
 	if t.o.Silence.Prob > 0 { // only then, so that runs without it keep their hashes
 		fmt.Fprintf(h, "silence %+v\n", t.o.Silence)
 	}
+	if r := t.o.Route; r != nil {
+		fmt.Fprintf(h, "route %+v\n", r.Choice)
+	}
 	for _, u := range t.utts {
 		fmt.Fprintf(h, "%d %s\n", u.frames, u.text)
 	}
@@ -285,6 +292,9 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 	var h *whisper.Hooks
 	if t.m.Dims.GatedExperts > 0 && t.o.BalanceWeight > 0 {
 		h = &whisper.Hooks{BalanceWeight: float32(t.o.BalanceWeight)}
+	}
+	if r := t.o.Route; r != nil {
+		h = &whisper.Hooks{Route: r.mask}
 	}
 	xa := t.m.Encoder.ForwardHooked(t.ctx, sb.mel, h) // [B, F/2, C]
 	logits := t.m.Decoder.ForwardTrainHooked(t.ctx, sb.inputs, sb.size, xa, h)
@@ -454,7 +464,10 @@ func (t *Task) Eval(ctx context.Context) (map[string]float64, error) {
 
 // Transcribe decodes utterances with the current weights (greedy, no timestamps).
 func (t *Task) Transcribe(ctx context.Context, us []*utterance) (refs, hyps []string, err error) {
-	v := t.Variant()
+	v, err := t.Variant()
+	if err != nil {
+		return nil, nil, err
+	}
 	o := transcribe.DefaultOptions()
 	o.Temperatures = []float64{0}
 	o.Decode.WithoutTimestamps = true
@@ -479,12 +492,25 @@ func (t *Task) chorusConfig() asr.ChorusConfig {
 		// An upcycled model is served through its experts (the gate's top-k, run sparsely).
 		ch.Experts, _ = upcycle.LayoutJSON(t.m) // a gated model always has a layout
 	}
+	if r := t.o.Route; r != nil {
+		ch.Experts, _ = json.Marshal(r.Set.Layout) // a layout always marshals
+		ch.Routing = r.routingDefault()
+	}
 	return ch
 }
 
 // Variant wraps the current weights as a servable variant (content-length encoder windows).
-func (t *Task) Variant() *asr.Variant {
+// Under a route it runs through the route's experts, rebuilt over the current weights.
+func (t *Task) Variant() (*asr.Variant, error) {
 	cfg := asr.ConfigFromDims(t.m.Dims)
-	return &asr.Variant{Name: "training", Model: t.m, Tokenizer: t.o.Tokenizer, Config: cfg,
+	v := &asr.Variant{Name: "training", Model: t.m, Tokenizer: t.o.Tokenizer, Config: cfg,
 		Chorus: t.chorusConfig()}
+	if r := t.o.Route; r != nil {
+		set, err := r.Set.Over(t.m)
+		if err != nil {
+			return nil, err
+		}
+		v.Experts = set
+	}
+	return v, nil
 }

@@ -65,6 +65,15 @@ type Hooks struct {
 	// every token to the same few experts (Switch Transformer, Fedus et al., 2021).
 	BalanceWeight float32
 	Balance       []float64
+	// Route, when set, runs every feed-forward block as a mixture-of-experts variant serves
+	// it, for fine-tuning the experts under their router: it returns the per-token expert
+	// weights [rows, E] for block layer (MLP.Layer) on its input x (after the block's layer
+	// norm; rows are x's leading dimensions flattened) — 1 for the experts the router keeps,
+	// 0 elsewhere — allocated in ctx and not on its tape, or nil to run that block dense.
+	// Units outside a token's experts are zeroed after the activation, so the block computes
+	// the routed function exactly and only the kept experts receive gradient. The experts
+	// are contiguous, equal blocks of units (a permuted expert layout).
+	Route func(ctx *tensor.Ctx, layer int, x *tensor.T) *tensor.T
 }
 
 // gate returns the gates at one point, nil when there are none.

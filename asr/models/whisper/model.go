@@ -303,15 +303,15 @@ func (m *MLP) Forward(ctx *tensor.Ctx, x *tensor.T) *tensor.T {
 // activation; the load-balancing losses of a gated block) when there are any, else as
 // routed.
 func (m *MLP) forward(ctx *tensor.Ctx, x *tensor.T, rt Routing, h *Hooks, units *tensor.T) *tensor.T {
-	if units == nil && (h == nil || h.BalanceWeight == 0 || m.Gate == nil) {
+	if units == nil && (h == nil || ((h.BalanceWeight == 0 || m.Gate == nil) && h.Route == nil)) {
 		return m.ForwardRouted(ctx, x, rt)
 	}
 	return m.masked(ctx, x, units, h)
 }
 
-// masked is fc2(act(fc1(x)) ⊙ g ⊙ units): g the per-token expert weights of a gated block
-// (each expert's block of units scaled by its weight, zero outside the token's top-k),
-// units nil for the unmasked block. A block pruned to no unit is fc2's bias alone. Under
+// masked is fc2(act(fc1(x)) ⊙ g ⊙ r ⊙ units): g the per-token expert weights of a gated
+// block (each expert's block of units scaled by its weight, zero outside the token's top-k),
+// r the routing mask of Hooks.Route, units nil for the unmasked block. A block pruned to no unit is fc2's bias alone. Under
 // hooks h with a balance weight, a gated block adds its load-balancing loss.
 func (m *MLP) masked(ctx *tensor.Ctx, x, units *tensor.T, h *Hooks) *tensor.T {
 	if m.FC1.Out == 0 {
@@ -332,6 +332,11 @@ func (m *MLP) masked(ctx *tensor.Ctx, x, units *tensor.T, h *Hooks) *tensor.T {
 				tp.Seed(lb, []float32{h.BalanceWeight}) // a loss term: its gradient is its weight
 			}
 			h.Balance = append(h.Balance, float64(lb.Data[0]))
+		}
+	}
+	if h != nil && h.Route != nil {
+		if g := h.Route(ctx, m.layer, x); g != nil {
+			a = ctx.RowGroupScale(a, g)
 		}
 	}
 	return m.FC2.Forward(ctx, scale(ctx, a, units))
