@@ -51,7 +51,11 @@ type Recipe struct {
 	// (asr.ParseRoutingChoice's syntax, e.g. "mlp:0.25" or "mlp:0.25/enc"): each token's
 	// feed-forward blocks keep only the experts the router selects (see Route). The trained
 	// variant keeps the layout and routers and serves this routing by default.
-	Route string       `json:"route,omitempty"`
+	Route string `json:"route,omitempty"`
+	// KD, with From, distils from the From variant as loaded (a frozen copy, run dense)
+	// while fine-tuning: the student learns the parent's output distribution besides the
+	// transcripts — what a model fine-tuned under a router (Route) is to recover.
+	KD    *KDRecipe    `json:"kd,omitempty"`
 	Model whisper.Dims `json:"model"` // n_vocab is set from the tokenizer
 	// Vocab is the size of the byte-level BPE learned from the training text (ordinary tokens,
 	// the 256 bytes included); Whisper's special tokens are added after them.
@@ -87,6 +91,13 @@ type Recipe struct {
 	Seed            uint64 `json:"seed"`
 	EvalEvery       int    `json:"eval_every"`
 	CheckpointEvery string `json:"checkpoint_every"` // Go duration, default 5m
+}
+
+// KDRecipe is a recipe's "kd" block: logit distillation (Hinton et al. 2015; distill.LogitKD)
+// from the From variant. The loss is (1−Logit)·speech + Logit·KD.
+type KDRecipe struct {
+	Logit       float64 `json:"logit"`       // weight of the distillation term, in (0, 1)
+	Temperature float64 `json:"temperature"` // softmax temperature, default 2
 }
 
 // UpcycleRecipe is a recipe's "upcycle" block (sparse upcycling of the From variant).
@@ -138,6 +149,9 @@ func ReadRecipe(path string) (*Recipe, error) {
 	case "", "train":
 		if r.Prune != nil {
 			return nil, fmt.Errorf("recipe %s: a prune block needs kind \"prune\"", path)
+		}
+		if k := r.KD; k != nil && (r.From == "" || !(k.Logit > 0 && k.Logit < 1) || k.Temperature < 0) {
+			return nil, fmt.Errorf("recipe %s: kd %+v: needs a variant to start from (from), logit in (0, 1) and a temperature ≥ 0 (0: 2)", path, *k)
 		}
 		if r.Route != "" {
 			if r.From == "" || r.Upcycle != nil {
@@ -242,6 +256,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 	var init *whisper.Model
 	var head *CTCHead
 	var route *Route
+	var kd *KD
 	if r.From != "" {
 		v, err := asr.Open(r.From, asr.OpenOptions{})
 		if err != nil {
@@ -253,6 +268,14 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 				return fmt.Errorf("recipe: %w", err)
 			}
 			log.Info("training under a router", "route", r.Route, "experts", route.Set.E[0])
+		}
+		if k := r.KD; k != nil {
+			tv, err := asr.Open(r.From, asr.OpenOptions{}) // its own copy: the student's weights move
+			if err != nil {
+				return err
+			}
+			kd = &KD{Teacher: tv.Model, Logit: k.Logit, Temperature: cmp.Or(k.Temperature, 2)}
+			log.Info("distilling from the parent", "from", r.From, "logit", kd.Logit, "temperature", kd.Temperature)
 		}
 		if head, err = ReadCTCHead(v); err != nil {
 			return err
@@ -280,7 +303,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
 		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
 		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment, Silence: r.Objective.Silence,
-		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, CTCHead: head, BalanceWeight: r.Upcycle.balance(), Route: route,
+		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, CTCHead: head, BalanceWeight: r.Upcycle.balance(), Route: route, KD: kd,
 		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/formats"
+	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/experts/moe"
 	"github.com/chorus-asr/chorus/tensor"
 )
@@ -62,4 +63,13 @@ func (r *Route) writeRouters(dir string) error {
 		return fmt.Errorf("route: %w", err)
 	}
 	return formats.WriteSafetensorsFile(filepath.Join(dir, asr.ExpertsFile), ck, false)
+}
+
+// KD is logit distillation from a frozen teacher while training (a recipe's "kd" block):
+// the loss is (1−Logit)·speech + Logit·distill.LogitKD at Temperature.
+type KD struct {
+	Teacher     *whisper.Model
+	Logit       float64
+	Temperature float64
+	ctx         *tensor.Ctx // the teacher's arena, off the tape
 }

@@ -1,7 +1,11 @@
 package speech
 
 import (
+	"encoding/csv"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -115,5 +119,47 @@ func TestRouteRecipeErrors(t *testing.T) {
 		"no upcycle block":                         base + `"from":"v","route":"mlp:0.25","upcycle":{"experts":4,"top_k":1}}`,
 		"unknown router":                           base + `"from":"v","route":"lstm:0.25"}`,
 		"outside (0, 1]":                           base + `"from":"v","route":"mlp:1.5"}`,
+	})
+}
+
+// TestRunKD: a fine-tune with logit distillation from its parent logs the distillation
+// term beside the speech loss; it is zero on the first step, when the student is still the
+// teacher, and grows once the student's weights move. A kd block without a parent or with a
+// weight outside (0, 1) is refused when the recipe is read.
+func TestRunKD(t *testing.T) {
+	dir := t.TempDir()
+	from, _ := tinyVariant(t, dir, "dense", nil)
+	man := writeToneCorpus(t, dir)
+	r := tinyRecipe("kd", from, man)
+	r.KD = &KDRecipe{Logit: 0.5}
+	r.Optim.PeakLR, r.Optim.Steps = 1e-2, 3
+	work, _ := runTiny(t, r, dir)
+	f, err := os.Open(filepath.Join(work, "train.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(rows) != 4 {
+		t.Fatalf("train.csv: %d rows, %v", len(rows), err)
+	}
+	col := slices.Index(rows[0], "loss/kd_logit")
+	if col < 0 {
+		t.Fatalf("train.csv columns %v: no loss/kd_logit", rows[0])
+	}
+	kd := make([]float64, 3)
+	for i := range kd {
+		if kd[i], err = strconv.ParseFloat(rows[i+1][col], 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if kd[0] > 1e-6 || !(kd[2] > 1e-4) {
+		t.Errorf("kd terms %v: want 0 on the first step, positive once the student moved", kd)
+	}
+
+	base := `{"name":"k","data":{"train":["x.jsonl"]},"optim":{"steps":10,"peak_lr":1e-4},`
+	checkRecipeErrors(t, map[string]string{
+		"needs a variant to start from": base + `"kd":{"logit":0.5}}`,
+		"logit in (0, 1)":               base + `"from":"v","kd":{"logit":1}}`,
 	})
 }

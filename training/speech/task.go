@@ -22,6 +22,7 @@ import (
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/tensor"
 	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/distill"
 	"github.com/chorus-asr/chorus/training/trainer"
 	"github.com/chorus-asr/chorus/training/upcycle"
 )
@@ -47,7 +48,9 @@ type Options struct {
 	// Route, if set, trains a mixture-of-experts variant under one of its routers (Init
 	// holds its weights).
 	Route *Route
-	Seed  uint64
+	// KD, if set, distils the teacher's logits into the model (a fine-tune's parent).
+	KD   *KD
+	Seed uint64
 	// Init, if set, starts from these weights (fine-tuning) instead of a fresh initialisation.
 	Init *whisper.Model
 	// CTCHead, if set, starts the CTC head from these weights (ReadCTCHead of the variant Init
@@ -250,6 +253,9 @@ func (t *Task) Fingerprint() string {
 	if r := t.o.Route; r != nil {
 		fmt.Fprintf(h, "route %+v\n", r.Choice)
 	}
+	if k := t.o.KD; k != nil {
+		fmt.Fprintf(h, "kd %g %g\n", k.Logit, k.Temperature)
+	}
 	for _, u := range t.utts {
 		fmt.Fprintf(h, "%d %s\n", u.frames, u.text)
 	}
@@ -296,9 +302,28 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 	if r := t.o.Route; r != nil {
 		h = &whisper.Hooks{Route: r.mask}
 	}
+	var tlog *tensor.T
+	kd := t.o.KD
+	if kd != nil {
+		if kd.ctx == nil {
+			kd.ctx = tensor.NewCtx()
+		}
+		defer kd.ctx.Reset()
+		txa := kd.Teacher.Encoder.Forward(kd.ctx, sb.mel)
+		tlog = kd.Teacher.Decoder.ForwardTrainHooked(kd.ctx, sb.inputs, sb.size, txa, nil)
+	}
 	xa := t.m.Encoder.ForwardHooked(t.ctx, sb.mel, h) // [B, F/2, C]
 	logits := t.m.Decoder.ForwardTrainHooked(t.ctx, sb.inputs, sb.size, xa, h)
-	loss := t.speechLoss(sb, xa, logits, 1)
+	speechWeight, kdLoss := 1.0, 0.0
+	if kd != nil {
+		keep := make([]bool, len(sb.targets))
+		for i, y := range sb.targets {
+			keep[i] = y != t.ignore
+		}
+		speechWeight = 1 - kd.Logit
+		kdLoss = distill.ApplyLogitKD(t.ctx, logits, tlog, kd.Temperature, keep, kd.Logit)
+	}
+	loss := t.speechLoss(sb, xa, logits, speechWeight)
 	if err := ctx.Err(); err != nil {
 		t.ctx.Reset()
 		return trainer.StepResult{}, err
@@ -306,6 +331,10 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 	t.tape.Backward()
 	t.ctx.Reset()
 	res := trainer.StepResult{Loss: loss, Items: sb.size, Counters: map[string]float64{"audio_s": sb.audioSec}}
+	if kd != nil {
+		// The loss column stays the speech loss, comparable with runs without distillation.
+		res.Values = map[string]float64{"loss/kd_logit": kdLoss}
+	}
 	if h != nil && len(h.Balance) > 0 {
 		// The trainer's loss stays the speech loss, comparable with the parent's; the
 		// balance term (1 when the gates spread tokens evenly) is logged beside it.
@@ -313,7 +342,10 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 		for _, b := range h.Balance {
 			sum += b
 		}
-		res.Values = map[string]float64{"balance": sum / float64(len(h.Balance))}
+		if res.Values == nil {
+			res.Values = map[string]float64{}
+		}
+		res.Values["balance"] = sum / float64(len(h.Balance))
 	}
 	return res, nil
 }
