@@ -13,7 +13,7 @@ DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox
 CORPUS_N ?= 12000
 CORPUS2_N ?= 60000
 
-.PHONY: snapshot embed all deps deps-data build test run bench proto fuzz lint clean corpus corpus-v2 train moe flagship
+.PHONY: snapshot embed all deps deps-data build test run bench proto fuzz lint clean corpus corpus-v2 train moe moe-routed flagship
 
 all: build
 
@@ -107,6 +107,15 @@ moe: build
 	nice -n 10 ./$(BIN) moe --model asr/defaultmodel/chorus-micro --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
 		--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1 \
 		--overlay asr/defaultmodel/chorus-micro-moe
+
+# moe-routed fine-tunes the MoE-fied default's experts under their MLP routers at k/E = 1/4
+# (600 steps on corpus/v1: routed, routed with distillation from the dense parent, encoder
+# only), with the dense control (the same fine-tune of the dense default) to compare with:
+# `chorus ab --model runs/chorus-micro-moe-routed/variant --arms dense,mlp:0.25 …`.
+moe-routed: moe
+	for r in moe-routed moe-routed-kd moe-routed-enc dense-control; do \
+		nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-$$r.json --work runs/chorus-micro-$$r --resume --matmul auto || exit 1; \
+	done
 
 # flagship prunes the embedded default model to half its encoder and decoder parameters
 # (CoFi with distillation from it, FFN widths kept multiples of 16: recipes/chorus-micro-flagship.json),

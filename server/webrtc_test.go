@@ -417,6 +417,16 @@ func TestWebRTCMatchesGRPC(t *testing.T) {
 	if err := c.send(pkts, 1); err != nil {
 		t.Fatal(err)
 	}
+	// DELETE ends the session with whatever the server has read from the track; packets
+	// still in flight on a loaded machine would be cut off, so wait for them to arrive.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tapMu.Lock()
+		n := len(tapped)
+		tapMu.Unlock()
+		if n >= len(decoded) {
+			break
+		}
+	}
 	c.end()
 
 	tapMu.Lock()
