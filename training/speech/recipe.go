@@ -35,7 +35,8 @@ type Recipe struct {
 	// with distillation from Teacher, configured by Prune).
 	Kind string `json:"kind,omitempty"`
 	// Teacher is the variant folder a prune recipe starts from and distils from; empty: the
-	// embedded default model.
+	// embedded default model. In a train recipe with a kd block it is the variant distilled
+	// from (empty: the From variant); it must share the student's vocabulary.
 	Teacher string       `json:"teacher,omitempty"`
 	Prune   *PruneRecipe `json:"prune,omitempty"`
 	// Publish, when set, is a models directory the final variant is published into (see
@@ -52,9 +53,9 @@ type Recipe struct {
 	// feed-forward blocks keep only the experts the router selects (see Route). The trained
 	// variant keeps the layout and routers and serves this routing by default.
 	Route string `json:"route,omitempty"`
-	// KD, with From, distils from the From variant as loaded (a frozen copy, run dense)
-	// while fine-tuning: the student learns the parent's output distribution besides the
-	// transcripts — what a model fine-tuned under a router (Route) is to recover.
+	// KD, with From, distils from Teacher or else the From variant as loaded (a frozen copy,
+	// run dense) while fine-tuning: the student learns the teacher's output distribution
+	// besides the transcripts — what a model fine-tuned under a router (Route) is to recover.
 	KD    *KDRecipe    `json:"kd,omitempty"`
 	Model whisper.Dims `json:"model"` // n_vocab is set from the tokenizer
 	// Vocab is the size of the byte-level BPE learned from the training text (ordinary tokens,
@@ -152,6 +153,9 @@ func ReadRecipe(path string) (*Recipe, error) {
 		}
 		if k := r.KD; k != nil && (r.From == "" || !(k.Logit > 0 && k.Logit < 1) || k.Temperature < 0) {
 			return nil, fmt.Errorf("recipe %s: kd %+v: needs a variant to start from (from), logit in (0, 1) and a temperature ≥ 0 (0: 2)", path, *k)
+		}
+		if r.Teacher != "" && r.KD == nil {
+			return nil, fmt.Errorf("recipe %s: a teacher in a train recipe needs a kd block (or kind \"prune\")", path)
 		}
 		if r.Route != "" {
 			if r.From == "" || r.Upcycle != nil {
@@ -270,12 +274,16 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 			log.Info("training under a router", "route", r.Route, "experts", route.Set.E[0])
 		}
 		if k := r.KD; k != nil {
-			tv, err := asr.Open(r.From, asr.OpenOptions{}) // its own copy: the student's weights move
+			src := cmp.Or(r.Teacher, r.From)
+			tv, err := asr.Open(src, asr.OpenOptions{}) // its own copy: the student's weights move
 			if err != nil {
-				return err
+				return fmt.Errorf("recipe: kd teacher: %w", err)
 			}
-			kd = &KD{Teacher: tv.Model, Logit: k.Logit, Temperature: cmp.Or(k.Temperature, 2)}
-			log.Info("distilling from the parent", "from", r.From, "logit", kd.Logit, "temperature", kd.Temperature)
+			if tv.Model.Dims.NVocab != init.Dims.NVocab {
+				return fmt.Errorf("recipe: kd teacher %s has %d tokens, the student %d: they must share a vocabulary", src, tv.Model.Dims.NVocab, init.Dims.NVocab)
+			}
+			kd = &KD{Teacher: tv.Model, Source: r.Teacher, Logit: k.Logit, Temperature: cmp.Or(k.Temperature, 2)}
+			log.Info("distilling", "teacher", src, "logit", kd.Logit, "temperature", kd.Temperature)
 		}
 		if head, err = ReadCTCHead(v); err != nil {
 			return err

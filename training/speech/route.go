@@ -69,6 +69,7 @@ func (r *Route) writeRouters(dir string) error {
 // the loss is (1−Logit)·speech + Logit·distill.LogitKD at Temperature.
 type KD struct {
 	Teacher     *whisper.Model
+	Source      string // the recipe's teacher, "" for the From variant
 	Logit       float64
 	Temperature float64
 	ctx         *tensor.Ctx // the teacher's arena, off the tape

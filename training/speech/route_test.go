@@ -157,9 +157,35 @@ func TestRunKD(t *testing.T) {
 		t.Errorf("kd terms %v: want 0 on the first step, positive once the student moved", kd)
 	}
 
+	// Another teacher (two encoder layers): its logits differ from the student's at once.
+	teacher, _ := tinyVariant(t, dir, "teacher", func(d *whisper.Dims) { d.NAudioLayer = 2 })
+	r = tinyRecipe("kd-teacher", from, man)
+	r.KD, r.Teacher = &KDRecipe{Logit: 0.5}, teacher
+	r.Optim.Steps = 1
+	twork := filepath.Join(t.TempDir(), "work")
+	if err := Run(t.Context(), r, RunOptions{Work: twork}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(twork, "train.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err = csv.NewReader(strings.NewReader(string(b))).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("train.csv of the run with a teacher: %d rows, %v", len(rows), err)
+	}
+	if v, _ := strconv.ParseFloat(rows[1][slices.Index(rows[0], "loss/kd_logit")], 64); !(v > 1e-4) {
+		t.Errorf("kd term %g on the first step from another teacher, want it positive", v)
+	}
+	r.Teacher = filepath.Join(dir, "missing")
+	if err := Run(t.Context(), r, RunOptions{Work: filepath.Join(t.TempDir(), "work")}); err == nil || !strings.Contains(err.Error(), "kd teacher") {
+		t.Errorf("missing teacher: err %v", err)
+	}
+
 	base := `{"name":"k","data":{"train":["x.jsonl"]},"optim":{"steps":10,"peak_lr":1e-4},`
 	checkRecipeErrors(t, map[string]string{
 		"needs a variant to start from": base + `"kd":{"logit":0.5}}`,
 		"logit in (0, 1)":               base + `"from":"v","kd":{"logit":1}}`,
+		"needs a kd block":              base + `"from":"v","teacher":"t"}`,
 	})
 }

@@ -255,6 +255,9 @@ func (t *Task) Fingerprint() string {
 	}
 	if k := t.o.KD; k != nil {
 		fmt.Fprintf(h, "kd %g %g\n", k.Logit, k.Temperature)
+		if k.Source != "" {
+			fmt.Fprintf(h, "kd teacher %s\n", k.Source)
+		}
 	}
 	for _, u := range t.utts {
 		fmt.Fprintf(h, "%d %s\n", u.frames, u.text)
