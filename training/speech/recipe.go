@@ -95,7 +95,7 @@ type Recipe struct {
 }
 
 // KDRecipe is a recipe's "kd" block: logit distillation (Hinton et al. 2015; distill.LogitKD)
-// from the From variant. The loss is (1−Logit)·speech + Logit·KD.
+// from the recipe's teacher, or else its From variant. The loss is (1−Logit)·speech + Logit·KD.
 type KDRecipe struct {
 	Logit       float64 `json:"logit"`       // weight of the distillation term, in (0, 1)
 	Temperature float64 `json:"temperature"` // softmax temperature, default 2

@@ -20,7 +20,6 @@ import (
 // trained variant keeps the From variant's layout and routers and serves the route as its
 // default routing.
 type Route struct {
-	Spec   string            // as the recipe writes it
 	Choice asr.RoutingChoice // parsed
 	Set    *moe.Set          // the From variant's experts (layout and routers)
 	mask   func(ctx *tensor.Ctx, layer int, x *tensor.T) *tensor.T
@@ -42,7 +41,7 @@ func NewRoute(v *asr.Variant, spec string) (*Route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("route %q: %w", spec, err)
 	}
-	return &Route{Spec: spec, Choice: c, Set: set, mask: mask}, nil
+	return &Route{Choice: c, Set: set, mask: mask}, nil
 }
 
 // routingDefault is the trained variant's default routing: the route it was trained under.

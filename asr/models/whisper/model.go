@@ -311,8 +311,9 @@ func (m *MLP) forward(ctx *tensor.Ctx, x *tensor.T, rt Routing, h *Hooks, units 
 
 // masked is fc2(act(fc1(x)) ⊙ g ⊙ r ⊙ units): g the per-token expert weights of a gated
 // block (each expert's block of units scaled by its weight, zero outside the token's top-k),
-// r the routing mask of Hooks.Route, units nil for the unmasked block. A block pruned to no unit is fc2's bias alone. Under
-// hooks h with a balance weight, a gated block adds its load-balancing loss.
+// r the routing mask of Hooks.Route, units nil for the unmasked block. A block pruned to no
+// unit is fc2's bias alone. Under hooks h with a balance weight, a gated block adds its
+// load-balancing loss.
 func (m *MLP) masked(ctx *tensor.Ctx, x, units *tensor.T, h *Hooks) *tensor.T {
 	if m.FC1.Out == 0 {
 		return outBias(ctx, x, &m.FC2)
