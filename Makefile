@@ -103,16 +103,18 @@ embed: build
 MOE_CLIPS ?= 200
 # It also writes the overlay the binary embeds as chorus-micro-moe (asr/defaultmodel/chorus-micro-moe:
 # the layout and routers over the embedded default's weights).
+MOE_FLAGS = --model asr/defaultmodel/chorus-micro --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
+	--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
 moe: build
-	nice -n 10 ./$(BIN) moe --model asr/defaultmodel/chorus-micro --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
-		--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1 \
-		--overlay asr/defaultmodel/chorus-micro-moe
+	nice -n 10 ./$(BIN) moe $(MOE_FLAGS) --overlay asr/defaultmodel/chorus-micro-moe
 
 # moe-routed fine-tunes the MoE-fied default's experts under their MLP routers at k/E = 1/4
 # (600 steps on corpus/v1: routed, routed with distillation from the dense parent, encoder
 # only), with the dense control (the same fine-tune of the dense default) to compare with:
-# `chorus ab --model runs/chorus-micro-moe-routed/variant --arms dense,mlp:0.25 …`.
-moe-routed: moe
+# `chorus ab --model runs/chorus-micro-moe-routed/variant --arms dense,mlp:0.25 …`. It MoE-fies
+# into runs/chorus-micro-moe when that is missing, leaving the embedded overlay alone.
+moe-routed: build corpus
+	[ -f runs/chorus-micro-moe/config.json ] || nice -n 10 ./$(BIN) moe $(MOE_FLAGS)
 	for r in moe-routed moe-routed-kd moe-routed-enc dense-control; do \
 		nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-$$r.json --work runs/chorus-micro-$$r --resume --matmul auto || exit 1; \
 	done

@@ -127,10 +127,7 @@ func (p *pruneTask) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (tr
 	logits := t.m.Decoder.ForwardTrainHooked(t.ctx, sb.inputs, sb.size, xa, sh)
 	r := p.r
 	task := t.speechLoss(sb, xa, logits, r.TaskWeight)
-	keep := make([]bool, len(sb.targets))
-	for i, y := range sb.targets {
-		keep[i] = y != t.ignore
-	}
+	keep := t.scored(sb)
 	w := distill.Weights{Logit: r.Distill.Logit, Hidden: r.Distill.Hidden, Attn: r.Distill.Attn, FFN: r.Distill.FFN}
 	var kd distill.Terms
 	for s := range 2 {

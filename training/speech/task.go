@@ -319,12 +319,8 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 	logits := t.m.Decoder.ForwardTrainHooked(t.ctx, sb.inputs, sb.size, xa, h)
 	speechWeight, kdLoss := 1.0, 0.0
 	if kd != nil {
-		keep := make([]bool, len(sb.targets))
-		for i, y := range sb.targets {
-			keep[i] = y != t.ignore
-		}
 		speechWeight = 1 - kd.Logit
-		kdLoss = distill.ApplyLogitKD(t.ctx, logits, tlog, kd.Temperature, keep, kd.Logit)
+		kdLoss = distill.ApplyLogitKD(t.ctx, logits, tlog, kd.Temperature, t.scored(sb), kd.Logit)
 	}
 	loss := t.speechLoss(sb, xa, logits, speechWeight)
 	if err := ctx.Err(); err != nil {
@@ -351,6 +347,16 @@ func (t *Task) Step(ctx context.Context, b trainer.Batch, _ *rand.Rand) (trainer
 		res.Values["balance"] = sum / float64(len(h.Balance))
 	}
 	return res, nil
+}
+
+// scored marks the decoder positions of sb that have a target (not padding): the rows
+// distillation compares.
+func (t *Task) scored(sb *stepBatch) []bool {
+	keep := make([]bool, len(sb.targets))
+	for i, y := range sb.targets {
+		keep[i] = y != t.ignore
+	}
+	return keep
 }
 
 // stepBatch is one micro-batch laid out for the model.
