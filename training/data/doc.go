@@ -26,8 +26,10 @@
 //
 // # External tools
 //
-// Synthesis runs espeak-ng, flite, festival's text2wave and sox as child
-// processes; text loading runs npm pack. Missing Debian packages are
+// Synthesis runs espeak-ng, flite, festival and sox as child processes
+// (festival once per worker, fed one utterance after another: its start-up
+// costs more than a sentence, and the files equal text2wave's); text loading
+// runs npm pack. Missing Debian packages are
 // installed with apt-get when running as root (unless NoInstall is set);
 // otherwise the error names the apt-get command to run.
 package data

@@ -418,8 +418,10 @@ func runJobs(ctx context.Context, o SynthOptions, jobs []job, tmpRoot string, re
 				}
 				return
 			}
+			fest := &festivalProc{}
+			defer fest.close()
 			for j := range jobCh {
-				r := runJob(ctx, o, j, dir)
+				r := runJob(ctx, o, j, dir, fest)
 				r.order = j.order
 				resCh <- r
 			}
@@ -493,8 +495,8 @@ func writePartials(out string, jobs []job, entries []*Entry, names []string) {
 	}
 }
 
-// runJob makes (or finds) one output file.
-func runJob(ctx context.Context, o SynthOptions, j job, tmp string) result {
+// runJob makes (or finds) one output file; fest is the worker's festival.
+func runJob(ctx context.Context, o SynthOptions, j job, tmp string, fest *festivalProc) result {
 	if err := ctx.Err(); err != nil {
 		return result{err: err}
 	}
@@ -521,7 +523,7 @@ func runJob(ctx context.Context, o SynthOptions, j job, tmp string) result {
 	}
 	var err error
 	if j.synth != nil {
-		err = synthesize(ctx, o.Seed, j.synth, tmp, final)
+		err = synthesize(ctx, o.Seed, j.synth, tmp, final, fest)
 	} else {
 		err = soxToFinal(ctx, j.real.src, final)
 	}
@@ -541,15 +543,22 @@ func runJob(ctx context.Context, o SynthOptions, j job, tmp string) result {
 }
 
 // synthesize runs TTS, the first sox pass, the Go noise/gain stage and,
-// for telephone utterances, the second sox pass.
-func synthesize(ctx context.Context, seed int64, it *planItem, tmp, final string) error {
+// for telephone utterances, the second sox pass. Festival voices speak
+// through fest, the others through their engine's command.
+func synthesize(ctx context.Context, seed int64, it *planItem, tmp, final string, fest *festivalProc) error {
 	textFile := filepath.Join(tmp, "text.txt")
 	if err := os.WriteFile(textFile, []byte(it.text+"\n"), 0o644); err != nil {
 		return err
 	}
 	tts := filepath.Join(tmp, "tts.wav")
 	os.Remove(tts)
-	if err := run(ttsCommand(ctx, it.voice, it.params, textFile, tts)); err != nil {
+	var err error
+	if it.voice.Engine == EngineFestival {
+		err = fest.speak(ctx, it.voice, it.params, textFile, tts)
+	} else {
+		err = run(ttsCommand(ctx, it.voice, it.params, textFile, tts))
+	}
+	if err != nil {
 		return fmt.Errorf("tts %s: %w", it.voice, err)
 	}
 	pass1 := filepath.Join(tmp, "pass1.wav")

@@ -224,7 +224,10 @@ func drawParams(v Voice, rng *rand.Rand) VoiceParams {
 func round2(x float64) float64 { return float64(int(x*100+0.5)) / 100 }
 
 // ttsCommand returns the command that speaks the text in textFile with v
-// and p into out (a WAV at the engine's own rate).
+// and p into out (a WAV at the engine's own rate). For festival voices it
+// is text2wave, which synthesis does not run (a long-lived festivalProc
+// writes the same bytes without a process start per utterance) but which
+// festivalProc is tested against.
 func ttsCommand(ctx context.Context, v Voice, p VoiceParams, textFile, out string) *exec.Cmd {
 	switch v.Engine {
 	case EngineEspeak:
