@@ -119,9 +119,12 @@ func (f *festivalProc) speak(ctx context.Context, v Voice, p VoiceParams, textFi
 			f.close()
 			return fmt.Errorf("festival: no answer in %v", festivalTimeout)
 		case line, ok := <-f.lines:
-			if !ok {
-				f.close()
-				return fmt.Errorf("festival exited: %s", tail([]byte(strings.Join(msgs, "; ")), 300))
+			if !ok { // it died (a crash on some texts); the exit status says how
+				err := fmt.Errorf("festival exited (%v)", f.close())
+				if len(msgs) > 0 {
+					err = fmt.Errorf("%w: %s", err, tail([]byte(strings.Join(msgs, "; ")), 300))
+				}
+				return err
 			}
 			status, done := strings.CutPrefix(line, festivalDone)
 			if !done {
@@ -170,15 +173,16 @@ func (f *festivalProc) start() error {
 	return nil
 }
 
-// close ends the process, if any.
-func (f *festivalProc) close() {
+// close ends the process, if any, and returns how it ended.
+func (f *festivalProc) close() error {
 	if f.cmd == nil {
-		return
+		return nil
 	}
 	f.stdin.Close()
 	f.cmd.Process.Kill()
 	for range f.lines { // drain, so the reader goroutine ends
 	}
-	f.cmd.Wait()
+	err := f.cmd.Wait()
 	f.cmd, f.stdin, f.lines = nil, nil, nil
+	return err
 }

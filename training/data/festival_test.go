@@ -81,6 +81,18 @@ func TestFestivalMatchesText2wave(t *testing.T) {
 		t.Errorf("after a failure: %v", err)
 	}
 
+	// A process that dies (festival crashes on a few texts) fails its utterance, and the
+	// next one gets a new process.
+	fest.cmd.Process.Kill()
+	if err := fest.speak(t.Context(), voices[0], VoiceParams{}, filepath.Join(dir, "in.txt"), filepath.Join(dir, "y.wav")); err == nil {
+		t.Error("dead process: no error")
+	} else {
+		t.Logf("dead process: %v", err)
+	}
+	if err := fest.speak(t.Context(), voices[0], VoiceParams{}, filepath.Join(dir, "in.txt"), filepath.Join(dir, "y.wav")); err != nil {
+		t.Errorf("after the process died: %v", err)
+	}
+
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := fest.speak(ctx, voices[0], VoiceParams{}, filepath.Join(dir, "in.txt"), filepath.Join(dir, "z.wav")); err == nil {
