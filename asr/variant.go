@@ -49,6 +49,10 @@ type ChorusConfig struct {
 	// kept fewer heads than d_model/heads implies (whisper.Dims); 0: d_model/heads.
 	AudioHeadDim int `json:"audio_head_dim,omitempty"`
 	TextHeadDim  int `json:"text_head_dim,omitempty"`
+	// DecoderWidth is the decoder's residual width when it differs from the encoder's
+	// (d_model): pruning removes hidden dimensions of each stack on its own
+	// (whisper.Dims.NTextState); 0: d_model.
+	DecoderWidth int `json:"decoder_d_model,omitempty"`
 	// EncoderAttention is whisper.Dims.EncoderAttention ("relu" for a ReLU-attention encoder).
 	EncoderAttention string `json:"encoder_attention,omitempty"`
 	// Layers gives each layer its own head and feed-forward counts (whisper.Dims.EncoderSizes,
@@ -94,6 +98,9 @@ type LayerSizes struct {
 // that no dimension is lost between Save and Open.
 func DimsChorus(d whisper.Dims) ChorusConfig {
 	c := ChorusConfig{AudioHeadDim: d.AudioHeadDim, TextHeadDim: d.TextHeadDim, EncoderAttention: d.EncoderAttention}
+	if d.NTextState != d.NAudioState {
+		c.DecoderWidth = d.NTextState
+	}
 	if !d.Uniform() {
 		c.Layers = &LayerSizes{Encoder: d.EncoderSizes, Decoder: d.DecoderSizes}
 	}
@@ -245,7 +252,7 @@ func ConfigFromDims(d whisper.Dims) *formats.HFConfig {
 	if d.Activation != "" {
 		c.ActivationFunction = d.Activation
 	}
-	if d.AudioHeadDim != 0 || d.TextHeadDim != 0 || d.EncoderAttention != "" || !d.Uniform() || d.GatedExperts > 0 {
+	if d.AudioHeadDim != 0 || d.TextHeadDim != 0 || d.EncoderAttention != "" || !d.Uniform() || d.GatedExperts > 0 || d.NTextState != d.NAudioState {
 		c.Chorus, _ = json.Marshal(DimsChorus(d)) // plain values: cannot fail
 	}
 	return c
@@ -263,6 +270,12 @@ func build(name, format string, cfg *formats.HFConfig, ck *formats.Checkpoint, o
 		}
 	}
 	d.AudioHeadDim, d.TextHeadDim = chorus.AudioHeadDim, chorus.TextHeadDim
+	if chorus.DecoderWidth != 0 {
+		if chorus.DecoderWidth < 0 {
+			return nil, fmt.Errorf("open model %s: config chorus block: decoder_d_model %d", name, chorus.DecoderWidth)
+		}
+		d.NTextState = chorus.DecoderWidth
+	}
 	d.EncoderAttention = chorus.EncoderAttention
 	if l := chorus.Layers; l != nil {
 		d.EncoderSizes, d.DecoderSizes = l.Encoder, l.Decoder

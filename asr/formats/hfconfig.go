@@ -170,10 +170,13 @@ func (c *HFConfig) Validate() error {
 	positive("decoder_ffn_dim", c.DecoderFFNDim)
 	positive("max_source_positions", c.MaxSourcePositions)
 	positive("max_target_positions", c.MaxTargetPositions)
-	if c.DModel > 0 && c.EncoderAttnHeads > 0 && c.DModel%c.EncoderAttnHeads != 0 {
+	// Hugging Face derives the head width as d_model/heads. A chorus variant may say its head
+	// widths (and the decoder's own width) in its chorus block, a pruned one does, and the
+	// model's dimensions are checked when it is built (whisper.Dims.Validate).
+	if c.DModel > 0 && c.EncoderAttnHeads > 0 && c.DModel%c.EncoderAttnHeads != 0 && len(c.Chorus) == 0 {
 		bad("d_model %d is not divisible by encoder_attention_heads %d", c.DModel, c.EncoderAttnHeads)
 	}
-	if c.DModel > 0 && c.DecoderAttnHeads > 0 && c.DModel%c.DecoderAttnHeads != 0 {
+	if c.DModel > 0 && c.DecoderAttnHeads > 0 && c.DModel%c.DecoderAttnHeads != 0 && len(c.Chorus) == 0 {
 		bad("d_model %d is not divisible by decoder_attention_heads %d", c.DModel, c.DecoderAttnHeads)
 	}
 	if !hfActivations[c.Activation()] {

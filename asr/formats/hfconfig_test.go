@@ -136,8 +136,15 @@ func TestHFConfigValidate(t *testing.T) {
 			wantErr(t, cfg.Validate(), c.want)
 		})
 	}
-	// Several faults are all reported at once.
+	// A chorus variant says its head widths in its chorus block (a pruned one whose width
+	// lost hidden dimensions): d_model need not divide by the head counts there.
 	cfg := readTinyConfig(t)
+	cfg.DModel, cfg.Chorus = 379, json.RawMessage(`{"audio_head_dim":64,"text_head_dim":64}`)
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("chorus variant of width 379: %v", err)
+	}
+	// Several faults are all reported at once.
+	cfg = readTinyConfig(t)
 	cfg.DModel, cfg.NumMelBins = 0, 0
 	err := cfg.Validate()
 	if err == nil || !strings.Contains(err.Error(), "d_model") || !strings.Contains(err.Error(), "num_mel_bins") {

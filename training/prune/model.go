@@ -2,6 +2,7 @@ package prune
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/tensor"
@@ -35,6 +36,10 @@ type LayerShape struct {
 type Materialised struct {
 	Model  *whisper.Model
 	Layers [numSides][]LayerShape // per layer of the ORIGINAL model
+	// Hidden are the residual-stream dimensions each stack kept, as indices into the original
+	// width (nil: every one). Tensors outside the model that read a stack's stream, such as a
+	// CTC head over the encoder's output, keep these columns (CutColumns).
+	Hidden [numSides][]int
 }
 
 // MaterialiseModel builds the smaller dense model that computes what m computes under masks
@@ -48,8 +53,11 @@ type Materialised struct {
 // and the stored parameters are the kept ones. A removed sublayer of a kept layer keeps no
 // head or unit: what remains of it is its (zero) output bias and its layer norm.
 //
-// Hidden dimensions cannot be removed yet: a variant's config.json has one d_model for both
-// stacks, and the two stacks' hidden gates are independent; a mask that zeroes one is an error.
+// Hidden dimensions whose gate is 0 are removed from everything that spans the stack's
+// residual stream (cutHidden): the stacks' gates are independent, so the encoder and decoder
+// widths may then differ (whisper.Dims NAudioState, NTextState; the decoder's cross-attention
+// keys and values read the encoder's kept dimensions). A hidden gate must be 0 or 1
+// (EvalMasks), and every stack must keep at least one dimension.
 func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 	s, err := NewStructure(m.Dims)
 	if err != nil {
@@ -64,9 +72,12 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 			}
 		}
 		for _, v := range z[side][Hidden].Data {
-			if v != 1 {
-				return nil, fmt.Errorf("prune: %s hidden gate %v: only binary hidden masks with every dimension kept can be materialised (one d_model for both stacks)", side, v)
+			if v != 0 && v != 1 {
+				return nil, fmt.Errorf("prune: %s hidden gate %v: a hidden dimension is kept (1) or removed (0); a soft gate scales the residual stream, which no weight can absorb (use EvalMasks)", side, v)
 			}
+		}
+		if len(Keep(z[side][Hidden].Data, s.Side[side].Width)) == 0 {
+			return nil, fmt.Errorf("prune: every %s hidden dimension removed", side)
 		}
 	}
 	ts, _ := m.Tensors()
@@ -76,6 +87,7 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 		src[name] = t // stem, embeddings and final norms are kept as they are
 	}
 	d := m.Dims
+	var widths [numSides]int // kept residual widths
 	row := func(side Side, k Kind, l int) []float32 {
 		_, n, _ := s.Side[side].Shape(k)
 		return z[side][k].Data[l*n : (l+1)*n]
@@ -101,7 +113,10 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 			}
 			out.Layers[side] = append(out.Layers[side], sh)
 		}
-		setSizes(&d, side, st, kept, out.Layers[side])
+		if widths[side] = len(Keep(z[side][Hidden].Data, st.Width)); widths[side] < st.Width {
+			out.Hidden[side] = Keep(z[side][Hidden].Data, st.Width)
+		}
+		setSizes(&d, side, st, widths[side], kept, out.Layers[side])
 		prefix := "model.encoder.layers."
 		if side == Decoder {
 			prefix = "model.decoder.layers."
@@ -158,6 +173,12 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 			src[to+"fc2.weight"], src[to+"fc2.bias"] = r.FC2.W, r.FC2.B
 		}
 	}
+	if out.Hidden[Encoder] != nil || out.Hidden[Decoder] != nil {
+		if err := cutHidden(src, out.Hidden[Encoder], out.Hidden[Decoder]); err != nil {
+			return nil, err
+		}
+		d.NAudioState, d.NTextState = widths[Encoder], widths[Decoder]
+	}
 	if out.Model, err = whisper.Load(d, src, nil, whisper.LoadOptions{}); err != nil {
 		return nil, fmt.Errorf("prune: materialise: %w", err)
 	}
@@ -165,13 +186,12 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 }
 
 // setSizes writes into d the sizes of the kept layers (indices into shapes) of side, whose
-// unpruned stack is st. Layers that all keep the same number of heads (self and cross alike)
-// and units, at least one each, with d_model divisible by that head count (config.json's
-// Hugging Face fields must say so), stay a uniform stack; otherwise the stack gets per-layer
+// unpruned stack is st and whose kept residual width is width. Layers that all keep the same
+// number of heads (self and cross alike) and units, at least one each, with the width
+// divisible by that head count, stay a uniform stack; otherwise the stack gets per-layer
 // sizes and keeps st's head count and FFN width as its uniform values, the bound of every
-// layer that is always valid there. The head width is st's: pruning removes heads, not
-// columns of a head.
-func setSizes(d *whisper.Dims, side Side, st Stack, kept []int, shapes []LayerShape) {
+// layer. The head width is st's: pruning removes heads, not columns of a head.
+func setSizes(d *whisper.Dims, side Side, st Stack, width int, kept []int, shapes []LayerShape) {
 	uniform := true
 	var first LayerShape
 	if len(kept) > 0 {
@@ -180,7 +200,7 @@ func setSizes(d *whisper.Dims, side Side, st Stack, kept []int, shapes []LayerSh
 	for _, l := range kept {
 		sh := shapes[l]
 		if sh.Heads != first.Heads || sh.Units != first.Units || sh.Heads == 0 || sh.Units == 0 ||
-			st.Width%sh.Heads != 0 || (side == Decoder && sh.CrossHeads != sh.Heads) {
+			width%sh.Heads != 0 || (side == Decoder && sh.CrossHeads != sh.Heads) {
 			uniform = false
 		}
 	}
@@ -204,4 +224,83 @@ func setSizes(d *whisper.Dims, side Side, st Stack, kept []int, shapes []LayerSh
 			d.DecoderSizes = append(d.DecoderSizes, whisper.DecoderLayerSize{SelfHeads: sh.Heads, CrossHeads: sh.CrossHeads, FFN: sh.Units})
 		}
 	}
+}
+
+// cutHidden removes, from every tensor of src (a materialised model's, its layers already
+// cut), the residual-stream dimensions of the encoder not in enc and of the decoder not in
+// dec (nil: all kept). What spans a stack's stream: the conv stem's channels (the masked
+// encoder gates conv1's output as well as the stream), the positional and token embeddings'
+// columns, every layer norm, the input columns of every projection that reads the stream
+// (q, k, v, fc1, an expert gate; the decoder's cross-attention keys and values read the
+// encoder's), and the output rows and biases of every projection that writes it (out_proj,
+// fc2). A tensor this does not know is an error, not a silent miss.
+func cutHidden(src whisper.MapSource, enc, dec []int) error {
+	has := func(name string, suffixes ...string) bool {
+		for _, s := range suffixes {
+			if strings.HasSuffix(name, s) {
+				return true
+			}
+		}
+		return false
+	}
+	for name, t := range src {
+		own := enc
+		switch {
+		case strings.HasPrefix(name, "model.decoder."):
+			own = dec
+		case !strings.HasPrefix(name, "model.encoder."):
+			return fmt.Errorf("prune: materialise hidden dimensions: unknown tensor %s", name)
+		}
+		switch {
+		case has(name, "conv1.weight"):
+			src[name] = selectConv(t, own, nil)
+		case has(name, "conv2.weight"):
+			src[name] = selectConv(t, own, own)
+		case has(name, "layer_norm.weight", "layer_norm.bias", "out_proj.bias", "fc2.bias", "conv1.bias", "conv2.bias"):
+			src[name] = SelectVec(t, orAll(own, t.Shape[0]), nil)
+		case has(name, "out_proj.weight", "fc2.weight"):
+			src[name] = Select(t, own, nil, nil, nil)
+		case has(name, "encoder_attn.k_proj.weight", "encoder_attn.v_proj.weight"):
+			src[name] = Select(t, nil, enc, nil, nil)
+		case has(name, "q_proj.weight", "k_proj.weight", "v_proj.weight", "fc1.weight", "gate.weight",
+			"embed_positions.weight", "embed_tokens.weight"):
+			src[name] = Select(t, nil, own, nil, nil)
+		case has(name, "q_proj.bias", "v_proj.bias", "fc1.bias"):
+			// inside a sublayer: heads and units, not the stream
+		default:
+			return fmt.Errorf("prune: materialise hidden dimensions: unknown tensor %s", name)
+		}
+	}
+	return nil
+}
+
+// orAll is idx, or every index of n when idx is nil.
+func orAll(idx []int, n int) []int {
+	if idx == nil {
+		return Keep(nil, n)
+	}
+	return idx
+}
+
+// selectConv cuts a conv1d weight [out, in, k] to the output channels out and input channels
+// in (nil: all).
+func selectConv(w *tensor.T, out, in []int) *tensor.T {
+	o, i, k := w.Shape[0], w.Shape[1], w.Shape[2]
+	out, in = orAll(out, o), orAll(in, i)
+	r := tensor.New(len(out), len(in), k)
+	for a, oc := range out {
+		for b, ic := range in {
+			copy(r.Data[(a*len(in)+b)*k:(a*len(in)+b+1)*k], w.Data[(oc*i+ic)*k:(oc*i+ic+1)*k])
+		}
+	}
+	return r
+}
+
+// CutColumns returns w [N, K] with only the columns idx (nil: w itself): a tensor outside the
+// model that reads a stack's residual stream, cut as MaterialiseModel cut the stream.
+func CutColumns(w *tensor.T, idx []int) *tensor.T {
+	if idx == nil {
+		return w
+	}
+	return Select(w, nil, idx, nil, nil)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/chorus-asr/chorus/asr/models/whisper"
@@ -196,7 +197,8 @@ func TestLogAlphaGradients(t *testing.T) {
 // masks keep (Structure.Expected on 0/1 probabilities) plus the output bias and layer norm
 // that a removed sublayer of a kept layer still has — no zero head or unit anywhere.
 func TestMaterialiseMatchesMasked(t *testing.T) {
-	for _, relu := range []bool{false, true} {
+	for _, c := range []struct{ relu, hidden bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		relu := c.relu
 		s := newModelSetup(t, relu)
 		st, _ := NewStructure(s.m.Dims)
 		g, err := NewGates(st, DefaultHardConcrete(), DefaultInit, 3)
@@ -216,6 +218,13 @@ func TestMaterialiseMatchesMasked(t *testing.T) {
 		// Encoder layer 0 goes whole; the decoder's layer 1 loses its cross-attention.
 		g.LogAlpha[Encoder][Attn].Data[0], g.LogAlpha[Encoder][FFN].Data[0] = -5, -5
 		g.LogAlpha[Decoder][Cross].Data[1] = -5
+		if c.hidden { // the stacks end with widths of their own: 6 and 5 of 8
+			for side, idx := range [numSides][]int{{1, 6}, {0, 3, 5}} {
+				for _, i := range idx {
+					g.LogAlpha[side][Hidden].Data[i] = -5
+				}
+			}
+		}
 		z := g.EvalMasks()
 		mat, err := MaterialiseModel(s.m, z)
 		if err != nil {
@@ -231,6 +240,9 @@ func TestMaterialiseMatchesMasked(t *testing.T) {
 			t.Fatalf("relu=%v: materialised vs masked logits differ by %g", relu, worst)
 		}
 		d := mat.Model.Dims
+		if c.hidden != (d.NAudioState == 6 && d.NTextState == 5) {
+			t.Fatalf("relu=%v hidden=%v: widths %d / %d", relu, c.hidden, d.NAudioState, d.NTextState)
+		}
 		if d.NAudioLayer != 1 || !mat.Layers[Encoder][0].Removed || mat.Layers[Decoder][1].CrossHeads != 0 {
 			t.Fatalf("relu=%v: layers %+v, dims %+v", relu, mat.Layers, d)
 		}
@@ -280,7 +292,7 @@ func unpaddedCount(t *testing.T, st Structure, z Set, mat *Materialised) int {
 	}
 	n := int(math.Round(st.Expected(p).Total()))
 	for side := range numSides {
-		c := st.Side[side].Width
+		c := len(Keep(z[side][Hidden].Data, st.Side[side].Width))
 		for l, sh := range mat.Layers[side] {
 			if sh.Removed {
 				continue
@@ -311,8 +323,8 @@ func count(ts map[string]*tensor.T) int {
 	return n
 }
 
-// TestMaterialiseRejectsBadMasks: masks shaped for another model, or a removed hidden
-// dimension, are clear errors.
+// TestMaterialiseRejectsBadMasks: masks shaped for another model, a soft hidden gate, or a
+// stack left without any hidden dimension are clear errors.
 func TestMaterialiseRejectsBadMasks(t *testing.T) {
 	s := newModelSetup(t, false)
 	other := modelDims
@@ -323,8 +335,13 @@ func TestMaterialiseRejectsBadMasks(t *testing.T) {
 	}
 	st, _ = NewStructure(s.m.Dims)
 	z := NewSet(st, 1)
-	z[Decoder][Hidden].Data[3] = 0
-	if _, err := MaterialiseModel(s.m, z); err == nil {
-		t.Fatal("a removed hidden dimension was materialised")
+	z[Decoder][Hidden].Data[3] = 0.5
+	if _, err := MaterialiseModel(s.m, z); err == nil || !strings.Contains(err.Error(), "hidden gate 0.5") {
+		t.Errorf("soft hidden gate: err %v", err)
+	}
+	z = NewSet(st, 1)
+	clear(z[Encoder][Hidden].Data)
+	if _, err := MaterialiseModel(s.m, z); err == nil || !strings.Contains(err.Error(), "every encoder hidden dimension removed") {
+		t.Errorf("no encoder hidden dimension left: err %v", err)
 	}
 }

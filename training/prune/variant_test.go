@@ -55,12 +55,15 @@ func nonUniformMasks(st Structure) Set {
 }
 
 // TestNonUniformVariant materialises a model whose layers keep different sizes (every empty
-// case included), saves it as a variant folder, reopens it with asr.Open, and checks that
-// the reopened variant (a) declares per-layer sizes in its config and has each layer built
-// to them, (b) decodes with KV caches — incremental, one token at a time, as transcription
-// runs — to the masked model's logits, in float32 (1e-4) and with half-precision weights and
-// caches (2e-2), and (c) transcribes audio through Variant.Transcribe with beams and word
-// timestamps (the alignment pass reads the cross-attention of layers with 1 and 0 heads).
+// case included) — and, in its second case, whose stacks also lose hidden dimensions, so the
+// encoder (11 of 16) and the decoder (9 of 16) end with widths of their own that no head
+// count divides — saves it as a variant folder, reopens it with asr.Open, and checks that
+// the reopened variant (a) declares per-layer sizes and widths in its config and has each
+// layer built to them, (b) decodes with KV caches — incremental, one token at a time, as
+// transcription runs — to the masked model's logits, in float32 (1e-4) and with
+// half-precision weights and caches (2e-2), and (c) transcribes audio through
+// Variant.Transcribe with beams and word timestamps (the alignment pass reads the
+// cross-attention of layers with 1 and 0 heads).
 func TestNonUniformVariant(t *testing.T) {
 	tok, err := tokenizer.Load(filepath.Join("..", "..", "asr", "tokenizer", "testdata", "trained-en"))
 	if err != nil {
@@ -73,7 +76,28 @@ func TestNonUniformVariant(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := NewStructure(d)
-	z := nonUniformMasks(st)
+	for _, tc := range []struct {
+		name             string
+		hidden           [numSides][]int // removed hidden dimensions
+		encWidth, decWid int
+	}{
+		{"layer sizes", [numSides][]int{}, 16, 16},
+		{"layer sizes and hidden dimensions", [numSides][]int{{0, 3, 4, 9, 15}, {1, 2, 5, 6, 10, 12, 13}}, 11, 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			z := nonUniformMasks(st)
+			for side, idx := range tc.hidden {
+				for _, i := range idx {
+					z[side][Hidden].Data[i] = 0
+				}
+			}
+			checkNonUniformVariant(t, m, z, tok, tc.encWidth, tc.decWid)
+		})
+	}
+}
+
+func checkNonUniformVariant(t *testing.T, m *whisper.Model, z Set, tok *tokenizer.Tokenizer, encWidth, decWidth int) {
+	d := m.Dims
 	mat, err := MaterialiseModel(m, z)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +107,9 @@ func TestNonUniformVariant(t *testing.T) {
 	md := mat.Model.Dims
 	if !equalSizes(md.EncoderSizes, wantEnc) || !equalSizes(md.DecoderSizes, wantDec) {
 		t.Fatalf("materialised sizes %+v / %+v, want %+v / %+v", md.EncoderSizes, md.DecoderSizes, wantEnc, wantDec)
+	}
+	if md.NAudioState != encWidth || md.NTextState != decWidth || len(orAll(mat.Hidden[Encoder], d.NAudioState)) != encWidth {
+		t.Fatalf("materialised widths %d / %d (hidden kept %v), want %d / %d", md.NAudioState, md.NTextState, mat.Hidden, encWidth, decWidth)
 	}
 
 	dir := filepath.Join(t.TempDir(), "pruned")
@@ -95,6 +122,9 @@ func TestNonUniformVariant(t *testing.T) {
 	}
 	if l := v.Chorus.Layers; l == nil || !equalSizes(l.Encoder, wantEnc) || !equalSizes(l.Decoder, wantDec) {
 		t.Fatalf("config.json chorus layers %+v", l)
+	}
+	if vd := v.Model.Dims; vd.NAudioState != encWidth || vd.NTextState != decWidth || v.Config.DModel != encWidth {
+		t.Fatalf("reopened widths %d / %d, config d_model %d, want %d / %d", vd.NAudioState, vd.NTextState, v.Config.DModel, encWidth, decWidth)
 	}
 	for i, l := range v.Model.Decoder.Layers {
 		if l.Attn.Heads() != wantDec[i].SelfHeads || l.Cross.Heads() != wantDec[i].CrossHeads || l.MLP.FC1.Out != wantDec[i].FFN {

@@ -22,8 +22,9 @@ import (
 // "bias" in f32). A fine-tune, prune or upcycling run that starts from the variant continues
 // with the head its encoder was trained with: a fresh head's gradients (|g| ≈ 13 at the
 // start, clipped) would first pull the pretrained encoder towards an untrained classifier.
-// Inference never reads it; pruning never changes d_model (prune.MaterialiseModel keeps every
-// hidden dimension), so the head fits every variant derived from its model.
+// Inference never reads it. A pruned variant's head keeps the columns of the encoder's kept
+// hidden dimensions (prune.Materialised.Hidden), so it fits every variant derived from its
+// model.
 const CTCHeadFile = "ctc_head.safetensors.zst"
 
 // CTCHead is a CTC head's weights: W [blank+1, d_model], B [blank+1].

@@ -43,6 +43,9 @@ func PruneMagnitude(v *asr.Variant, target float64, unitBlock int, out string) (
 	if err != nil {
 		return nil, err
 	}
+	if head != nil {
+		head.W = prune.CutColumns(head.W, mat.Hidden[prune.Encoder])
+	}
 	if err := writeCTCHead(out, head); err != nil {
 		return nil, err
 	}

@@ -30,7 +30,8 @@ type PruneRecipe struct {
 	// lagrangian_warmup).
 	Warmup int `json:"warmup"`
 	// Kinds are the granularities pruned (prune.Kind names); default every kind but
-	// "hidden", which cannot be materialised yet (see prune.MaterialiseModel).
+	// "hidden" (removing hidden dimensions makes the two stacks' widths differ, which
+	// whisper.cpp's format cannot hold; name it to prune them, as CoFi does).
 	Kinds []string `json:"kinds"`
 	// GateLR and LambdaLR are the constant learning rates of the gates' log α and of λ₁, λ₂
 	// (their own AdamW groups; CoFi's reg_learning_rate).
@@ -426,7 +427,9 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 	if err := asr.Save(dir, mat.Model, cfg, tv.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
 		return err
 	}
-	if err := writeCTCHead(dir, p.CTCHead()); err != nil {
+	head := p.CTCHead() // it reads the encoder's output: its kept hidden dimensions only
+	head.W = prune.CutColumns(head.W, mat.Hidden[prune.Encoder])
+	if err := writeCTCHead(dir, head); err != nil {
 		return err
 	}
 	step, elapsed := latestStep(o.path("checkpoints"))

@@ -1,6 +1,8 @@
 package speech
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -25,5 +27,37 @@ func TestPruneRecipeErrors(t *testing.T) {
 	}
 	if r.Kind != "prune" || r.Prune.Target != 0.5 {
 		t.Fatalf("prune recipe read as %+v", r)
+	}
+}
+
+// TestRunPruneHidden: a prune run that removes hidden dimensions (kind "hidden" alone, 30
+// steps towards 60%) writes a variant whose stacks are narrower than the teacher's 32, whose
+// CTC head kept the encoder's remaining columns, and which a fine-tune with the CTC term
+// continues from (its head fits) to a variant of the same widths.
+func TestRunPruneHidden(t *testing.T) {
+	dir := t.TempDir()
+	r, man := tinyPruneRecipe(t, dir, "hidden", 0.6, 0.5)
+	r.Prune.Kinds = []string{"hidden"}
+	r.Optim.Steps = 30
+	r.Objective.CTCWeight = 0.3
+	work, v := runTiny(t, r, dir)
+	d := v.Model.Dims
+	if d.NAudioState >= 32 || d.NTextState >= 32 {
+		t.Fatalf("widths %d / %d: no hidden dimension removed", d.NAudioState, d.NTextState)
+	}
+	h, err := ReadCTCHead(v)
+	if err != nil || h == nil || h.W.Shape[1] != d.NAudioState {
+		t.Fatalf("CTC head %v (%v), want %d columns", h.W.Shape, err, d.NAudioState)
+	}
+	pruned := filepath.Join(dir, "pruned")
+	if err := os.Rename(filepath.Join(work, "variant"), pruned); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(work)
+	ft := tinyRecipe("hidden-ft", pruned, man)
+	ft.Objective.CTCWeight = 0.3
+	_, v2 := runTiny(t, ft, dir)
+	if d2 := v2.Model.Dims; d2.NAudioState != d.NAudioState || d2.NTextState != d.NTextState {
+		t.Errorf("fine-tuned widths %d / %d, want %d / %d", d2.NAudioState, d2.NTextState, d.NAudioState, d.NTextState)
 	}
 }

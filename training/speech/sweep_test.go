@@ -16,12 +16,7 @@ import (
 // variants instead of training again.
 func TestSweep(t *testing.T) {
 	dir := t.TempDir()
-	teacher, _ := tinyVariant(t, dir, "teacher", func(d *whisper.Dims) { d.NAudioLayer, d.EncoderFFN, d.DecoderFFN = 2, 128, 128 })
-	man := writeToneCorpus(t, dir)
-	r := tinyRecipe("sweep", "", man)
-	r.Kind, r.Teacher = "prune", teacher
-	r.Prune = &PruneRecipe{Target: 0.5, GateLR: 0.1, LambdaLR: 0.1, TaskWeight: 0.5}
-	r.Prune.Distill.Temperature, r.Prune.Distill.Logit = 2, 0.5
+	r, man := tinyPruneRecipe(t, dir, "sweep", 0.5, 0.1)
 	dev, err := data.ReadManifest(man, data.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -80,4 +75,18 @@ func TestSweep(t *testing.T) {
 			t.Errorf("sweep %+v: no error", bad)
 		}
 	}
+}
+
+// tinyPruneRecipe writes a tiny teacher (two encoder layers, FFNs 128 wide) and the tone
+// corpus into dir, and returns a prune recipe towards target with gate and λ learning rates
+// lr, distilling logits from the teacher, and the corpus manifest.
+func tinyPruneRecipe(t *testing.T, dir, name string, target, lr float64) (*Recipe, string) {
+	t.Helper()
+	teacher, _ := tinyVariant(t, dir, "teacher", func(d *whisper.Dims) { d.NAudioLayer, d.EncoderFFN, d.DecoderFFN = 2, 128, 128 })
+	man := writeToneCorpus(t, dir)
+	r := tinyRecipe(name, "", man)
+	r.Kind, r.Teacher = "prune", teacher
+	r.Prune = &PruneRecipe{Target: target, GateLR: lr, LambdaLR: lr, TaskWeight: 0.5}
+	r.Prune.Distill.Temperature, r.Prune.Distill.Logit = 2, 0.5
+	return r, man
 }
