@@ -55,8 +55,10 @@ corpus-v2: corpus
 # train continues the default model's training (recipes/chorus-micro-continue.json: from the
 # embedded chorus-micro, on the larger corpus/v2), in the background-friendly way: niced,
 # checkpointing every few minutes, resumable with the same command. On a fresh clone the run
-# starts from the checkpoint committed in resume/ (see snapshot). The from-scratch run that
-# made the first default model is recipes/chorus-micro.json (20,000 steps on corpus/v1).
+# starts from the checkpoint committed in resume/ when there is one (see snapshot), else from
+# the embedded model: the embedded model is that recipe's run at step 15,067 (session 7), so
+# a new run is another round. The from-scratch run that made the first default model is
+# recipes/chorus-micro.json (20,000 steps on corpus/v1).
 TRAIN_RECIPE ?= recipes/chorus-micro-continue.json
 TRAIN_WORK ?= runs/chorus-micro-continue
 RESUME_DIR := resume/$(notdir $(TRAIN_WORK))
