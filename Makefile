@@ -112,12 +112,13 @@ moe: build
 
 # moe-routed fine-tunes the MoE-fied default's experts under their MLP routers at k/E = 1/4
 # (600 steps on corpus/v1: routed, routed with distillation from the dense parent, encoder
-# only), with the dense control (the same fine-tune of the dense default) to compare with:
+# only; and routed with distillation on corpus/v2), with the dense control (the same fine-tune
+# of the dense default) to compare with:
 # `chorus ab --model runs/chorus-micro-moe-routed/variant --arms dense,mlp:0.25 …`. It MoE-fies
 # into runs/chorus-micro-moe when that is missing, leaving the embedded overlay alone.
-moe-routed: build corpus
+moe-routed: build corpus-v2
 	[ -f runs/chorus-micro-moe/config.json ] || nice -n 10 ./$(BIN) moe $(MOE_FLAGS)
-	for r in moe-routed moe-routed-kd moe-routed-enc dense-control; do \
+	for r in moe-routed moe-routed-kd moe-routed-enc moe-routed-kd-v2 dense-control; do \
 		nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-$$r.json --work runs/chorus-micro-$$r --resume --matmul auto || exit 1; \
 	done
 
