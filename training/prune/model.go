@@ -113,8 +113,9 @@ func MaterialiseModel(m *whisper.Model, z Set) (*Materialised, error) {
 			}
 			out.Layers[side] = append(out.Layers[side], sh)
 		}
-		if widths[side] = len(Keep(z[side][Hidden].Data, st.Width)); widths[side] < st.Width {
-			out.Hidden[side] = Keep(z[side][Hidden].Data, st.Width)
+		keep := Keep(z[side][Hidden].Data, st.Width)
+		if widths[side] = len(keep); widths[side] < st.Width {
+			out.Hidden[side] = keep
 		}
 		setSizes(&d, side, st, widths[side], kept, out.Layers[side])
 		prefix := "model.encoder.layers."
