@@ -128,6 +128,8 @@ moe-routed: build corpus-v2
 # unless a request asks otherwise: the variant the binary embeds as
 # chorus-micro-flagship. Rerun after the default model is regenerated; a pruning run of an
 # older default (its weights' checksum in teacher.sha256) is discarded, an interrupted one resumes.
+# The pruning recipe is the sweep's (recipes/chorus-micro-prune-50.json) but for its name, so a
+# finished sweep's runs/prune-sweep/cofi-50 copied to $(FLAGSHIP_WORK) is taken as done.
 FLAGSHIP_WORK := runs/chorus-micro-flagship-pruned
 flagship: build
 	@sum=$$(sha256sum asr/defaultmodel/chorus-micro/model.safetensors.zst | cut -d' ' -f1); \

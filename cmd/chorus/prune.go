@@ -67,13 +67,15 @@ func pruneSweepCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "sweep --recipe R --manifest F [--targets 0.3,0.5,0.7] [flags]",
-		Short: "WER against sparsity: prune the recipe's teacher to each target by magnitude, by CoFi with distillation and by CoFi without, then score and time every variant",
+		Short: "WER against sparsity: prune the recipe's teacher to each target by magnitude (with and without a fine-tune) and by CoFi (with and without distillation), then score and time every variant",
 		Long: `Prunes the teacher of a prune recipe (CoFi settings in its prune block) to each target
-three ways — magnitude (no training), CoFi with the recipe's distillation, and CoFi trained on
-the speech loss alone — scores the teacher and every variant on the dev manifest and times
-their encoder and decoder (chorus bench), and writes sweep.csv and sweep.png (WER against the
-achieved sparsity) and, for the CoFi runs (cofi-entropy and cofi-kl add the non-uniformity
-regularisers), per-layer sparsity maps sweep-layers-<target>.png into the work folder. Each run has its own folder there; CoFi runs resume
+four ways — magnitude (no training); magnitude, then fine-tuned for the recipe's steps with its
+logit distillation (magnitude-ft: the same training budget as CoFi); CoFi with the recipe's
+distillation; and CoFi trained on the speech loss alone — scores the teacher and every variant
+on the dev manifest in float32 and times their encoder and decoder (chorus bench), and writes
+sweep.csv and sweep.png (WER against the achieved sparsity) and, for the CoFi runs
+(cofi-entropy and cofi-kl add the non-uniformity regularisers), per-layer sparsity maps
+sweep-layers-<target>.png into the work folder. Each run has its own folder there; training runs resume
 from their checkpoints and finished variants are reused, so a stopped sweep continues.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -124,7 +126,7 @@ from their checkpoints and finished variants are reused, so a stopped sweep cont
 	f.IntVar(&limit, "limit", 150, "first N utterances of the manifest (0: all)")
 	f.StringVar(&work, "work", "runs/prune-sweep", "folder of the runs, sweep.csv and sweep.png")
 	f.StringVar(&targets, "targets", "0.3,0.5,0.7", "sparsity targets, comma-separated")
-	f.StringVar(&methods, "methods", "", "methods, comma-separated: magnitude, cofi, cofi-nodistill, cofi-entropy, cofi-kl (default: the first three)")
+	f.StringVar(&methods, "methods", "", "methods, comma-separated: magnitude, magnitude-ft, cofi, cofi-nodistill, cofi-entropy, cofi-kl (default: the first four)")
 	f.IntVar(&benchRuns, "bench-runs", 3, "timing runs per variant (median)")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/chorus-asr/chorus/asr"
@@ -218,10 +219,15 @@ func (p *pruneTask) Fingerprint() string {
 	return p.Task.Fingerprint() + " prune " + string(b)
 }
 
-// openTeacher opens the teacher variant (the embedded default model when path is empty).
+// openTeacher opens a teacher variant: the embedded default model when path is empty, an
+// embedded variant by its name (defaultmodel.Names, as the CLI's --model takes them), else a
+// variant folder.
 func openTeacher(path string) (*asr.Variant, error) {
 	if path == "" {
 		return defaultmodel.Open(asr.OpenOptions{})
+	}
+	if slices.Contains(defaultmodel.Names(), path) {
+		return defaultmodel.OpenNamed(path, asr.OpenOptions{})
 	}
 	return asr.Open(path, asr.OpenOptions{})
 }

@@ -9,7 +9,8 @@ import (
 
 // TestPruneRecipeErrors: a prune recipe naming a missing teacher, an impossible target, an
 // unknown granularity or no gate learning rate is refused when the recipe is read, before
-// any data or model is loaded; the repository's prune recipe reads.
+// any data or model is loaded; an embedded variant's name is a teacher; the repository's
+// prune recipe reads.
 func TestPruneRecipeErrors(t *testing.T) {
 	base := `{"name":"p","kind":"prune","data":{"train":["x.jsonl"]},"optim":{"steps":10,"peak_lr":1e-4},`
 	cases := map[string]string{
@@ -19,8 +20,21 @@ func TestPruneRecipeErrors(t *testing.T) {
 		"gate_lr":            base + `"prune":{"target":0.5}}`,
 		"prune block":        base + `"teacher":""}`,
 		"kind":               strings.Replace(base, `"prune"`, `"distil"`, 1) + `"prune":{"target":0.5,"gate_lr":0.1,"lambda_lr":0.1}}`,
+		// A train recipe's kd teacher is checked the same way.
+		"neither an embedded variant": `{"name":"k","data":{"train":["x.jsonl"]},"optim":{"steps":10,"peak_lr":1e-4},"from":"v","teacher":"chorus-nano","kd":{"logit":0.5}}`,
 	}
 	checkRecipeErrors(t, cases)
+	// An embedded variant's name is a teacher (openTeacher opens it from the binary).
+	p := filepath.Join(t.TempDir(), "r.json")
+	if err := os.WriteFile(p, []byte(base+`"teacher":"chorus-micro","prune":{"target":0.5,"gate_lr":0.1,"lambda_lr":0.1}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadRecipe(p); err != nil {
+		t.Errorf("teacher chorus-micro: %v", err)
+	}
+	if v, err := openTeacher("chorus-micro"); err != nil || v.Model == nil {
+		t.Errorf("openTeacher(chorus-micro): %v", err)
+	}
 	r, err := ReadRecipe("../../recipes/chorus-micro-prune-50.json")
 	if err != nil {
 		t.Fatal(err)

@@ -13,15 +13,18 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/defaultmodel"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/tokenizer"
 	"github.com/chorus-asr/chorus/tensor"
 	"github.com/chorus-asr/chorus/training/data"
+	"github.com/chorus-asr/chorus/training/grow"
 	"github.com/chorus-asr/chorus/training/trainer"
 	"github.com/chorus-asr/chorus/training/upcycle"
 )
@@ -34,9 +37,10 @@ type Recipe struct {
 	// Kind is "" or "train" (train from scratch or fine-tune From) or "prune" (CoFi pruning
 	// with distillation from Teacher, configured by Prune).
 	Kind string `json:"kind,omitempty"`
-	// Teacher is the variant folder a prune recipe starts from and distils from; empty: the
-	// embedded default model. In a train recipe with a kd block it is the variant distilled
-	// from (empty: the From variant); it must share the student's vocabulary.
+	// Teacher is the variant a prune recipe starts from and distils from: a folder or the name
+	// of an embedded variant (chorus-micro); empty: the embedded default model. In a train
+	// recipe with a kd block it is the variant distilled from (empty: the From variant); it
+	// must share the student's vocabulary.
 	Teacher string       `json:"teacher,omitempty"`
 	Prune   *PruneRecipe `json:"prune,omitempty"`
 	// Publish, when set, is a models directory the final variant is published into (see
@@ -48,6 +52,11 @@ type Recipe struct {
 	// (training/upcycle: every feed-forward block copied into E experts behind a fresh gate),
 	// then trains that.
 	Upcycle *UpcycleRecipe `json:"upcycle,omitempty"`
+	// Grow, with From, first deepens the From variant (training/grow: each new layer a copy
+	// of its neighbour whose output projections are zero, so the grown model starts out
+	// computing its parent's function), then trains that: more capacity without starting
+	// over (recipes/chorus-micro-grow.json).
+	Grow *grow.Options `json:"grow,omitempty"`
 	// Route, with From a mixture-of-experts variant, fine-tunes it under one of its routers
 	// (asr.ParseRoutingChoice's syntax, e.g. "mlp:0.25" or "mlp:0.25/enc"): each token's
 	// feed-forward blocks keep only the experts the router selects (see Route). The trained
@@ -165,6 +174,9 @@ func ReadRecipe(path string) (*Recipe, error) {
 				return nil, fmt.Errorf("recipe %s: route: %w", path, err)
 			}
 		}
+		if r.Grow != nil && (r.From == "" || r.Route != "") {
+			return nil, fmt.Errorf("recipe %s: grow needs a dense variant to start from (from) and no route", path)
+		}
 		if u := r.Upcycle; u != nil {
 			if r.From == "" {
 				return nil, fmt.Errorf("recipe %s: an upcycle block needs a dense variant to start from (from)", path)
@@ -177,13 +189,15 @@ func ReadRecipe(path string) (*Recipe, error) {
 		if _, _, err := checkPrune(&r); err != nil {
 			return nil, fmt.Errorf("recipe %s: %w", path, err)
 		}
-		if r.Teacher != "" {
-			if _, err := os.Stat(filepath.Join(r.Teacher, "config.json")); err != nil {
-				return nil, fmt.Errorf("recipe %s: teacher %q is not a variant folder: %w", path, r.Teacher, err)
-			}
-		}
 	default:
 		return nil, fmt.Errorf("recipe %s: unknown kind %q (train or prune)", path, r.Kind)
+	}
+	// A missing teacher is reported before any data is read (openTeacher's rules).
+	if r.Teacher != "" && !slices.Contains(defaultmodel.Names(), r.Teacher) {
+		if _, err := os.Stat(filepath.Join(r.Teacher, "config.json")); err != nil {
+			return nil, fmt.Errorf("recipe %s: teacher %q is neither an embedded variant (%s) nor a variant folder: %w",
+				path, r.Teacher, strings.Join(defaultmodel.Names(), ", "), err)
+		}
 	}
 	return &r, nil
 }
@@ -275,7 +289,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		}
 		if k := r.KD; k != nil {
 			src := cmp.Or(r.Teacher, r.From)
-			tv, err := asr.Open(src, asr.OpenOptions{}) // its own copy: the student's weights move
+			tv, err := openTeacher(src) // its own copy: the student's weights move
 			if err != nil {
 				return fmt.Errorf("recipe: kd teacher: %w", err)
 			}
@@ -296,6 +310,17 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 			if err := init.SetActivation(a); err != nil {
 				return err
 			}
+		}
+		if r.Grow != nil {
+			if v.Chorus.Experts != nil {
+				return fmt.Errorf("recipe: grow: %s is a mixture-of-experts variant; grow its dense parent, then MoE-fy", r.From)
+			}
+			before := init.Dims
+			if init, err = grow.Model(init, *r.Grow); err != nil {
+				return fmt.Errorf("recipe: %w", err)
+			}
+			log.Info("grown", "from", r.From, "encoder_layers", fmt.Sprintf("%d→%d", before.NAudioLayer, init.Dims.NAudioLayer),
+				"decoder_layers", fmt.Sprintf("%d→%d", before.NTextLayer, init.Dims.NTextLayer), "params", init.NumParams())
 		}
 		if r.Upcycle != nil {
 			if init, err = upcycle.Model(init, r.Upcycle.options(r.Seed)); err != nil {

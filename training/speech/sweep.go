@@ -17,6 +17,8 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/bench"
+	"github.com/chorus-asr/chorus/asr/defaultmodel"
+	"github.com/chorus-asr/chorus/tensor"
 	"github.com/chorus-asr/chorus/training/data"
 	"github.com/chorus-asr/chorus/training/plot"
 )
@@ -26,13 +28,18 @@ const (
 	SweepMagnitude     = "magnitude"      // no training: the structures with the smallest weights go
 	SweepCoFi          = "cofi"           // the recipe as written: CoFi masks with distillation
 	SweepCoFiNoDistill = "cofi-nodistill" // the same masks trained on the speech loss alone
-	SweepCoFiEntropy   = "cofi-entropy"   // CoFi with distillation plus the entropy regulariser
-	SweepCoFiKL        = "cofi-kl"        // CoFi with distillation plus the KL-from-uniform regulariser
+	// SweepMagnitudeFT prunes by magnitude, then fine-tunes the smaller model for as many
+	// steps as a CoFi run takes, distilling the teacher's logits with the recipe's weight and
+	// temperature (a train recipe's kd block: no hidden-state terms): the baseline that spends
+	// the same training budget as CoFi, so the comparison is of how the structures are chosen.
+	SweepMagnitudeFT = "magnitude-ft"
+	SweepCoFiEntropy = "cofi-entropy" // CoFi with distillation plus the entropy regulariser
+	SweepCoFiKL      = "cofi-kl"      // CoFi with distillation plus the KL-from-uniform regulariser
 )
 
 // sweepMethods are the methods Sweep knows, in its default order (the regularised ones run
 // only when asked).
-var sweepMethods = []string{SweepMagnitude, SweepCoFi, SweepCoFiNoDistill, SweepCoFiEntropy, SweepCoFiKL}
+var sweepMethods = []string{SweepMagnitude, SweepMagnitudeFT, SweepCoFi, SweepCoFiNoDistill, SweepCoFiEntropy, SweepCoFiKL}
 
 // SweepOptions configure Sweep.
 type SweepOptions struct {
@@ -41,7 +48,7 @@ type SweepOptions struct {
 	// distillation weights and sets the task weight to 1).
 	Recipe  *Recipe
 	Targets []float64
-	Methods []string // default: magnitude, cofi, cofi-nodistill
+	Methods []string // default: magnitude, magnitude-ft, cofi, cofi-nodistill
 	// Entropy and KL weight the non-uniformity regularisers of the cofi-entropy and cofi-kl
 	// runs (prune.Regulariser; default 0.5 each). The plain CoFi runs use the recipe's.
 	Entropy, KL float64
@@ -85,7 +92,7 @@ func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
 	}
 	methods := o.Methods
 	if len(methods) == 0 {
-		methods = []string{SweepMagnitude, SweepCoFi, SweepCoFiNoDistill}
+		methods = []string{SweepMagnitude, SweepMagnitudeFT, SweepCoFi, SweepCoFiNoDistill}
 	}
 	for _, m := range methods {
 		if !slices.Contains(sweepMethods, m) {
@@ -105,7 +112,15 @@ func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sweep: teacher: %w", err)
 	}
+	// Variants are scored and timed in float32, Whisper's numerics, whatever precision
+	// (--matmul) the CoFi runs train in, so every row is measured the same way.
 	score := func(v *asr.Variant, row SweepRow) (SweepRow, error) {
+		if tensor.MatmulBF16() {
+			if err := tensor.SetMatmulBF16(false); err != nil {
+				return row, err
+			}
+			defer tensor.SetMatmulBF16(true)
+		}
 		rep, err := Evaluate(ctx, v, o.Dev, EvalOptions{Limit: o.Limit})
 		if err != nil {
 			return row, err
@@ -135,7 +150,13 @@ func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
 			if err != nil {
 				return rows, err
 			}
-			sp, layers, err := cardSparsity(variant)
+			// A fine-tuned magnitude variant's card is a training card: the sparsity is that of
+			// the pruned model it started from.
+			card := variant
+			if m == SweepMagnitudeFT {
+				card = filepath.Join(dir, "pruned")
+			}
+			sp, layers, err := cardSparsity(card)
 			if err != nil {
 				return rows, err
 			}
@@ -165,6 +186,29 @@ func sweepVariant(ctx context.Context, o SweepOptions, teacher *asr.Variant, met
 	}
 	r := *o.Recipe
 	p := *r.Prune
+	r.Name = filepath.Base(dir)
+	ro := o.Run
+	ro.Work, ro.Resume = dir, true
+	if method == SweepMagnitudeFT {
+		pruned := filepath.Join(dir, "pruned")
+		if _, err := os.Stat(filepath.Join(pruned, "card.json")); err != nil {
+			if _, err := PruneMagnitude(teacher, t, p.UnitBlock, pruned); err != nil {
+				return "", err
+			}
+		}
+		r.Kind, r.Prune, r.From = "", nil, pruned
+		r.Teacher = cmp.Or(r.Teacher, defaultmodel.Name)
+		r.KD = nil
+		if p.Distill.Logit > 0 && p.Distill.Logit < 1 {
+			r.KD = &KDRecipe{Logit: p.Distill.Logit, Temperature: p.Distill.Temperature}
+		} else {
+			r.Teacher = ""
+		}
+		if err := Run(ctx, &r, ro); err != nil {
+			return "", err
+		}
+		return variant, nil
+	}
 	p.Target = t
 	switch method {
 	case SweepCoFiNoDistill:
@@ -176,9 +220,6 @@ func sweepVariant(ctx context.Context, o SweepOptions, teacher *asr.Variant, met
 		p.Entropy, p.KL = 0, cmp.Or(o.KL, 0.5)
 	}
 	r.Prune = &p
-	r.Name = filepath.Base(dir)
-	ro := o.Run
-	ro.Work, ro.Resume = dir, true
 	if err := Run(ctx, &r, ro); err != nil {
 		return "", err
 	}

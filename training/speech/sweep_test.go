@@ -1,7 +1,9 @@
 package speech
 
 import (
+	"bytes"
 	"encoding/csv"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,22 +25,45 @@ func TestSweep(t *testing.T) {
 	}
 	work := filepath.Join(dir, "sweep")
 	o := SweepOptions{Recipe: r, Targets: []float64{0.3, 0.6}, Work: work, Dev: dev, BenchRuns: 1,
-		Methods: []string{SweepMagnitude, SweepCoFi, SweepCoFiNoDistill, SweepCoFiEntropy, SweepCoFiKL}}
+		Methods: []string{SweepMagnitude, SweepMagnitudeFT, SweepCoFi, SweepCoFiNoDistill, SweepCoFiEntropy, SweepCoFiKL}}
 	rows, err := Sweep(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1+5*2 || rows[0].Method != "teacher" || rows[0].Sparsity != 0 {
-		t.Fatalf("rows %+v: want the teacher then 5 methods × 2 targets", rows)
+	if len(rows) != 1+6*2 || rows[0].Method != "teacher" || rows[0].Sparsity != 0 {
+		t.Fatalf("rows %+v: want the teacher then 6 methods × 2 targets", rows)
 	}
+	magnitude := map[float64]SweepRow{}
 	for _, row := range rows[1:] {
 		if row.Params >= rows[0].Params || row.EncoderMS <= 0 || row.Variant == "" {
 			t.Errorf("%s at %g: %d params (teacher %d), encoder %g ms", row.Method, row.Target, row.Params, rows[0].Params, row.EncoderMS)
 		}
-		if row.Method == SweepMagnitude && (row.Sparsity < row.Target-0.05 || row.Sparsity > row.Target+0.15) {
-			t.Errorf("magnitude at %g: achieved %g", row.Target, row.Sparsity)
+		switch row.Method {
+		case SweepMagnitude:
+			if row.Sparsity < row.Target-0.05 || row.Sparsity > row.Target+0.15 {
+				t.Errorf("magnitude at %g: achieved %g", row.Target, row.Sparsity)
+			}
+			magnitude[row.Target] = row
+		case SweepMagnitudeFT:
+			// The same structures as the magnitude row, then trained: same size, other weights.
+			m := magnitude[row.Target]
+			if row.Sparsity != m.Sparsity || row.Params != m.Params {
+				t.Errorf("magnitude-ft at %g: sparsity %g, %d params; magnitude %g, %d", row.Target, row.Sparsity, row.Params, m.Sparsity, m.Params)
+			}
+			weights := func(dir string) ([]byte, error) {
+				names, _ := filepath.Glob(filepath.Join(dir, "model.safetensors*"))
+				if len(names) != 1 {
+					return nil, fmt.Errorf("%s: weights %v", dir, names)
+				}
+				return os.ReadFile(names[0])
+			}
+			pruned, err := weights(filepath.Join(work, fmt.Sprintf("magnitude-ft-%02.0f", 100*row.Target), "pruned"))
+			tuned, err2 := weights(row.Variant)
+			if err != nil || err2 != nil || bytes.Equal(pruned, tuned) {
+				t.Errorf("magnitude-ft at %g: fine-tuned weights equal the pruned ones or unreadable (%v, %v)", row.Target, err, err2)
+			}
 		}
-		if row.Method != SweepMagnitude && len(row.Layers) != 3 {
+		if row.Method != SweepMagnitude && row.Method != SweepMagnitudeFT && len(row.Layers) != 3 {
 			t.Errorf("%s at %g: per-layer sparsity %v, want 3 layers", row.Method, row.Target, row.Layers)
 		}
 	}
