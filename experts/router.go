@@ -140,39 +140,14 @@ func selectTopK(scores []float32, t, e, k int, mode Mode) Selection {
 				sum[j] += v
 			}
 		}
-		topK(sum, sel.IDs[:k])
+		tensor.TopKSet(sel.IDs[:k], sum, k, make([]uint64, 2*e))
 		for i := 1; i < t; i++ {
 			copy(sel.IDs[i*k:(i+1)*k], sel.IDs[:k])
 		}
 		return sel
 	}
-	for i := range t {
-		topK(scores[i*e:(i+1)*e], sel.IDs[i*k:(i+1)*k])
-	}
+	tensor.TopKSets(sel.IDs, scores, t, e, k)
 	return sel
-}
-
-// topK writes the indices of the len(dst) largest scores to dst in ascending index order
-// (tensor.TopKIndices: ties to the lower id, NaN last — the rule a gated block's own
-// tensor.TopKSoftmax selects by, so the gate router picks what the model computes).
-func topK(scores []float32, dst []int32) {
-	if len(dst) == 0 {
-		return
-	}
-	tensor.TopKIndices(dst, scores, len(dst))
-	sortIDs(dst)
-}
-
-// sortIDs sorts a short id list ascending (insertion sort: K is at most E, a few dozen).
-func sortIDs(a []int32) {
-	for i := 1; i < len(a); i++ {
-		v := a[i]
-		j := i
-		for ; j > 0 && a[j-1] > v; j-- {
-			a[j] = a[j-1]
-		}
-		a[j] = v
-	}
 }
 
 // Random scores experts with a hash of (seed, layer, the token's vector, expert): uniform,

@@ -158,16 +158,11 @@ func (f *FFN) forwardGrouped(ctx *tensor.Ctx, x []float32, sel Selection, t int,
 				copy(xe[j*c:(j+1)*c], x[int(tok)*c:(int(tok)+1)*c])
 			}
 			f.expert(he, ye, xe, ex, len(toks), workers == 1)
-			for j, tok := range toks {
-				row := dst[int(tok)*c : (int(tok)+1)*c]
-				if wt != nil {
-					axpy(row, ye[j*c:(j+1)*c], wt[start[ex]+j])
-					continue
-				}
-				for i, v := range ye[j*c : (j+1)*c] {
-					row[i] += v
-				}
+			var w []float32
+			if wt != nil {
+				w = wt[start[ex]:start[ex+1]]
 			}
+			tensor.AddRowsIndexed(dst, ye[:len(toks)*c], toks, w, c)
 		}
 	}
 	if workers == 1 {

@@ -285,7 +285,7 @@ func BenchmarkSparseRatio(b *testing.B) {
 			for _, cfg := range []struct {
 				e, k   int
 				shared bool
-			}{{16, 2, false}, {16, 4, false}, {16, 8, false}, {32, 8, false}, {16, 4, true}} {
+			}{{16, 2, false}, {16, 4, false}, {16, 8, false}, {32, 8, false}, {64, 16, false}, {16, 4, true}} {
 				f, _ := NewFFN(w1, b1, w2, b2, c, n, cfg.e)
 				var sels [64]Selection
 				for i := range sels {

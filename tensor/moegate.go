@@ -56,6 +56,127 @@ func topKSelect(sel []int32, row []float32) {
 	}
 }
 
+// TopKSet writes to dst[:k] the same indices as TopKIndices (the k largest values of row,
+// ties to the lower index, NaN below every number) but in ascending index order, which is
+// what a router's selection wants, and in expected O(len(row)) rather than O(len(row)·k):
+// with 64 experts and k = 16 the insertion into a running top k shifted most of the kept
+// ids for every candidate, as much time as the router's own MLP (chorus ab, session 8).
+// scratch needs room for 2·len(row) keys; it is overwritten.
+//
+// Each value becomes a 64-bit key that orders as ranksAbove does and breaks ties by the lower
+// index — the float's bits made monotone (−0 as +0, every NaN below −Inf) above the index's
+// complement — so all keys differ, a quickselect finds the k-th largest, and one pass in
+// index order keeps the keys at or above it.
+func TopKSet(dst []int32, row []float32, k int, scratch []uint64) {
+	topKCheck("top-k set", k, len(row))
+	if len(dst) < k || len(scratch) < 2*len(row) {
+		panic(fmt.Sprintf("tensor: top-k set has room for %d of %d indices and %d of %d keys", len(dst), k, len(scratch), 2*len(row)))
+	}
+	n := len(row)
+	if k == n {
+		for i := range k {
+			dst[i] = int32(i)
+		}
+		return
+	}
+	keys, sel := scratch[:n], scratch[n:2*n]
+	for i, v := range row {
+		keys[i] = topKKey(v, i)
+	}
+	copy(sel, keys)
+	kth := quickselectDesc(sel, k-1)
+	j := 0
+	for i, key := range keys {
+		dst[j] = int32(i)
+		if key >= kth { // branch-free: the slot is overwritten unless kept
+			j++
+		}
+		if j == k {
+			return
+		}
+	}
+}
+
+// TopKSets runs TopKSet on each of the t rows of scores [t, e], writing row i's k ids to
+// ids[i·k:(i+1)·k]: a router's per-token selection, its rows split over the kernel threads
+// (the selection of an encoder window's tokens is as long as the router's own GEMMs).
+func TopKSets(ids []int32, scores []float32, t, e, k int) {
+	topKCheck("top-k sets", k, e)
+	if len(ids) < t*k || len(scores) < t*e {
+		panic(fmt.Sprintf("tensor: top-k sets of %d rows of %d: %d scores, room for %d ids", t, e, len(scores), len(ids)))
+	}
+	parallelFor(t, 128, func(lo, hi int) {
+		scratch := make([]uint64, 2*e)
+		for i := lo; i < hi; i++ {
+			TopKSet(ids[i*k:(i+1)*k], scores[i*e:(i+1)*e], k, scratch)
+		}
+	})
+}
+
+// topKKey is value v at index i as a key that is larger exactly when v ranks above (ranksAbove),
+// or ranks level and i is lower.
+func topKKey(v float32, i int) uint64 {
+	var b uint32
+	switch {
+	case v != v:
+		b = 0 // every NaN below −Inf (whose key is 0x007fffff)
+	case v == 0:
+		b = 1 << 31 // −0 and +0 are level
+	default:
+		b = math.Float32bits(v)
+		if b>>31 == 1 {
+			b = ^b
+		} else {
+			b |= 1 << 31
+		}
+	}
+	return uint64(b)<<32 | uint64(^uint32(i))
+}
+
+// quickselectDesc reorders a so that a[j] is the value a descending sort would put there and
+// returns it (Hoare-style partitioning around a median of three; the keys are distinct).
+func quickselectDesc(a []uint64, j int) uint64 {
+	lo, hi := 0, len(a)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		// median of three, descending: a[lo] ≥ a[mid] ≥ a[hi]
+		if a[mid] > a[lo] {
+			a[mid], a[lo] = a[lo], a[mid]
+		}
+		if a[hi] > a[lo] {
+			a[hi], a[lo] = a[lo], a[hi]
+		}
+		if a[hi] > a[mid] {
+			a[hi], a[mid] = a[mid], a[hi]
+		}
+		pivot := a[mid]
+		i, k := lo, hi
+		for i <= k {
+			for a[i] > pivot {
+				i++
+			}
+			for a[k] < pivot {
+				k--
+			}
+			if i <= k {
+				a[i], a[k] = a[k], a[i]
+				i++
+				k--
+			}
+		}
+		// now a[lo..k] ≥ pivot ≥ a[i..hi], and k < i
+		switch {
+		case j <= k:
+			hi = k
+		case j >= i:
+			lo = i
+		default:
+			return a[j]
+		}
+	}
+	return a[j]
+}
+
 // ranksAbove orders values for the top-k selection: a above b when a > b, and any number
 // above NaN (which compares false with everything and would otherwise stick wherever it
 // landed).

@@ -489,3 +489,83 @@ func TestMoEGatePanics(t *testing.T) {
 		})
 	}
 }
+
+// TestTopKSet checks TopKSet against TopKIndices sorted by index: hand cases with ties, NaN,
+// signed zeros and infinities, and every k on random and heavily tied rows of many lengths.
+func TestTopKSet(t *testing.T) {
+	nan := float32(math.NaN())
+	inf := float32(math.Inf(1))
+	negZero := float32(math.Copysign(0, -1))
+	check := func(row []float32, k int) {
+		t.Helper()
+		want := make([]int32, k)
+		TopKIndices(want, row, k)
+		slices.Sort(want)
+		got := make([]int32, k+1)
+		got[k] = -7
+		TopKSet(got, row, k, make([]uint64, 2*len(row)))
+		if !slices.Equal(got[:k], want) || got[k] != -7 {
+			t.Fatalf("row %v k=%d: got %v, want %v", row, k, got[:k+1], want)
+		}
+	}
+	for _, row := range [][]float32{
+		{3}, {1, 5, 2, 5}, {0, 0, 0, 0}, {nan, -3, nan, 1}, {-inf, -1e30, nan, inf},
+		{negZero, 0, negZero, 0, -1, 1}, {nan, nan, nan}, {inf, inf, -inf, -inf},
+	} {
+		for k := 1; k <= len(row); k++ {
+			check(row, k)
+		}
+	}
+	r := newRNG(32)
+	for _, e := range []int{2, 7, 16, 33, 64, 100, 256} {
+		for range 20 {
+			rows := [][]float32{tiedSlice(r, e), randSlice(r, e, 1)}
+			rows[0][r.IntN(e)] = nan
+			for _, row := range rows {
+				for k := 1; k <= e; k++ {
+					check(row, k)
+				}
+			}
+		}
+	}
+}
+
+// TestTopKSets: the row-parallel selection equals TopKSet row by row, on more rows than one
+// thread's share.
+func TestTopKSets(t *testing.T) {
+	r := newRNG(34)
+	const rows, e, k = 1000, 64, 16
+	x := tiedSlice(r, rows*e)
+	got := make([]int32, rows*k)
+	TopKSets(got, x, rows, e, k)
+	want := make([]int32, k)
+	for i := range rows {
+		TopKSet(want, x[i*e:(i+1)*e], k, make([]uint64, 2*e))
+		if !slices.Equal(got[i*k:(i+1)*k], want) {
+			t.Fatalf("row %d: %v, want %v", i, got[i*k:(i+1)*k], want)
+		}
+	}
+}
+
+func BenchmarkTopK(b *testing.B) {
+	r := newRNG(33)
+	const e, k, rows = 64, 16, 256
+	x := randSlice(r, e*rows, 1)
+	dst := make([]int32, k)
+	b.Run("indices+sort", func(b *testing.B) {
+		for b.Loop() {
+			for i := range rows {
+				TopKIndices(dst, x[i*e:(i+1)*e], k)
+				slices.Sort(dst)
+			}
+		}
+	})
+	b.Run("set", func(b *testing.B) {
+		scratch := make([]uint64, 2*e)
+		for b.Loop() {
+			for i := range rows {
+				TopKSet(dst, x[i*e:(i+1)*e], k, scratch)
+			}
+		}
+	})
+}

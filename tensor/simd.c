@@ -1139,6 +1139,40 @@ void chorus_attn_rows(long rows, long kn, long d, float scale, const float *q, l
 		attn_pv_avx2(rows, kn, d, s, lds, v, ldv, rinv, out, ldo);
 }
 
+/* ---------------------------------------------------------------- indexed row add */
+
+// chorus_add_rows_indexed: each src row added (scaled when w is given: a multiply, then an
+// add, as the Go twin) into its dst row, 8 lanes at a time with a masked tail.
+AVX2 void chorus_add_rows_indexed(float *dst, const float *src, const int32_t *idx, const float *w, long n, long c) {
+	for (long j = 0; j < n; j++) {
+		float *d = dst + (long)idx[j] * c;
+		const float *x = src + j * c;
+		long i = 0;
+		if (w) {
+			__m256 a = _mm256_set1_ps(w[j]);
+			for (; i + 8 <= c; i += 8)
+				_mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_mul_ps(a, _mm256_loadu_ps(x + i))));
+			for (; i < c; i++)
+				d[i] += w[j] * x[i];
+		} else {
+			for (; i + 32 <= c; i += 32) {
+				__m256 s0 = _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_loadu_ps(x + i));
+				__m256 s1 = _mm256_add_ps(_mm256_loadu_ps(d + i + 8), _mm256_loadu_ps(x + i + 8));
+				__m256 s2 = _mm256_add_ps(_mm256_loadu_ps(d + i + 16), _mm256_loadu_ps(x + i + 16));
+				__m256 s3 = _mm256_add_ps(_mm256_loadu_ps(d + i + 24), _mm256_loadu_ps(x + i + 24));
+				_mm256_storeu_ps(d + i, s0);
+				_mm256_storeu_ps(d + i + 8, s1);
+				_mm256_storeu_ps(d + i + 16, s2);
+				_mm256_storeu_ps(d + i + 24, s3);
+			}
+			for (; i + 8 <= c; i += 8)
+				_mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(d + i), _mm256_loadu_ps(x + i)));
+			for (; i < c; i++)
+				d[i] += x[i];
+		}
+	}
+}
+
 /* ---------------------------------------------------------------- argmax */
 
 // chorus_argmax: four independent sets of 16 lanes each keep their largest value and its
@@ -1447,6 +1481,7 @@ void chorus_layernorm_backward_rows(float *dx, double *gacc, double *bacc, const
                                     float eps) { abort(); }
 
 long chorus_argmax(const float *x, long n) { abort(); }
+void chorus_add_rows_indexed(float *dst, const float *src, const int32_t *idx, const float *w, long n, long c) { abort(); }
 
 void chorus_adamw(float *w, float *g, float *m, float *v, long n, const float *k) { abort(); }
 

@@ -71,6 +71,10 @@ void chorus_attn_rows(long rows, long kn, long d, float scale, const float *q, l
                       const float *kp, const float *v, long ldv, float *s, float *qt,
                       long causal, float *out, long ldo);
 
+// dst row idx[j] (rows of c values) += w[j]·src row j, for j < n (w NULL: weight 1): the
+// scatter of a sparse expert block's outputs back to its tokens' rows. AVX2.
+void chorus_add_rows_indexed(float *dst, const float *src, const int32_t *idx, const float *w, long n, long c);
+
 // Index of the largest of x[0..n), n < 2^31, the first on ties, NaNs ignored; -1 when no value
 // exceeds -Inf (the caller scans those rare inputs itself). AVX-512 only.
 long chorus_argmax(const float *x, long n);

@@ -237,6 +237,20 @@ func argMaxKernel(x []float32) (i int, ok bool) {
 	return i, i >= 0
 }
 
+// addRowsIndexedKernel is chorus_add_rows_indexed (AddRowsIndexed, arguments checked);
+// false without AVX2, and the caller loops.
+func addRowsIndexedKernel(dst, src []float32, idx []int32, w []float32, c int) bool {
+	if simdLevel == 0 {
+		return false
+	}
+	var wp *C.float
+	if w != nil {
+		wp = fptr(w)
+	}
+	C.chorus_add_rows_indexed(fptr(dst), fptr(src), (*C.int32_t)(unsafe.Pointer(&idx[0])), wp, C.long(len(idx)), C.long(c))
+	return true
+}
+
 // adamwKernel: AdamWUpdate on slices of equal, non-zero length.
 func adamwKernel(w, g, m, v []float32, k *AdamWConsts) {
 	if simdLevel == 0 {

@@ -78,4 +78,6 @@ func attnKVDecodeF16(rows, kn, d int, scale float32, q []float32, ldq int, kp, v
 
 func argMaxKernel(x []float32) (int, bool) { return -1, false }
 
+func addRowsIndexedKernel(dst, src []float32, idx []int32, w []float32, c int) bool { return false }
+
 func adamwKernel(w, g, m, v []float32, k *AdamWConsts) { adamwGo(w, g, m, v, k) }
