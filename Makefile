@@ -116,9 +116,15 @@ moe: build
 # of the dense default) to compare with:
 # `chorus ab --model runs/chorus-micro-moe-routed/variant --arms dense,mlp:0.25 …`. It MoE-fies
 # into runs/chorus-micro-moe when that is missing, leaving the embedded overlay alone.
+# The 64-expert split (16-unit experts, routers 128 wide trained on 60,000 tokens per layer)
+# holds the default model's sparsity far better at k/E = 1/4 than 16 experts do;
+# recipes/chorus-micro-moe64-routed-kd.json fine-tunes it under mlp:0.25/enc.
+MOE64_FLAGS = --model asr/defaultmodel/chorus-micro --out runs/chorus-micro-moe64 --experts 64 --method coact --router-hidden 128 \
+	--manifest corpus/v1/train.jsonl --limit 400 --max-tokens 60000 --epochs 20 --seed 1
 moe-routed: build corpus-v2
 	[ -f runs/chorus-micro-moe/config.json ] || nice -n 10 ./$(BIN) moe $(MOE_FLAGS)
-	for r in moe-routed moe-routed-kd moe-routed-enc moe-routed-kd-v2 dense-control; do \
+	[ -f runs/chorus-micro-moe64/config.json ] || nice -n 10 ./$(BIN) moe $(MOE64_FLAGS)
+	for r in moe-routed moe-routed-kd moe-routed-enc moe-routed-kd-v2 dense-control moe64-routed-kd; do \
 		nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-$$r.json --work runs/chorus-micro-$$r --resume --matmul auto || exit 1; \
 	done
 

@@ -54,10 +54,11 @@ type armResult struct {
 	Router    string  `json:"router"`
 	WER       float64 `json:"wer"`
 	CER       float64 `json:"cer"`
-	FFNms     float64 `json:"ffn_ms"`     // inside the FFN blocks while transcribing, all clips
-	EncoderMs float64 `json:"encoder_ms"` // the encoder, once per clip, all clips
-	RTF       float64 `json:"rtf"`        // transcription compute / audio
-	Experts   float64 `json:"experts"`    // share of the expert work that ran
+	FFNms     float64 `json:"ffn_ms"`         // inside the FFN blocks while transcribing, all clips
+	EncFFNms  float64 `json:"encoder_ffn_ms"` // of which in the encoder's blocks
+	EncoderMs float64 `json:"encoder_ms"`     // the encoder, once per clip, all clips
+	RTF       float64 `json:"rtf"`            // transcription compute / audio
+	Experts   float64 `json:"experts"`        // share of the expert work that ran
 	Clips     int     `json:"clips"`
 	AudioS    float64 `json:"audio_s"`
 }
@@ -110,7 +111,7 @@ func abCmd() *cobra.Command {
 			for _, a := range as {
 				r := armResult{Arm: a.Name, Clips: len(clips)}
 				var refs, hyps []string
-				var ffn, enc, compute time.Duration
+				var ffn, encFFN, enc, compute time.Duration
 				var used, possible int64
 				tr, err := v.NewTranscriber()
 				if err != nil {
@@ -134,6 +135,7 @@ func abCmd() *cobra.Command {
 					compute += time.Since(t0)
 					if mr, ok := rt.(*moe.Routing); ok {
 						ffn += mr.FFNTime()
+						encFFN += mr.EncoderFFNTime()
 						u, p := mr.Work()
 						used, possible = used+u, possible+p
 						r.Router = mr.Name()
@@ -156,7 +158,7 @@ func abCmd() *cobra.Command {
 				we, ww := metrics.WER(refs, hyps)
 				ce, cc := metrics.CER(refs, hyps)
 				r.WER, r.CER = float64(we)/float64(max(1, ww)), float64(ce)/float64(max(1, cc))
-				r.FFNms, r.EncoderMs = ms(ffn), ms(enc)
+				r.FFNms, r.EncFFNms, r.EncoderMs = ms(ffn), ms(encFFN), ms(enc)
 				r.RTF = compute.Seconds() / max(r.AudioS, 1e-9)
 				if possible > 0 {
 					r.Experts = float64(used) / float64(possible)
@@ -198,8 +200,8 @@ func abCmd() *cobra.Command {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// printAB prints the arms as a table, with FFN and encoder speed-ups against the first
-// dense arm when there is one.
+// printAB prints the arms as a table, with FFN (all blocks, and the encoder's alone) and
+// encoder speed-ups against the first dense arm when there is one.
 func printAB(rs []armResult) {
 	var base *armResult
 	for i := range rs {
@@ -208,12 +210,12 @@ func printAB(rs []armResult) {
 			break
 		}
 	}
-	fmt.Printf("%-22s %-22s %7s %7s %9s %6s %10s %6s %7s %7s\n", "arm", "router", "WER", "CER", "FFN ms", "×", "encoder ms", "×", "RTF", "experts")
+	fmt.Printf("%-22s %-22s %7s %7s %9s %6s %9s %6s %10s %6s %7s %7s\n", "arm", "router", "WER", "CER", "FFN ms", "×", "enc FFN", "×", "encoder ms", "×", "RTF", "experts")
 	for _, r := range rs {
-		fx, ex := "", ""
-		if base != nil && r.FFNms > 0 && r.EncoderMs > 0 {
-			fx, ex = fmt.Sprintf("%.2f", base.FFNms/r.FFNms), fmt.Sprintf("%.2f", base.EncoderMs/r.EncoderMs)
+		fx, efx, ex := "", "", ""
+		if base != nil && r.FFNms > 0 && r.EncFFNms > 0 && r.EncoderMs > 0 {
+			fx, efx, ex = fmt.Sprintf("%.2f", base.FFNms/r.FFNms), fmt.Sprintf("%.2f", base.EncFFNms/r.EncFFNms), fmt.Sprintf("%.2f", base.EncoderMs/r.EncoderMs)
 		}
-		fmt.Printf("%-22s %-22s %6.1f%% %6.1f%% %9.1f %6s %10.1f %6s %7.3f %7.3f\n", r.Arm, r.Router, 100*r.WER, 100*r.CER, r.FFNms, fx, r.EncoderMs, ex, r.RTF, r.Experts)
+		fmt.Printf("%-22s %-22s %6.1f%% %6.1f%% %9.1f %6s %9.1f %6s %10.1f %6s %7.3f %7.3f\n", r.Arm, r.Router, 100*r.WER, 100*r.CER, r.FFNms, fx, r.EncFFNms, efx, r.EncoderMs, ex, r.RTF, r.Experts)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/chorus-asr/chorus/training/data"
 	"github.com/chorus-asr/chorus/training/moefy"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 func moeCmd() *cobra.Command {
@@ -147,10 +148,19 @@ func moeCmd() *cobra.Command {
 	return cmd
 }
 
-// newBar returns a progress callback drawing a bar on stderr.
+// newBar returns a progress callback drawing a bar on stderr when it is a terminal, and
+// otherwise (a log file, a pipe) writing a line at each tenth of the work, so logs do not
+// fill with redrawn bars.
 func newBar(label string) func(done, total int) {
+	tty := term.IsTerminal(int(os.Stderr.Fd()))
 	return func(done, total int) {
 		const width = 30
+		if !tty {
+			if tenth := 10 * done / max(1, total); done == total || tenth > 10*(done-1)/max(1, total) {
+				fmt.Fprintf(os.Stderr, "%s %d/%d\n", label, done, total)
+			}
+			return
+		}
 		n := width * done / max(1, total)
 		fmt.Fprintf(os.Stderr, "\r%-12s [%-*s] %d/%d", label, width, strings.Repeat("#", n), done, total)
 		if done == total {

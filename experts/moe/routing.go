@@ -26,9 +26,10 @@ type Routing struct {
 
 	pathway *experts.Pathway // nil unless recording; owned by the stream's goroutine
 
-	ffnNanos atomic.Int64 // wall time inside FFN, all blocks
-	used     atomic.Int64 // expert-token pairs computed
-	possible atomic.Int64 // expert-token pairs a dense model computes
+	ffnNanos    atomic.Int64 // wall time inside FFN, all blocks
+	encFFNNanos atomic.Int64 // of which inside the encoder's blocks
+	used        atomic.Int64 // expert-token pairs computed
+	possible    atomic.Int64 // expert-token pairs a dense model computes
 
 	heads         headChoice
 	sliced        map[int]*slicedAttn // per encoder layer, per-request head subsets
@@ -79,7 +80,11 @@ func (r *Routing) FFN(ctx *tensor.Ctx, m *whisper.MLP, x *tensor.T) *tensor.T {
 		r.used.Add(int64(len(sel.IDs)))
 	}
 	r.possible.Add(int64(t * f.E))
-	r.ffnNanos.Add(int64(time.Since(start)))
+	d := int64(time.Since(start))
+	r.ffnNanos.Add(d)
+	if layer < len(r.set.model.Encoder.Layers) {
+		r.encFFNNanos.Add(d)
+	}
 	return y
 }
 
@@ -104,6 +109,10 @@ func (r *Routing) Name() string {
 
 // FFNTime is the wall time spent inside feed-forward blocks so far.
 func (r *Routing) FFNTime() time.Duration { return time.Duration(r.ffnNanos.Load()) }
+
+// EncoderFFNTime is the part of FFNTime spent in the encoder's blocks: the sparse FFN's own
+// time under an encoder-only router (RoutingChoice.EncoderOnly), whose decoder runs dense.
+func (r *Routing) EncoderFFNTime() time.Duration { return time.Duration(r.encFFNNanos.Load()) }
 
 // Work is the expert-token pairs computed so far and those the dense model would have
 // computed; used/possible is the share of the FFN work that ran.

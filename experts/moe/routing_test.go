@@ -82,7 +82,13 @@ func TestEncoderOnly(t *testing.T) {
 		for i := range x.Data {
 			x.Data[i] = float32(i%5) - 2
 		}
+		encBefore, allBefore := r.EncoderFFNTime(), r.FFNTime()
 		r.FFN(ctx, m, x)
+		// The encoder's share of the FFN time grows with the encoder's blocks only.
+		encGrew, allGrew := r.EncoderFFNTime() > encBefore, r.FFNTime() > allBefore
+		if !allGrew || encGrew != strings.HasPrefix(name, "model.encoder.") || r.EncoderFFNTime() > r.FFNTime() {
+			t.Errorf("%s: FFN time %v → %v, encoder FFN time %v → %v", name, allBefore, r.FFNTime(), encBefore, r.EncoderFFNTime())
+		}
 		lp := r.Pathway().Layers[m.Layer()]
 		w := (lp.E + 63) / 64
 		want := 4
