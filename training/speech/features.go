@@ -3,10 +3,11 @@ package speech
 import (
 	"context"
 	"fmt"
-	"path/filepath"
+	"os"
 	"runtime"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/chorus-asr/chorus/asr/audio"
 	"github.com/chorus-asr/chorus/asr/mel"
@@ -27,10 +28,57 @@ type utterance struct {
 
 // loadFeatures reads every entry's audio and computes its log-mel spectrogram the way
 // transcription does for one window (Whisper's normalisation per clip, no 30-s padding).
-// Entries that fail are reported through bad and left out.
+// Entries that fail are reported through bad and left out. The features come from the
+// feature cache when it holds this manifest's (featcache.go), and are written to it
+// otherwise.
 func loadFeatures(ctx context.Context, m *data.Manifest, nMels int, tokenize func(string) []int, maxFrames int,
 	progress func(done, total int), bad func(i int, err error)) ([]*utterance, error) {
-	out := make([]*utterance, len(m.Entries))
+	cache := featureCachePath(m, nMels, maxFrames)
+	var got []cachedUtterance
+	if cache != "" {
+		got = make([]cachedUtterance, len(m.Entries))
+		ok, err := readFeatureCache(cache, nMels, len(m.Entries), func(i int, u cachedUtterance) {
+			got[i] = u
+			if progress != nil {
+				progress(i+1, len(m.Entries))
+			}
+		})
+		switch {
+		case ok && err == nil:
+			now := time.Now()
+			os.Chtimes(cache, now, now) // recently used: kept by pruneFeatureCache
+		case ok:
+			os.Remove(cache) // unreadable: computed and written again below
+			got = nil
+		default:
+			got = nil
+		}
+	}
+	if got == nil {
+		var err error
+		if got, err = computeFeatures(ctx, m, nMels, maxFrames, progress); err != nil {
+			return nil, err
+		}
+		if cache != "" {
+			writeFeatureCache(cache, nMels, got) // best effort: the run goes on without a cache
+		}
+	}
+	var kept []*utterance
+	for i, c := range got {
+		if c.err != nil {
+			bad(i, c.err)
+			continue
+		}
+		e := m.Entries[i]
+		kept = append(kept, &utterance{mel: c.mel, frames: c.frames, text: e.Text, tokens: tokenize(" " + e.Text), duration: e.Duration, voice: e.Voice})
+	}
+	return kept, nil
+}
+
+// computeFeatures decodes every entry's audio and computes its features on all cores, in
+// entry order; an entry that fails carries its error.
+func computeFeatures(ctx context.Context, m *data.Manifest, nMels, maxFrames int, progress func(done, total int)) ([]cachedUtterance, error) {
+	out := make([]cachedUtterance, len(m.Entries))
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -42,16 +90,13 @@ func loadFeatures(ctx context.Context, m *data.Manifest, nMels int, tokenize fun
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				e := m.Entries[i]
-				u, err := loadOne(filepath.Join(m.Dir, e.AudioFilepath), nMels, maxFrames)
-				mu.Lock()
+				u, err := loadOne(m.Entries[i].Path(m.Dir), nMels, maxFrames)
 				if err != nil {
-					bad(i, err)
+					out[i].err = err
 				} else {
-					u.text, u.duration, u.voice = e.Text, e.Duration, e.Voice
-					u.tokens = tokenize(" " + e.Text)
-					out[i] = u
+					out[i] = cachedUtterance{mel: u.mel, frames: u.frames}
 				}
+				mu.Lock()
 				done++
 				if progress != nil {
 					progress(done, len(m.Entries))
@@ -71,13 +116,7 @@ func loadFeatures(ctx context.Context, m *data.Manifest, nMels int, tokenize fun
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	kept := out[:0]
-	for _, u := range out {
-		if u != nil {
-			kept = append(kept, u)
-		}
-	}
-	return kept, nil
+	return out, nil
 }
 
 func loadOne(path string, nMels, maxFrames int) (*utterance, error) {
