@@ -94,6 +94,9 @@ func TestForwardMatchesNaive(t *testing.T) {
 		{300, 64, 256, 4, 2, false, true, true},
 		{300, 64, 256, 4, 1, true, true, true},
 		{50, 24, 96, 4, 4, false, true, true},
+		// long inputs: token ranges split between workers (3 threads: 3 ranges, the last short)
+		{1000, 64, 256, 64, 16, false, true, false},
+		{1000, 64, 256, 16, 4, false, true, true},
 	} {
 		name := fmt.Sprintf("T%d_C%d_N%d_E%d_K%d_shared%v_bias%v_weighted%v", tc.t, tc.c, tc.n, tc.e, tc.k, tc.shared, tc.bias, tc.weighted)
 		t.Run(name, func(t *testing.T) {
@@ -105,7 +108,7 @@ func TestForwardMatchesNaive(t *testing.T) {
 				sel.Weights = randSlice(r, len(sel.IDs), 1)
 			}
 			want := f.ForwardNaive(x, sel)
-			for _, th := range []int{1, 3} { // 3: experts dealt to workers when the work is large
+			for _, th := range []int{1, 3} { // 3: experts dealt to workers, or token ranges split, when the work is large
 				withThreads(th, func() {
 					got := f.Forward(tensor.NewCtx(), x, sel, nil)
 					checkClose(t, fmt.Sprintf("sparse, %d threads", th), got.Data, want.Data, sparseTol(tc.n), 1e-5)
