@@ -64,6 +64,7 @@ func pruneSweepCmd() *cobra.Command {
 	var (
 		recipe, manifest, work, targets, methods string
 		limit, benchRuns                         int
+		entropyW, klW                            float64
 	)
 	cmd := &cobra.Command{
 		Use:   "sweep --recipe R --manifest F [--targets 0.3,0.5,0.7] [flags]",
@@ -106,7 +107,7 @@ from their checkpoints and finished variants are reused, so a stopped sweep cont
 				return err
 			}
 			rows, err := speech.Sweep(cmd.Context(), speech.SweepOptions{Recipe: r, Targets: ts, Methods: ms, Work: work,
-				Dev: dev, Limit: limit, BenchRuns: benchRuns, Run: speech.RunOptions{Progress: os.Stderr}})
+				Dev: dev, Limit: limit, BenchRuns: benchRuns, Entropy: entropyW, KL: klW, Run: speech.RunOptions{Progress: os.Stderr}})
 			if len(rows) > 0 {
 				if werr := speech.WriteSweep(rows, filepath.Join(work, "sweep.csv"), filepath.Join(work, "sweep.png")); werr != nil {
 					return errors.Join(err, werr)
@@ -128,5 +129,7 @@ from their checkpoints and finished variants are reused, so a stopped sweep cont
 	f.StringVar(&targets, "targets", "0.3,0.5,0.7", "sparsity targets, comma-separated")
 	f.StringVar(&methods, "methods", "", "methods, comma-separated: magnitude, magnitude-ft, cofi, cofi-nodistill, cofi-entropy, cofi-kl (default: the first four)")
 	f.IntVar(&benchRuns, "bench-runs", 3, "timing runs per variant (median)")
+	f.Float64Var(&entropyW, "entropy", 0, "weight of the entropy regulariser in the cofi-entropy runs (0: 0.5; another weight runs in its own folder, cofi-entropy-wW-PP)")
+	f.Float64Var(&klW, "kl", 0, "weight of the KL-from-uniform regulariser in the cofi-kl runs (0: 0.5; another weight runs in its own folder)")
 	return cmd
 }

@@ -141,7 +141,7 @@ func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
 	rows := []SweepRow{row}
 	for _, m := range methods {
 		for _, t := range o.Targets {
-			dir := filepath.Join(o.Work, fmt.Sprintf("%s-%02.0f", m, 100*t))
+			dir := filepath.Join(o.Work, sweepRunName(m, t, o))
 			variant, err := sweepVariant(ctx, o, teacher, m, t, dir)
 			if err != nil {
 				return rows, fmt.Errorf("sweep %s at %g: %w", m, t, err)
@@ -168,6 +168,23 @@ func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
 		}
 	}
 	return rows, nil
+}
+
+// sweepRunName is the folder of one method's run at target t: "<method>-<percent>", with the
+// regulariser's weight when it is not the default 0.5 ("cofi-entropy-w5-50"), so runs of
+// other weights never reuse each other's variants.
+func sweepRunName(m string, t float64, o SweepOptions) string {
+	w := 0.0
+	switch m {
+	case SweepCoFiEntropy:
+		w = cmp.Or(o.Entropy, 0.5)
+	case SweepCoFiKL:
+		w = cmp.Or(o.KL, 0.5)
+	}
+	if w != 0 && w != 0.5 {
+		return fmt.Sprintf("%s-w%g-%02.0f", m, w, 100*t)
+	}
+	return fmt.Sprintf("%s-%02.0f", m, 100*t)
 }
 
 // sweepVariant makes (or finds, from an earlier run) the variant of one method and target

@@ -115,3 +115,24 @@ func tinyPruneRecipe(t *testing.T, dir, name string, target, lr float64) (*Recip
 	r.Prune.Distill.Temperature, r.Prune.Distill.Logit = 2, 0.5
 	return r, man
 }
+
+// TestSweepRunName: runs of a regulariser at a weight other than the default live in their
+// own folders, so a sweep at another weight never reuses the default one's variant.
+func TestSweepRunName(t *testing.T) {
+	for _, c := range []struct {
+		m    string
+		o    SweepOptions
+		want string
+	}{
+		{SweepCoFi, SweepOptions{Entropy: 5}, "cofi-50"},
+		{SweepCoFiEntropy, SweepOptions{}, "cofi-entropy-50"},
+		{SweepCoFiEntropy, SweepOptions{Entropy: 0.5}, "cofi-entropy-50"},
+		{SweepCoFiEntropy, SweepOptions{Entropy: 5}, "cofi-entropy-w5-50"},
+		{SweepCoFiKL, SweepOptions{Entropy: 5, KL: 2.5}, "cofi-kl-w2.5-50"},
+		{SweepMagnitudeFT, SweepOptions{KL: 2}, "magnitude-ft-50"},
+	} {
+		if got := sweepRunName(c.m, 0.5, c.o); got != c.want {
+			t.Errorf("%s %+v: %q, want %q", c.m, c.o, got, c.want)
+		}
+	}
+}
