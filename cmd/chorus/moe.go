@@ -28,7 +28,7 @@ func moeCmd() *cobra.Command {
 		nExperts, hidden, limit      int
 		maxTokens, epochs            int
 		seed                         uint64
-		f16, compress                bool
+		f16, compress, keepSplit     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "moe --model M --out DIR [--manifest F | files…]",
@@ -77,6 +77,17 @@ func moeCmd() *cobra.Command {
 				return err
 			}
 			o := moefy.Options{Experts: nExperts, Method: m, RouterHidden: hidden, Epochs: epochs, Seed: seed}
+			if keepSplit {
+				if v.Chorus.Experts == nil {
+					return fmt.Errorf("--keep-split: %s is not a mixture-of-experts variant (no expert layout)", model)
+				}
+				if o.Keep, err = experts.ParseLayout(v.Chorus.Experts); err != nil {
+					return fmt.Errorf("--keep-split: %w", err)
+				}
+				if overlay != "" {
+					return fmt.Errorf("--keep-split writes a whole variant; leave out --overlay")
+				}
+			}
 			res, err := moefy.Build(v, rec, o, newBar("split+route"))
 			if err != nil {
 				return err
@@ -96,8 +107,8 @@ func moeCmd() *cobra.Command {
 			}
 			card := map[string]any{
 				"name": filepath.Base(filepath.Clean(out)), "parent": parent, "kind": "moe",
-				"recipe": map[string]any{"method": m, "experts": nExperts, "router_hidden": hidden, "epochs": epochs,
-					"seed": seed, "max_tokens": maxTokens, "clips": len(clips), "manifest": manifest},
+				"recipe": map[string]any{"method": res.Layout.Layers[0].Method, "experts": res.Layout.Layers[0].Experts, "router_hidden": hidden, "epochs": epochs,
+					"seed": seed, "max_tokens": maxTokens, "clips": len(clips), "manifest": manifest, "keep_split": keepSplit},
 				"data":    map[string]any{"clips": rec.Clips, "tokens_per_layer": rec.Tokens},
 				"routers": res.Reports, "head_routers": heads,
 				"wall_s": time.Since(start).Seconds(),
@@ -131,6 +142,7 @@ func moeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "", "dense ReLU model folder (default: the embedded default model)")
 	f.StringVar(&out, "out", "", "variant folder to write")
+	f.BoolVar(&keepSplit, "keep-split", false, "--model is a MoE variant: keep its experts as split and stored, train only new routers on its activations (after a fine-tune under the old ones); --experts and --method are ignored")
 	f.IntVar(&headHidden, "head-router-hidden", 32, "hidden units of each encoder layer's learned head router (0: none)")
 	f.StringVar(&defaultRouter, "default-router", "", "routing the variant runs when a request names no router, as a chorus ab arm (mlp:0.25, mlp:0.25/enc for a dense decoder; default: dense)")
 	f.IntVar(&defaultMinTokens, "default-min-tokens", 0, "with --default-router: calls of fewer tokens run every expert (2: decoding steps dense, where the router costs more than it saves)")

@@ -132,6 +132,12 @@ type Options struct {
 	// CoActTokens bounds the tokens co-activation clustering counts over [8000] (the count
 	// is a T×N by N×N product).
 	CoActTokens int
+	// Keep, when set, is the expert layout of the MoE variant being rebuilt: its blocks are
+	// already split (weights stored expert by expert), so each keeps its expert count and
+	// stored order and only the routers are trained afresh — on the activations of the
+	// variant as it now is, e.g. after a fine-tune under its old routers changed the experts.
+	// Experts and Method are then ignored.
+	Keep *experts.ExpertLayout
 }
 
 // LayerReport is one block's outcome: how well its router finds the oracle's experts on
@@ -174,10 +180,25 @@ func Build(v *asr.Variant, rec *Recording, o Options, progress func(done, total 
 	if a := m.Dims.Activation; a != "relu" {
 		return nil, fmt.Errorf("moefy: the model uses %q; MoEfication needs a ReLU model (ReLU-fy it first)", a)
 	}
+	mlps := moe.MLPs(m)
+	if l := o.Keep; l != nil {
+		if len(l.Layers) != len(mlps) {
+			return nil, fmt.Errorf("moefy: the kept layout has %d blocks, the model %d", len(l.Layers), len(mlps))
+		}
+		o.Experts, o.Method = l.Layers[0].Experts, l.Layers[0].Method
+		for _, ly := range l.Layers {
+			if ly.Method == experts.MethodUpcycled {
+				return nil, fmt.Errorf("moefy: %s is a gated (upcycled) block: its router is the model's gate", ly.Name)
+			}
+			if ly.Experts != o.Experts {
+				return nil, fmt.Errorf("moefy: the kept layout has %d experts in %s and %d in the first block; routers need one count", ly.Experts, ly.Name, o.Experts)
+			}
+		}
+	}
 	if o.Experts <= 0 || o.RouterHidden <= 0 {
 		return nil, fmt.Errorf("moefy: experts %d and router hidden %d must be positive", o.Experts, o.RouterHidden)
 	}
-	if o.Method != experts.MethodKMeans && o.Method != experts.MethodCoActivation {
+	if o.Keep == nil && o.Method != experts.MethodKMeans && o.Method != experts.MethodCoActivation {
 		return nil, fmt.Errorf("moefy: method %q: want %s or %s", o.Method, experts.MethodKMeans, experts.MethodCoActivation)
 	}
 	if o.K <= 0 {
@@ -186,7 +207,6 @@ func Build(v *asr.Variant, rec *Recording, o Options, progress func(done, total 
 	if o.CoActTokens <= 0 {
 		o.CoActTokens = 8000
 	}
-	mlps := moe.MLPs(m)
 	enc := len(m.Encoder.Layers)
 	res := &Result{Layout: &experts.ExpertLayout{}, Routers: &experts.MLP{}}
 	ctx := tensor.NewCtx()
@@ -204,7 +224,17 @@ func Build(v *asr.Variant, rec *Recording, o Options, progress func(done, total 
 		}
 		xTrain := tensor.FromData(rec.X[i][:train*c], train, c)
 		var perm []int
-		if o.Method == experts.MethodKMeans {
+		if o.Keep != nil {
+			// The kept split: stored expert by expert (identity on the stored weights), or, in
+			// an overlay's layout, in the base order with the permutation still to apply.
+			perm = make([]int, f0.N)
+			for j := range perm {
+				perm[j] = j
+			}
+			if p := o.Keep.Layers[i].Perm; o.Keep.Unpermuted && p != nil {
+				perm = p
+			}
+		} else if o.Method == experts.MethodKMeans {
 			perm, err = experts.PartitionKMeans(f0.W1, f0.N, f0.C, o.Experts, o.Seed+uint64(i))
 		} else {
 			n := min(train, o.CoActTokens)
@@ -230,8 +260,13 @@ func Build(v *asr.Variant, rec *Recording, o Options, progress func(done, total 
 		res.Reports = append(res.Reports, rep)
 		res.FFNs = append(res.FFNs, f)
 		res.Routers.Layers = append(res.Routers.Layers, router)
+		layoutPerm := perm
+		if o.Keep != nil {
+			// The saved weights are in the kept layout's permuted order either way.
+			layoutPerm = o.Keep.Layers[i].Perm
+		}
 		res.Layout.Layers = append(res.Layout.Layers, experts.LayerLayout{
-			Name: name, Neurons: f.N, Experts: o.Experts, Method: o.Method, Perm: perm,
+			Name: name, Neurons: f.N, Experts: o.Experts, Method: o.Method, Perm: layoutPerm,
 			Router: &experts.RouterDesc{Kind: "mlp", Hidden: o.RouterHidden, Scale: router.Scale, Prefix: name + ".router"},
 		})
 		ctx.Reset()

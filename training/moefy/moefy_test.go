@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -351,5 +352,65 @@ func TestDefaultRouting(t *testing.T) {
 	}
 	if _, err := asr.Open(bad, asr.OpenOptions{}); err == nil || !strings.Contains(err.Error(), "default routing") {
 		t.Errorf("a default routing of 99 experts opened: %v", err)
+	}
+}
+
+// TestKeepSplit: rebuilding the saved MoE variant with its own layout kept (routers only)
+// leaves every stored block and permutation as they were — the rebuilt variant's dense
+// outputs equal the original model's and its experts' weights equal the variant's — while
+// the routers are trained afresh (a different seed gives different router weights) and find
+// the oracle's experts better than chance. A gated layout is refused.
+func TestKeepSplit(t *testing.T) {
+	dense, mv, ref := fixture(t)
+	l, err := experts.ParseLayout(mv.Chorus.Experts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clips []Clip
+	for off := range 4 {
+		clips = append(clips, Clip{Samples: ref[off*4000 : off*4000+2*16000], Text: refText})
+	}
+	rec, err := Record(t.Context(), mv, clips, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Build(mv, rec, Options{Keep: l, RouterHidden: 16, Epochs: 3, Seed: 7}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ly := range res.Layout.Layers {
+		if ly.Experts != l.Layers[i].Experts || !slices.Equal(ly.Perm, l.Layers[i].Perm) {
+			t.Fatalf("%s: %d experts, perm changed: the split was not kept", ly.Name, ly.Experts)
+		}
+		if r := res.Reports[i]; r.Recall <= r.RandomRecall {
+			t.Errorf("%s: router recall %.3f not above random %.3f", ly.Name, r.Recall, r.RandomRecall)
+		}
+		if slices.Equal(res.Routers.Layers[i].W1, fixRes.Routers.Layers[i].W1) {
+			t.Errorf("%s: router weights unchanged", ly.Name)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "kept")
+	if err := Save(dir, mv, res, map[string]any{"parent": "moe"}, SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := asr.Open(dir, asr.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := ref[:3*16000]
+	wantF, wantL, _ := logitsOf(t, dense, samples, asr.RoutingChoice{})
+	gotF, gotL, _ := logitsOf(t, kept, samples, asr.RoutingChoice{})
+	if d, e := maxDiff(gotF, wantF), maxDiff(gotL, wantL); d > 1e-5 || e > 5e-5 {
+		t.Errorf("rebuilt variant's dense outputs differ from the model's: features %.3g, logits %.3g", d, e)
+	}
+	a, b := kept.Model.Encoder.Layers[0].MLP.FC1.W.Data, mv.Model.Encoder.Layers[0].MLP.FC1.W.Data
+	if !slices.Equal(a, b) {
+		t.Error("the rebuilt variant's stored fc1 differs from the variant it kept")
+	}
+	gated := *l
+	gated.Layers = slices.Clone(l.Layers)
+	gated.Layers[0].Method = experts.MethodUpcycled
+	if _, err := Build(mv, rec, Options{Keep: &gated, RouterHidden: 16}, nil); err == nil {
+		t.Error("a gated layout was kept")
 	}
 }
