@@ -130,8 +130,10 @@ moe-routed: build corpus-v2
 
 # flagship prunes the embedded default model to half its encoder and decoder parameters
 # (CoFi with distillation from it, FFN widths kept multiples of 16: recipes/chorus-micro-flagship.json),
-# then MoE-fies the pruned model into 16 experts per layer, serving its MLP routers at k/E = 1/4
-# unless a request asks otherwise: the variant the binary embeds as
+# then MoE-fies the pruned model into 16 experts per layer, its MLP routers there for any request
+# that names them (`--router mlp:0.5/enc`); by default it runs its pruned blocks dense, because
+# on the pruned model routing at k/E = 1/4 cost 25–29 WER points for no gain in speed
+# (docs/BENCHMARKS.md, session 8): the variant the binary embeds as
 # chorus-micro-flagship. Rerun after the default model is regenerated; a pruning run of an
 # older default (its weights' checksum in teacher.sha256) is discarded, an interrupted one resumes.
 # The pruning recipe is the sweep's (recipes/chorus-micro-prune-50.json) but for its name, so a
@@ -144,7 +146,7 @@ flagship: build
 	fi; mkdir -p $(FLAGSHIP_WORK) && echo $$sum > $(FLAGSHIP_WORK)/teacher.sha256
 	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-flagship.json --work $(FLAGSHIP_WORK) --resume --matmul auto
 	nice -n 10 ./$(BIN) moe --model $(FLAGSHIP_WORK)/variant --out runs/chorus-micro-flagship --experts 16 --method coact \
-		--router-hidden 64 --default-router mlp:0.25 --manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
+		--router-hidden 64 --manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
 	rm -rf asr/defaultmodel/chorus-micro-flagship && cp -r runs/chorus-micro-flagship asr/defaultmodel/chorus-micro-flagship
 
 build: deps

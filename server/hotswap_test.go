@@ -211,7 +211,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	if got := live(); got != first {
 		t.Errorf("after the corrupt load live is %q, want %q", got, first)
 	}
-	// The flagship (pruned, then MoE-fied, serving its routers by default) published into
+	// The flagship (pruned, then MoE-fied; its pruned blocks run dense by default) published into
 	// the models folder takes over on the next rescan (the watcher's, or SIGHUP's).
 	if slices.Contains(defaultmodel.Names(), defaultmodel.FlagshipName) {
 		flag, err := defaultmodel.VariantFS(defaultmodel.FlagshipName)
