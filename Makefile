@@ -52,15 +52,17 @@ corpus-v2: corpus
 	@[ -d corpus/v2 ] || { echo "copying corpus/v1 to corpus/v2 (hard links)"; cp -al corpus/v1 corpus/v2; }
 	./$(BIN) data synth --out corpus/v2 --n $(CORPUS2_N) --seed 1
 
-# train continues the default model's training (recipes/chorus-micro-continue.json: from the
-# embedded chorus-micro, on the larger corpus/v2), in the background-friendly way: niced,
-# checkpointing every few minutes, resumable with the same command. On a fresh clone the run
-# starts from the checkpoint committed in resume/ when there is one (see snapshot), else from
-# the embedded model: the embedded model is that recipe's run at step 15,067 (session 7), so
-# a new run is another round. The from-scratch run that made the first default model is
-# recipes/chorus-micro.json (20,000 steps on corpus/v1).
-TRAIN_RECIPE ?= recipes/chorus-micro-continue.json
-TRAIN_WORK ?= runs/chorus-micro-continue
+# train grows and trains the default model (recipes/chorus-micro-grow.json: the embedded
+# chorus-micro deepened from 4+2 to 6+4 layers, each new layer a copy of its neighbour with
+# zero output projections so it starts from the default's function, then 12,000 steps on
+# corpus/v2), in the background-friendly way: niced, checkpointing every few minutes,
+# resumable with the same command. On a fresh clone the run starts from the checkpoint
+# committed in resume/ when there is one (see snapshot), else from the embedded model. The
+# runs that made the embedded model: recipes/chorus-micro.json (from scratch, 20,000 steps on
+# corpus/v1), then recipes/chorus-micro-continue.json (corpus/v2, stopped at step 15,067, whose
+# dev WER had flattened at 4+2 layers: TRAIN_RECIPE=… TRAIN_WORK=… selects either).
+TRAIN_RECIPE ?= recipes/chorus-micro-grow.json
+TRAIN_WORK ?= runs/chorus-micro-grow
 RESUME_DIR := resume/$(notdir $(TRAIN_WORK))
 train: build corpus-v2
 	@if [ ! -d $(TRAIN_WORK)/checkpoints ] && [ -d $(RESUME_DIR) ]; then \
