@@ -111,7 +111,9 @@ func (f *FFN) forwardGrouped(ctx *tensor.Ctx, x []float32, sel Selection, t int,
 		parts := make([]part, 0, n)
 		for lo := 0; lo < t; lo += per {
 			hi := min(t, lo+per)
-			parts = append(parts, part{groupByExpert(sel, e, lo, hi), [3][]float32{ctx.New(hi-lo, c).Data, ctx.New(hi-lo, s).Data, ctx.New(hi-lo, c).Data}})
+			pg := groupByExpert(sel, e, lo, hi)
+			most := pg.largest(every)
+			parts = append(parts, part{pg, [3][]float32{ctx.New(most, c).Data, ctx.New(most, s).Data, ctx.New(most, c).Data}})
 		}
 		var wg sync.WaitGroup
 		for i := 1; i < len(parts); i++ {
@@ -127,7 +129,8 @@ func (f *FFN) forwardGrouped(ctx *tensor.Ctx, x []float32, sel Selection, t int,
 	}
 	g := groupByExpert(sel, e, 0, t)
 	if workers == 1 {
-		f.runGroups(g, every, x, out, [3][]float32{ctx.New(t, c).Data, ctx.New(t, s).Data, ctx.New(t, c).Data}, true)
+		most := g.largest(every)
+		f.runGroups(g, every, x, out, [3][]float32{ctx.New(most, c).Data, ctx.New(most, s).Data, ctx.New(most, c).Data}, true)
 		return
 	}
 	// deal experts to workers by decreasing group size, each to the least-loaded worker
@@ -152,10 +155,7 @@ func (f *FFN) forwardGrouped(ctx *tensor.Ctx, x []float32, sel Selection, t int,
 	outs[0] = out
 	scratch := make([][3][]float32, workers)
 	for w := range workers {
-		most := 0
-		for _, ex := range mine[w] {
-			most = max(most, g.size(ex))
-		}
+		most := g.largest(mine[w])
 		scratch[w] = [3][]float32{ctx.New(most, c).Data, ctx.New(most, s).Data, ctx.New(most, c).Data}
 		if w > 0 {
 			outs[w] = ctx.Zeros(t, c).Data
@@ -186,6 +186,15 @@ type grouping struct {
 }
 
 func (g grouping) size(ex int) int { return g.start[ex+1] - g.start[ex] }
+
+// largest is the most tokens any of the experts has: the scratch rows runGroups needs.
+func (g grouping) largest(experts []int) int {
+	most := 0
+	for _, ex := range experts {
+		most = max(most, g.size(ex))
+	}
+	return most
+}
 
 // groupByExpert groups the pairs of tokens lo…hi−1 of sel (e experts) by expert.
 func groupByExpert(sel Selection, e, lo, hi int) grouping {

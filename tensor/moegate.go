@@ -23,9 +23,9 @@ import (
 // treat it as a constant, as every top-k router does.
 
 // TopKIndices writes to dst[:k] the indices of the k largest values of row, in descending
-// order of value; equal values are ordered by index, and NaN ranks below every number. It is
-// what the inference router uses to pick the experts a token is sent to. It costs
-// O(len(row)·k), which beats sorting for the few experts per token a router keeps.
+// order of value; equal values are ordered by index, and NaN ranks below every number. It costs
+// O(len(row)·k) (insertion into a running top k, as TopKSoftmax selects); routers, which want
+// the set in index order, use TopKSet, which is tested against it.
 func TopKIndices(dst []int32, row []float32, k int) {
 	topKCheck("top-k indices", k, len(row))
 	if len(dst) < k {

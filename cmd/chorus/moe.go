@@ -66,6 +66,19 @@ func moeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A kept split is checked before any audio is recorded.
+			var keep *experts.ExpertLayout
+			if keepSplit {
+				if v.Chorus.Experts == nil {
+					return fmt.Errorf("--keep-split: %s is not a mixture-of-experts variant (no expert layout)", model)
+				}
+				if keep, err = experts.ParseLayout(v.Chorus.Experts); err != nil {
+					return fmt.Errorf("--keep-split: %w", err)
+				}
+				if overlay != "" {
+					return fmt.Errorf("--keep-split writes a whole variant; leave out --overlay")
+				}
+			}
 			clips, err := loadClips(manifest, limit, files)
 			if err != nil {
 				return err
@@ -76,18 +89,7 @@ func moeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o := moefy.Options{Experts: nExperts, Method: m, RouterHidden: hidden, Epochs: epochs, Seed: seed}
-			if keepSplit {
-				if v.Chorus.Experts == nil {
-					return fmt.Errorf("--keep-split: %s is not a mixture-of-experts variant (no expert layout)", model)
-				}
-				if o.Keep, err = experts.ParseLayout(v.Chorus.Experts); err != nil {
-					return fmt.Errorf("--keep-split: %w", err)
-				}
-				if overlay != "" {
-					return fmt.Errorf("--keep-split writes a whole variant; leave out --overlay")
-				}
-			}
+			o := moefy.Options{Experts: nExperts, Method: m, RouterHidden: hidden, Epochs: epochs, Seed: seed, Keep: keep}
 			res, err := moefy.Build(v, rec, o, newBar("split+route"))
 			if err != nil {
 				return err
