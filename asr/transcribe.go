@@ -20,6 +20,13 @@ type window struct {
 	// encode, when set, encodes a window instead of the state's own encoder (a server
 	// batching concurrent streams' windows); it must compute exactly what the encoder does.
 	encode func(mel *tensor.T) *tensor.T
+
+	// ctc is the variant's CTC head (nil: none); xa the current window's audio features
+	// it reads, and lp its log-probabilities once a decode asked for them.
+	ctc *CTCHead
+	xa  *tensor.T
+	lp  []float32
+	lpN int // frames lp holds; 0 until computed for xa
 }
 
 func (w window) AllLogits(seq int, t []int) []float32 { return w.State.AllLogits(seq, t).Data }
@@ -35,7 +42,7 @@ func (w *window) CrossAttention(tokens []int, keep int) ([][]float32, int, []flo
 
 // newWindow is a decode state of v for seqs hypotheses.
 func (v *Variant) newWindow(seqs int) *window {
-	w := &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent, heads: v.AlignmentHeads()}
+	w := &window{State: v.Model.NewState(seqs), content: v.Chorus.EncoderWindow == WindowContent, heads: v.AlignmentHeads(), ctc: v.CTC}
 	if rt := v.nativeRouting(); rt != nil {
 		w.SetRouting(rt)
 	}
@@ -65,12 +72,32 @@ func (w *window) EncodeWindow(m []float32, nMels, frames, content int) error {
 		m, frames = w.buf, n
 	}
 	mel := tensor.FromData(m, nMels, frames)
+	w.lpN = 0
 	if w.encode != nil && w.State.Routing() == nil {
-		w.State.SetAudio(w.encode(mel)) // batched with other streams' windows
+		xa := w.encode(mel) // batched with other streams' windows
+		w.State.SetAudio(xa)
+		w.xa = xa
+		return nil
+	}
+	if w.ctc != nil {
+		w.xa = w.State.Encode(mel) // a copy, kept for the CTC head
 		return nil
 	}
 	w.State.EncodeInPlace(mel)
 	return nil
+}
+
+// CTCLogProbs implements decode.CTCRunner: the CTC head's log-probabilities over the window
+// last encoded, computed on the first call after EncodeWindow.
+func (w *window) CTCLogProbs() ([]float32, int) {
+	if w.ctc == nil || w.xa == nil {
+		return nil, 0
+	}
+	if w.lpN == 0 {
+		w.lp = w.ctc.LogProbs(w.lp, w.xa)
+		w.lpN = w.xa.Shape[0]
+	}
+	return w.lp, w.lpN
 }
 
 // DecodeModel describes v's vocabulary and contexts for the decoder. It needs the tokenizer.

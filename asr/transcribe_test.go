@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/chorus-asr/chorus/asr/audio"
-	"github.com/chorus-asr/chorus/asr/models/whisper"
-	"github.com/chorus-asr/chorus/asr/tokenizer"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 )
 
@@ -15,21 +13,7 @@ import (
 // and fallback, tokenizer — on a random model with a trained vocabulary. The text is
 // meaningless; the test checks the pieces fit and the output is well formed.
 func TestTranscribePlumbing(t *testing.T) {
-	tok, err := tokenizer.Load("tokenizer/testdata/trained-en")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := smallDims
-	d.NVocab = tok.Size()
-	d.NTextCtx = 448
-	m, err := whisper.NewRandom(d, 1, whisper.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := Save(dir, m, nil, tok, SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _ := tokenizedVariant(t)
 	v, err := Open(dir, OpenOptions{F16: true})
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,9 @@ type Variant struct {
 	// Experts is the expert side of a variant whose config declares an expert layout
 	// (Chorus.Experts), nil for a dense variant.
 	Experts Experts
+	// CTC is the CTC head chorus trained beside the model (CTCHeadFile), nil when the
+	// variant has none; decoding uses it for joint CTC/attention scoring.
+	CTC *CTCHead
 }
 
 // ChorusConfig is chorus's extension block in config.json.
@@ -206,6 +209,14 @@ func OpenFS(fsys fs.FS, dir, name string, opts OpenOptions) (*Variant, error) {
 			return nil, fmt.Errorf("open model %s: tokenizer: %w", name, err)
 		}
 		v.Tokenizer = tok
+	}
+	if v.CTC, err = readCTCHead(fsys, dir, name); err != nil {
+		return nil, err
+	}
+	if v.CTC != nil && v.Tokenizer != nil {
+		if err := v.CTC.Fits(v.Tokenizer.Specials().EOT, v.Model.Dims.NAudioState); err != nil {
+			return nil, fmt.Errorf("open model %s: %w", name, err)
+		}
 	}
 	v.Path = name
 	return v, nil

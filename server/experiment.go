@@ -365,8 +365,7 @@ func (w *streamWorker) shadowDecode(ctx context.Context, start, end time.Duratio
 				return
 			}
 		}
-		o := transcribe.DefaultOptions()
-		o.Decode.Language = w.cfg.language
+		o := transcribeOptions(w.cfg.language, "", w.s.cfg.Stream.BeamSize) // as the arm's final decoded
 		dense, err = w.shadowT.Transcribe(ctx, samples, o)
 	}); serr != nil {
 		return serr

@@ -720,7 +720,7 @@ func (r *recognizer) Recognize(ctx context.Context, req *chorusv1.RecognizeReque
 	if err := languageStatus(lease, cfg.language); err != nil {
 		return nil, err
 	}
-	o := transcribeOptions(cfg.language, cfg.prompt)
+	o := transcribeOptions(cfg.language, cfg.prompt, s.cfg.Stream.BeamSize)
 	o.WordTimestamps = cfg.words()
 	t0 := time.Now()
 	res, terr := lease.Variant.Transcribe(ctx, samples, o)
@@ -761,9 +761,10 @@ func confidence(avgLogprob float64) float32 {
 }
 
 // transcribeOptions are the whole-file options for a request: the defaults `chorus
-// transcribe` uses, with the request's language and prompt.
-func transcribeOptions(language, prompt string) transcribe.Options {
+// transcribe` uses, with the request's language and prompt and the server's beam.
+func transcribeOptions(language, prompt string, beam int) transcribe.Options {
 	o := transcribe.DefaultOptions()
+	o.SetBeam(beam)
 	o.Decode.Language = language
 	o.InitialPrompt = prompt
 	return o

@@ -81,6 +81,7 @@ func (s *Server) transcriptions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	opts.SetBeam(s.cfg.Stream.BeamSize) // as the server's stream finals and `chorus transcribe`
 	samples, err := decodeUpload(req.file, s.cfg.MaxAudio)
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chromedp/chromedp"
 )
 
@@ -76,7 +75,7 @@ func TestPageChromium(t *testing.T) {
 	if err := os.WriteFile(wav, wavBytes(x), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fileText, err := loadDefault(t).Transcribe(t.Context(), x, transcribe.DefaultOptions())
+	fileText, err := loadDefault(t).Transcribe(t.Context(), x, fileOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +148,7 @@ func TestPageChromium(t *testing.T) {
 		var whole []string
 		for _, sp := range ps.FinalSpans {
 			a, b := min(int(sp[0]*16000), len(got)), min(int(sp[1]*16000+0.5), len(got))
-			res, err := loadDefault(t).Transcribe(t.Context(), got[a:b], transcribe.DefaultOptions())
+			res, err := loadDefault(t).Transcribe(t.Context(), got[a:b], fileOptions())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/clients"
 	chorusv1 "github.com/chorus-asr/chorus/proto/chorus/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -98,7 +99,7 @@ func TestWordTimestamps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := transcribeOptions("", "")
+	o := transcribeOptions("", "", transcribe.DefaultBeamSize)
 	o.WordTimestamps = true
 	want, err := loadDefault(t).Transcribe(t.Context(), audio.FromPCM16(clients.PCM16(clip)), o)
 	if err != nil {

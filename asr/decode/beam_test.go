@@ -342,12 +342,21 @@ func TestBeamSearchMatchesReference(t *testing.T) {
 					}
 					return model(h[tinyInitial:])
 				}
-				// Spare hypotheses beyond the beam must not change anything.
-				r := decodetest.NewRunner(tc.beam+int(seed%2), tc.v, script)
+				// Spare hypotheses beyond the beam must not change anything; half the
+				// seeds step the beams in batches (decode.BatchRunner).
+				var r decode.Runner = decodetest.NewRunner(tc.beam+int(seed%2), tc.v, script)
+				var batched *decodetest.BatchRunner
+				if seed%4 >= 2 {
+					batched = &decodetest.BatchRunner{Runner: r.(*decodetest.Runner)}
+					r = batched
+				}
 				o := decode.Options{WithoutTimestamps: true, BeamSize: tc.beam, Patience: tc.patience, SampleLen: tc.sampleLen, LengthPenalty: tc.alpha}
 				res, err := decode.Decode(r, tinyModel(tc.v), o)
 				if err != nil {
 					t.Fatal(err)
+				}
+				if batched != nil && tc.beam > 1 && tc.sampleLen > 2 && batched.Batches == 0 {
+					t.Error("the beams were never stepped in a batch")
 				}
 				p := tc.patience
 				if p == 0 {

@@ -26,7 +26,8 @@ type Result struct {
 	// SumLogprob is the sum of the sampled tokens' log-probabilities, EOT's included, under
 	// the filtered distributions; AvgLogprob is SumLogprob / (len(Tokens)+1).
 	SumLogprob, AvgLogprob float64
-	// Score is what the ranker compared: SumLogprob over the length penalty.
+	// Score is what the ranker compared: SumLogprob over the length penalty, or under joint
+	// CTC/attention decoding (Options.CTCWeight) the joint score over it.
 	Score float64
 	// NoSpeechProb is p(<|nospeech|>) right after SOT; NaN without a nospeech token.
 	NoSpeechProb float64
@@ -71,6 +72,9 @@ func DecodeContext(ctx context.Context, r Runner, m Model, o Options) ([]Result,
 	}
 	noSpeech, first, err := t.prime(r)
 	if err != nil {
+		return nil, err
+	}
+	if t.ctc, err = newCTCScorer(r, m.Specials.EOT, o.CTCWeight); err != nil {
 		return nil, err
 	}
 	var cands []candidate
@@ -118,7 +122,9 @@ type task struct {
 	sampleLen int
 	filters   []logitFilter
 	filterIDs []int // token ids the filters index directly, checked against the vocabulary
+	prefix    []int // the forced prefix kept in initial
 	rng       *rand.Rand
+	ctc       *ctcScorer // joint CTC/attention decoding; nil when off
 }
 
 func newTask(ctx context.Context, m Model, o Options, langToken int) (*task, error) {
@@ -129,7 +135,9 @@ func newTask(ctx context.Context, m Model, o Options, langToken int) (*task, err
 	if t.rng == nil {
 		t.rng = rand.New(rand.NewPCG(0, 0))
 	}
-	t.initial, t.sotIndex = m.initialTokens(m.sotSequence(langToken, o), o, t.sampleLen)
+	sot := m.sotSequence(langToken, o)
+	t.initial, t.sotIndex = m.initialTokens(sot, o, t.sampleLen)
+	t.prefix = t.initial[t.sotIndex+len(sot):]
 	if len(t.initial) > m.TextCtx {
 		return nil, fmt.Errorf("decode: %d initial tokens exceed the text context of %d", len(t.initial), m.TextCtx)
 	}
@@ -204,6 +212,29 @@ func (t *task) checkVocab(v int) error {
 	return nil
 }
 
+// step feeds toks[i] to hypothesis seqs[i] and reads its logits into dst[i], in one call when
+// the runner is a BatchRunner.
+func (t *task) step(r Runner, seqs, toks []int, dst [][]float32) error {
+	br, ok := r.(BatchRunner)
+	if !ok || len(seqs) < 2 {
+		for i, q := range seqs {
+			if err := t.next(r, q, toks[i], dst[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	got := br.LogitsBatch(seqs, toks)
+	v := len(dst[0])
+	if len(got) != len(seqs)*v {
+		return fmt.Errorf("decode: runner gave %d logits for %d hypotheses of %d", len(got), len(seqs), v)
+	}
+	for i := range seqs {
+		copy(dst[i], got[i*v:(i+1)*v])
+	}
+	return nil
+}
+
 // next reads hypothesis seq's logits after feeding tok into dst.
 func (t *task) next(r Runner, seq, tok int, dst []float32) error {
 	got := r.Logits(seq, []int{tok})
@@ -228,10 +259,55 @@ func (t *task) filter(logits []float32, sampled []int) error {
 	return nil
 }
 
-// candidate is a finished hypothesis: sampled tokens without EOT and its sum log-prob.
+// candidate is a finished hypothesis: sampled tokens without EOT, its sum log-prob and the
+// score the search ranked it by (the sum itself, or the joint CTC/attention score).
 type candidate struct {
-	tokens []int
-	sum    float64
+	tokens     []int
+	sum, joint float64
+}
+
+// ctcStart is the CTC state of the window's text before anything is sampled: the empty
+// prefix extended by the forced prefix's text tokens.
+func (t *task) ctcStart() *ctcState {
+	st := t.ctc.initial()
+	for _, tok := range t.prefix {
+		st = t.ctc.advance(st, tok)
+	}
+	return st
+}
+
+// scored is a proposed next token with its log-prob under the attention decoder (att) and
+// the score it is ranked by (joint).
+type scored struct {
+	tok        int
+	att, joint float64
+}
+
+// proposals appends hypothesis g's n best next tokens to dst, best first. l are its filtered
+// logits, sum and joint its scores so far. Without CTC they are the n most probable tokens
+// (joint = att); with it, the ctcPreBeam(n) most probable are rescored by
+// (1−λ)·log p_att + λ·CTC score and the best n by that kept.
+func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcState, n int) []scored {
+	lse := logSumExp(l)
+	if t.ctc == nil {
+		for _, tok := range topK(l, n) {
+			a := sum + float64(l[tok]) - lse
+			dst = append(dst, scored{tok: tok, att: a, joint: a})
+		}
+		return dst
+	}
+	start := len(dst)
+	lam := t.ctc.lambda
+	for _, tok := range topK(l, ctcPreBeam(n)) {
+		a := float64(l[tok]) - lse
+		if math.IsInf(a, -1) {
+			continue // masked: topK ran out of allowed tokens
+		}
+		dst = append(dst, scored{tok: tok, att: sum + a, joint: joint + (1-lam)*a + lam*t.ctc.tokenScore(g, tok)})
+	}
+	mine := dst[start:]
+	slices.SortStableFunc(mine, func(a, b scored) int { return cmp.Compare(b.joint, a.joint) })
+	return dst[:start+min(n, len(mine))]
 }
 
 // sample is OpenAI's GreedyDecoder over a group of independent hypotheses: argmax at
@@ -243,13 +319,23 @@ func (t *task) sample(r Runner, first []float32) ([]candidate, error) {
 	logits := make([][]float32, n)
 	seqs := make([][]int, n)
 	sums := make([]float64, n)
+	joints := make([]float64, n)
+	states := make([]*ctcState, n)
 	done := make([]bool, n)
 	for j := range n {
 		if j > 0 {
 			r.Fork(j, 0) // every sample starts from the primed hypothesis 0
 		}
 		logits[j] = slices.Clone(first)
+		if t.ctc != nil {
+			states[j] = t.ctcStart()
+		}
 	}
+	var (
+		props      []scored
+		live, toks []int
+		dst        [][]float32
+	)
 	for step := range t.sampleLen {
 		if err := t.ctx.Err(); err != nil {
 			return nil, err
@@ -263,12 +349,30 @@ func (t *task) sample(r Runner, first []float32) ([]candidate, error) {
 				return nil, err
 			}
 			var tok int
-			if t.o.Temperature == 0 {
+			switch {
+			case t.ctc != nil:
+				// The best joint score at temperature 0; above it a draw from the joint
+				// scores of the pre-beam candidates, softened by the temperature.
+				want := 1
+				if t.o.Temperature > 0 {
+					want = ctcPreBeam(1)
+				}
+				props = t.proposals(props[:0], l, sums[j], joints[j], states[j], want)
+				p := props[0]
+				if t.o.Temperature > 0 {
+					p = props[t.sampleScored(props)]
+				}
+				tok, sums[j], joints[j] = p.tok, p.att, p.joint
+				states[j] = t.ctc.advance(states[j], tok)
+			case t.o.Temperature == 0:
 				tok = argmax(l)
-			} else {
+			default:
 				tok = sampleSoftmax(l, t.o.Temperature, t.rng)
 			}
-			sums[j] += float64(l[tok]) - logSumExp(l)
+			if t.ctc == nil {
+				sums[j] += float64(l[tok]) - logSumExp(l)
+				joints[j] = sums[j]
+			}
 			seqs[j] = append(seqs[j], tok)
 			done[j] = tok == eot
 		}
@@ -276,26 +380,48 @@ func (t *task) sample(r Runner, first []float32) ([]candidate, error) {
 		if !slices.Contains(done, false) || len(t.initial)+step+1 > t.m.TextCtx {
 			break
 		}
+		live, toks, dst = live[:0], toks[:0], dst[:0]
 		for j := range n {
 			if !done[j] {
-				if err := t.next(r, j, seqs[j][len(seqs[j])-1], logits[j]); err != nil {
-					return nil, err
-				}
+				live, toks, dst = append(live, j), append(toks, seqs[j][len(seqs[j])-1]), append(dst, logits[j])
 			}
+		}
+		if err := t.step(r, live, toks, dst); err != nil {
+			return nil, err
 		}
 	}
 	cands := make([]candidate, n)
 	for j := range n {
-		cands[j] = candidate{tokens: trimEOT(seqs[j], eot), sum: sums[j]}
+		cands[j] = candidate{tokens: trimEOT(seqs[j], eot), sum: sums[j], joint: joints[j]}
 	}
 	return cands, nil
 }
 
-// beam is one live beam-search hypothesis and the runner slot holding its cache.
+// sampleScored draws one of props (best first) with probability ∝ exp(joint/T).
+func (t *task) sampleScored(props []scored) int {
+	best := props[0].joint
+	var sum float64
+	w := make([]float64, len(props))
+	for i, p := range props {
+		w[i] = math.Exp((p.joint - best) / t.o.Temperature)
+		sum += w[i]
+	}
+	u := t.rng.Float64() * sum
+	for i, x := range w {
+		if u -= x; u < 0 {
+			return i
+		}
+	}
+	return 0 // rounding left u just above 0
+}
+
+// beam is one live beam-search hypothesis, the runner slot holding its cache, and under joint
+// decoding its CTC state and joint score.
 type beam struct {
-	tokens []int
-	sum    float64
-	slot   int
+	tokens     []int
+	sum, joint float64
+	slot       int
+	ctc        *ctcState
 }
 
 // beamSearch is OpenAI's BeamSearchDecoder (ref: decoding.py#L301-L404). Each step every beam
@@ -310,14 +436,20 @@ func (t *task) beamSearch(r Runner, first []float32) ([]candidate, error) {
 	size, maxCand := t.o.BeamSize, t.o.maxCandidates()
 	eot := t.m.Specials.EOT
 	beams := []beam{{slot: 0}}
+	if t.ctc != nil {
+		beams[0].ctc = t.ctcStart()
+	}
 	logits := [][]float32{first}
 	var finished []candidate
 
 	type proposal struct {
-		src, tok int
-		score    float64
+		src int
+		scored
 	}
-	var props []proposal
+	var (
+		props []proposal
+		mine  []scored
+	)
 	for step := range t.sampleLen {
 		if err := t.ctx.Err(); err != nil {
 			return nil, err
@@ -328,19 +460,19 @@ func (t *task) beamSearch(r Runner, first []float32) ([]candidate, error) {
 			if err := t.filter(l, beams[b].tokens); err != nil {
 				return nil, err
 			}
-			lse := logSumExp(l)
-			for _, tok := range topK(l, size+1) {
-				props = append(props, proposal{src: b, tok: tok, score: beams[b].sum + float64(l[tok]) - lse})
+			mine = t.proposals(mine[:0], l, beams[b].sum, beams[b].joint, beams[b].ctc, size+1)
+			for _, s := range mine {
+				props = append(props, proposal{src: b, scored: s})
 			}
 		}
 		// Stable, like Python's sorted(…, reverse=True): ties keep proposal order.
-		slices.SortStableFunc(props, func(a, b proposal) int { return cmp.Compare(b.score, a.score) })
+		slices.SortStableFunc(props, func(a, b proposal) int { return cmp.Compare(b.joint, a.joint) })
 
 		var next []proposal
 		for _, p := range props {
 			if p.tok == eot {
 				if len(finished) < maxCand {
-					finished = append(finished, candidate{tokens: slices.Clone(beams[p.src].tokens), sum: p.score})
+					finished = append(finished, candidate{tokens: slices.Clone(beams[p.src].tokens), sum: p.att, joint: p.joint})
 				}
 				continue
 			}
@@ -352,7 +484,10 @@ func (t *task) beamSearch(r Runner, first []float32) ([]candidate, error) {
 		nextBeams := make([]beam, len(next))
 		srcs := make([]int, len(next))
 		for k, p := range next {
-			nextBeams[k] = beam{tokens: append(slices.Clone(beams[p.src].tokens), p.tok), sum: p.score}
+			nextBeams[k] = beam{tokens: append(slices.Clone(beams[p.src].tokens), p.tok), sum: p.att, joint: p.joint}
+			if t.ctc != nil {
+				nextBeams[k].ctc = t.ctc.advance(beams[p.src].ctc, p.tok)
+			}
 			srcs[k] = p.src
 		}
 		if err := assignSlots(r, beams, srcs, nextBeams); err != nil {
@@ -366,10 +501,12 @@ func (t *task) beamSearch(r Runner, first []float32) ([]candidate, error) {
 		for len(logits) < len(beams) {
 			logits = append(logits, make([]float32, len(first)))
 		}
+		slots, toks := make([]int, len(beams)), make([]int, len(beams))
 		for k, b := range beams {
-			if err := t.next(r, b.slot, b.tokens[len(b.tokens)-1], logits[k]); err != nil {
-				return nil, err
-			}
+			slots[k], toks[k] = b.slot, b.tokens[len(b.tokens)-1]
+		}
+		if err := t.step(r, slots, toks, logits[:len(beams)]); err != nil {
+			return nil, err
 		}
 	}
 
@@ -379,7 +516,7 @@ func (t *task) beamSearch(r Runner, first []float32) ([]candidate, error) {
 		if len(finished) >= size {
 			break
 		}
-		finished = append(finished, candidate{tokens: b.tokens, sum: b.sum})
+		finished = append(finished, candidate{tokens: b.tokens, sum: b.sum, joint: b.joint})
 	}
 	return finished, nil
 }
@@ -432,7 +569,7 @@ func (t *task) results(cands []candidate, lang string, langProbs map[string]floa
 			Text:             text,
 			SumLogprob:       c.sum,
 			AvgLogprob:       c.sum / float64(len(c.tokens)+1),
-			Score:            c.sum / lengthPenalty(len(c.tokens), t.o.LengthPenalty),
+			Score:            c.joint / lengthPenalty(len(c.tokens), t.o.LengthPenalty),
 			NoSpeechProb:     noSpeech,
 			Temperature:      t.o.Temperature,
 			CompressionRatio: CompressionRatio(text),

@@ -27,6 +27,16 @@ type Runner interface {
 	Fork(dst, src int)
 }
 
+// BatchRunner is a Runner that feeds one token to several hypotheses in one call: beam search
+// and best-of sampling step all their hypotheses together through it (one pass over the
+// decoder's weights instead of one per hypothesis).
+type BatchRunner interface {
+	// LogitsBatch feeds tokens[i] to hypothesis seqs[i] (distinct hypotheses) and returns
+	// their logits flat [len(seqs)·V], row i what Logits(seqs[i], tokens[i:i+1]) returns. The
+	// slice is reused by the next call.
+	LogitsBatch(seqs, tokens []int) []float32
+}
+
 // Vocab is the text side of a tokenizer: the byte-level BPE encoder and decoder. Decode needs
 // it for the blank token (Encode(" ")), the non-speech token set and the result text.
 //

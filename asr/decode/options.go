@@ -60,20 +60,33 @@ type Options struct {
 	// MaxInitialTimestamp bounds the first timestamp, in seconds; 0 means no bound.
 	MaxInitialTimestamp float64
 
+	// CTCWeight is λ of joint CTC/attention decoding (see CTCRunner): with a runner whose
+	// model has a CTC head, greedy and beam search rank tokens by (1−λ)·log p_att + λ·the CTC
+	// prefix score, and sampling at a temperature draws from those joint scores. 0 turns it
+	// off; models without a CTC head (Whisper's own checkpoints) ignore it. Between 0 and 1.
+	CTCWeight float64
+
 	// Rand is the sampling source at Temperature > 0. Nil uses a fixed seed, so decoding is
 	// reproducible but every call draws the same sequence of numbers.
 	Rand *rand.Rand
 }
 
 // DefaultOptions returns OpenAI's DecodingOptions defaults: suppress "-1", suppress blank,
-// timestamps on with the first one at most 1 s, greedy at temperature 0.
+// timestamps on with the first one at most 1 s, greedy at temperature 0. Chorus adds joint
+// CTC/attention decoding at DefaultCTCWeight, which only models with a CTC head use, so
+// Whisper's checkpoints decode exactly as OpenAI's code decodes them.
 func DefaultOptions() Options {
 	return Options{
 		SuppressTokens:      []int{-1},
 		SuppressBlank:       true,
 		MaxInitialTimestamp: 1.0,
+		CTCWeight:           DefaultCTCWeight,
 	}
 }
+
+// DefaultCTCWeight is the CTC weight of DefaultOptions, chosen on chorus-micro's development
+// utterances 150–299 (docs/BENCHMARKS.md, "Joint CTC/attention decoding").
+const DefaultCTCWeight = 0.3
 
 // ContextTokens encodes text the way DecodingTask encodes a string prompt or prefix: a leading
 // space and the text with surrounding white space trimmed (ref: decoding.py#L591-L593).
@@ -106,6 +119,8 @@ func (o Options) verify() error {
 		return fmt.Errorf("decode: patience %g is not a non-negative number", o.Patience)
 	case o.LengthPenalty != nil && !(*o.LengthPenalty >= 0 && *o.LengthPenalty <= 1):
 		return fmt.Errorf("decode: length penalty (alpha) %g should be between 0 and 1", *o.LengthPenalty)
+	case !(o.CTCWeight >= 0 && o.CTCWeight <= 1):
+		return fmt.Errorf("decode: CTC weight %g should be between 0 and 1", o.CTCWeight)
 	case !(o.MaxInitialTimestamp >= 0) || math.IsInf(o.MaxInitialTimestamp, 1):
 		return fmt.Errorf("decode: max initial timestamp %g is not a non-negative number", o.MaxInitialTimestamp)
 	}

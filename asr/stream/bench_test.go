@@ -2,12 +2,14 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
 
 // BenchmarkSessionRealtime streams two phrases (10.9 s of audio) in 100-ms chunks with
-// interims on, as a real-time client would, and reports:
+// interims on, as a real-time client would, with greedy finals (beam=1) and the default beam
+// (beam=5), and reports:
 //
 //   - ms/audio-s: compute per second of audio, over Write+Process+Close;
 //   - final-latency-ms (mean) and max-final-latency-ms: from the end of speech to the final,
@@ -16,6 +18,12 @@ import (
 //     and a final exists when the call that returns it finishes. This counts the endpoint
 //     silence, the 100-ms chunking and every compute delay, backlog included.
 func BenchmarkSessionRealtime(b *testing.B) {
+	for _, beam := range []int{1, 5} {
+		b.Run(fmt.Sprintf("beam=%d", beam), func(b *testing.B) { benchmarkSessionRealtime(b, beam) })
+	}
+}
+
+func benchmarkSessionRealtime(b *testing.B, beam int) {
 	sp := testSpeech(b)
 	x := concat(zeros(0.5), sp, zeros(1), scaled(sp, 0.8), zeros(1))
 	ends := []time.Duration{at(int64(8000 + speechEnd(sp))), at(int64(8000 + len(sp) + 16000 + speechEnd(sp)))}
@@ -26,7 +34,7 @@ func BenchmarkSessionRealtime(b *testing.B) {
 	var finals int
 	b.ResetTimer()
 	for b.Loop() {
-		s := newSession(b, Config{Interim: true})
+		s := newSession(b, Config{Interim: true, BeamSize: beam})
 		var clock time.Duration // simulated wall time, from the start of the stream
 		for i := 0; i < len(x); i += chunk {
 			arrive := at(int64(min(i+chunk, len(x))))

@@ -2,12 +2,13 @@ package stream
 
 import (
 	"fmt"
-	"github.com/chorus-asr/chorus/tensor"
 	"math"
 	"time"
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/mel"
+	"github.com/chorus-asr/chorus/asr/transcribe"
+	"github.com/chorus-asr/chorus/tensor"
 )
 
 // Config is a Session's streaming policy. The zero value of every field means its default,
@@ -53,6 +54,12 @@ type Config struct {
 	// equals `chorus transcribe --word-timestamps` of its audio (word timestamps can move
 	// where a long utterance's second window starts, as in OpenAI's loop).
 	WordTimestamps bool
+
+	// BeamSize is the beam width finals decode with (transcribe.Options.SetBeam): 0 means
+	// transcribe.DefaultBeamSize, as `chorus transcribe` decodes, and 1 greedy decoding.
+	// Interims always decode greedily: they are redone every Step and only the words
+	// consecutive ones agree on are kept.
+	BeamSize int
 
 	// Routing chooses the experts a mixture-of-experts variant runs for this stream
 	// (asr.RoutingChoice; the zero value is the dense model). New refuses a choice the
@@ -145,6 +152,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Agreement == 0 {
 		c.Agreement = DefaultAgreement
 	}
+	if c.BeamSize == 0 {
+		c.BeamSize = transcribe.DefaultBeamSize
+	}
 	deff(&c.SpeechMargin, DefaultSpeechMargin)
 	deff(&c.MinSpeechLevel, DefaultMinSpeechLevel)
 	deff(&c.NoSpeechThreshold, DefaultNoSpeechThreshold)
@@ -156,6 +166,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Step < frame || c.Step > 10*time.Second:
 		return c, fmt.Errorf("stream: step %v outside [10ms, 10s]", c.Step)
+	case c.BeamSize < 1 || c.BeamSize > 16:
+		return c, fmt.Errorf("stream: beam size %d outside [1, 16]", c.BeamSize)
 	case c.Agreement < 1 || c.Agreement > 10:
 		return c, fmt.Errorf("stream: agreement %d outside [1, 10]", c.Agreement)
 	case c.EndpointSilence < 2*frame || c.EndpointSilence > 10*time.Second:

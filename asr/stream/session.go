@@ -4,8 +4,8 @@
 // Audio time drives everything; a Session never reads a clock. The stream is cut into
 // utterances by an energy voice-activity detector (see Config's VAD fields): speech starts
 // an utterance, a pause of Config.EndpointSilence ends it, and its final is decoded exactly
-// as `chorus transcribe` (asr.Variant.Transcribe with transcribe.DefaultOptions) decodes its
-// audio, conditioned on the previous finals' text. While an utterance runs, every
+// as `chorus transcribe` (asr.Variant.Transcribe with transcribe.DefaultOptions and a beam of
+// Config.BeamSize) decodes its audio, conditioned on the previous finals' text. While an utterance runs, every
 // Config.Step of audio decodes it again; the words the last Config.Agreement hypotheses
 // agree on are committed (LocalAgreement-n) and reported as the interim's stable prefix.
 // An utterance longer than Config.MaxUtterance is cut at a committed segment boundary.
@@ -516,8 +516,8 @@ func cutPoint(hyp []segment, committed int, start, end int64) int64 {
 	return cutAt
 }
 
-// decode transcribes [start, end) with the current prompt: with the full temperature
-// fallback for a final, at temperature 0 alone for an interim. It keeps the segments the
+// decode transcribes [start, end) with the current prompt: with Config.BeamSize and the full
+// temperature fallback for a final, greedily at temperature 0 alone for an interim. It keeps the segments the
 // guards let through.
 func (s *Session) decode(ctx context.Context, start, end int64, final bool) (*decoded, error) {
 	o := transcribe.DefaultOptions()
@@ -526,7 +526,9 @@ func (s *Session) decode(ctx context.Context, start, end int64, final bool) (*de
 	o.NoSpeechThreshold = gate(s.cfg.NoSpeechThreshold)
 	o.LogprobThreshold = gate(s.cfg.LogprobThreshold)
 	o.CompressionRatioThreshold = gate(s.cfg.CompressionRatioThreshold)
-	if !final {
+	if final {
+		o.SetBeam(s.cfg.BeamSize)
+	} else {
 		o.Temperatures = []float64{0}
 	}
 	o.WordTimestamps = final && s.cfg.WordTimestamps

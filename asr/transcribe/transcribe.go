@@ -94,6 +94,24 @@ func DefaultOptions() Options {
 	}
 }
 
+// DefaultBeamSize is the beam width chorus's command line and server decode with: the
+// default of OpenAI's command line (--beam_size 5 --best_of 5, ref: openai/whisper
+// transcribe.py#L541-L542), where DefaultOptions keeps its transcribe() function's greedy
+// decoding. On chorus-micro it lowers the development WER by about a quarter
+// (docs/BENCHMARKS.md, "Joint CTC/attention decoding").
+const DefaultBeamSize = 5
+
+// SetBeam makes o decode with beam search of width n at temperature 0 and draw the best of n
+// samples at the fallback temperatures, as OpenAI's command line does with --beam_size n
+// --best_of n; n ≤ 1 is greedy decoding.
+func (o *Options) SetBeam(n int) {
+	if n <= 1 {
+		o.Decode.BeamSize, o.Decode.BestOf = 0, 0
+		return
+	}
+	o.Decode.BeamSize, o.Decode.BestOf = n, n
+}
+
 // Segment is a stretch of speech with its text (ref: transcribe.py#L246-L261).
 type Segment struct {
 	ID int

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/chorus-asr/chorus/asr/decode"
+	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/training/data"
 	"github.com/chorus-asr/chorus/training/speech"
 	"github.com/spf13/cobra"
@@ -15,7 +17,8 @@ import (
 func evalCmd() *cobra.Command {
 	var (
 		model, manifest, key     string
-		workers, limit           int
+		workers, limit, beam     int
+		ctcWeight                float64
 		asJSON, card, timestamps bool
 	)
 	cmd := &cobra.Command{
@@ -32,6 +35,7 @@ func evalCmd() *cobra.Command {
 				return err
 			}
 			rep, err := speech.Evaluate(cmd.Context(), v, m, speech.EvalOptions{Workers: workers, Limit: limit, Timestamps: timestamps,
+				CTCWeight: &ctcWeight, Beam: beam,
 				Bad: func(p string, err error) { fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", p, err) }})
 			if err != nil {
 				return err
@@ -57,6 +61,8 @@ func evalCmd() *cobra.Command {
 	f.IntVar(&workers, "workers", 1, "utterances decoded in parallel")
 	f.IntVar(&limit, "limit", 0, "first N utterances only")
 	f.BoolVar(&timestamps, "timestamps", false, "decode in timestamp mode, as chorus transcribe and the server do (default: text only, <|notimestamps|>)")
+	f.Float64Var(&ctcWeight, "ctc-weight", decode.DefaultCTCWeight, "weight of the CTC head in joint CTC/attention decoding (0: attention only; models without a CTC head ignore it)")
+	f.IntVar(&beam, "beam", transcribe.DefaultBeamSize, "beam size (1: greedy), as chorus transcribe's")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&card, "card", false, "write the scores into the model folder's card.json (metrics.<key>)")
 	f.StringVar(&key, "key", "", "card metrics key (default: the manifest's base name)")

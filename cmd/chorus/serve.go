@@ -14,6 +14,8 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/defaultmodel"
+	"github.com/chorus-asr/chorus/asr/stream"
+	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/server"
 	"github.com/chorus-asr/chorus/server/registry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +36,7 @@ func serveCmd() *cobra.Command {
 		rtcPublicIPs, rtcIfaces                []string
 		rtcLoopback                            bool
 		pathwayLog                             string
-		encoderBatch                           int
+		encoderBatch, beam                     int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -92,6 +94,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 				WebRTC:        rtc,
 				PathwayLog:    pathwayLog,
 				EncoderBatch:  encoderBatch,
+				Stream:        stream.Config{BeamSize: beam},
 			}
 			if model != "" && model != defaultmodel.Name {
 				v, err := openModelOrDefault(model, f16)
@@ -158,6 +161,7 @@ SIGTERM or SIGINT drains: health goes NOT_SERVING, open streams are finalized, r
 	fl.StringSliceVar(&rtcIfaces, "webrtc-interface", nil, "network interface(s) for ICE candidates (default: all)")
 	fl.BoolVar(&rtcLoopback, "webrtc-loopback", true, "offer loopback ICE candidates (a browser on the same machine)")
 	fl.StringVar(&pathwayLog, "pathway-log", "", "export every routed final's activation pathway to this directory (zstd JSON lines; see chorus pathways)")
+	fl.IntVar(&beam, "beam", transcribe.DefaultBeamSize, "beam size of finals and whole-file transcriptions (1: greedy; interims are always greedy)")
 	fl.IntVar(&threads, "threads", 0, "compute threads (default: all cores)")
 	fl.BoolVar(&f16, "f16", true, "store large weights in half precision (f32 compute)")
 	return cmd

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/chorus-asr/chorus/asr/audio"
+	"github.com/chorus-asr/chorus/asr/decode"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/spf13/cobra"
 )
@@ -13,6 +14,7 @@ func transcribeCmd() *cobra.Command {
 	var (
 		model, format, language, task, prompt string
 		beam                                  int
+		ctcWeight                             float64
 		f16, words                            bool
 		threads                               int
 	)
@@ -36,9 +38,8 @@ func transcribeCmd() *cobra.Command {
 			o.Decode.Task = task
 			o.InitialPrompt = prompt
 			o.WordTimestamps = words
-			if beam > 1 {
-				o.Decode.BeamSize, o.Decode.BestOf = beam, beam
-			}
+			o.Decode.CTCWeight = ctcWeight
+			o.SetBeam(beam)
 			failed := 0
 			for _, f := range files {
 				samples, err := audio.Load16kMono(f)
@@ -66,7 +67,8 @@ func transcribeCmd() *cobra.Command {
 	fl.StringVar(&language, "language", "", "language code (default: detect for multilingual models, else en)")
 	fl.StringVar(&task, "task", "transcribe", "transcribe or translate")
 	fl.StringVar(&prompt, "prompt", "", "initial prompt text")
-	fl.IntVar(&beam, "beam", 1, "beam size (1: greedy)")
+	fl.IntVar(&beam, "beam", transcribe.DefaultBeamSize, "beam size (1: greedy)")
+	fl.Float64Var(&ctcWeight, "ctc-weight", decode.DefaultCTCWeight, "weight of the CTC head in joint CTC/attention decoding (0: attention only; models without a CTC head ignore it)")
 	fl.BoolVar(&words, "word-timestamps", false, "align each word with the audio (json output gets each segment's words; one more decoder pass per window)")
 	fl.BoolVar(&f16, "f16", true, "store large weights in half precision (f32 compute)")
 	fl.IntVar(&threads, "threads", 0, "compute threads (default: all cores)")

@@ -32,8 +32,12 @@ type EvalReport struct {
 	Overall  Score            `json:"overall"`
 	ByVoice  map[string]Score `json:"by_voice"`
 	BySource map[string]Score `json:"by_source"`
-	// RTF is compute time over audio time for greedy decoding (workers in parallel count
-	// their own compute time).
+	// Beam, CTCWeight and Timestamps are how it decoded (beam 1: greedy).
+	Beam       int     `json:"beam"`
+	CTCWeight  float64 `json:"ctc_weight"`
+	Timestamps bool    `json:"timestamps"`
+	// RTF is compute time over audio time (workers in parallel count their own compute
+	// time).
 	RTF      float64 `json:"rtf"`
 	AudioSec float64 `json:"audio_s"`
 	Workers  int     `json:"workers"`
@@ -47,8 +51,12 @@ type EvalOptions struct {
 	// Timestamps decodes in timestamp mode, as `chorus transcribe` and the server do (Whisper's
 	// default); without it the decoder is asked for text only (<|notimestamps|>).
 	Timestamps bool
-	Progress   func(done, total int)
-	Bad        func(path string, err error)
+	// CTCWeight is decode.Options.CTCWeight (nil: decode.DefaultCTCWeight); Beam > 1 runs beam
+	// search of that width (transcribe.Options.SetBeam), 0 or 1 greedy decoding.
+	CTCWeight *float64
+	Beam      int
+	Progress  func(done, total int)
+	Bad       func(path string, err error)
 }
 
 type scored struct {
@@ -57,8 +65,9 @@ type scored struct {
 	audio, compute float64
 }
 
-// Evaluate transcribes every utterance of a manifest greedily (no timestamps unless asked) and scores it
-// with the project's normaliser, overall and per voice and source.
+// Evaluate transcribes every utterance of a manifest (greedily unless Beam says otherwise; no
+// timestamps unless asked) and scores it with the project's normaliser, overall and per voice
+// and source.
 func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptions) (*EvalReport, error) {
 	entries := m.Entries
 	if o.Limit > 0 && o.Limit < len(entries) {
@@ -67,6 +76,10 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 	workers := max(1, o.Workers)
 	opts := transcribe.DefaultOptions()
 	opts.Decode.WithoutTimestamps = !o.Timestamps
+	if o.CTCWeight != nil {
+		opts.Decode.CTCWeight = *o.CTCWeight
+	}
+	opts.SetBeam(o.Beam)
 	results := make([]*scored, len(entries))
 	var (
 		wg   sync.WaitGroup
@@ -121,7 +134,8 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rep := &EvalReport{Manifest: m.Dir, ByVoice: map[string]Score{}, BySource: map[string]Score{}, Workers: workers, Errors: errs}
+	rep := &EvalReport{Manifest: m.Dir, ByVoice: map[string]Score{}, BySource: map[string]Score{}, Workers: workers, Errors: errs,
+		Beam: max(1, opts.Decode.BeamSize), CTCWeight: opts.Decode.CTCWeight, Timestamps: o.Timestamps}
 	groups := map[string][]*scored{}
 	var all []*scored
 	var compute float64
@@ -181,7 +195,12 @@ func (r *EvalReport) Print(w *os.File) {
 			row(part.label+" "+k, part.m[k])
 		}
 	}
-	fmt.Fprintf(w, "real-time factor %.4f over %.1f s of audio (%d workers), %d errors\n", r.RTF, r.AudioSec, r.Workers, r.Errors)
+	mode := "text only"
+	if r.Timestamps {
+		mode = "timestamps"
+	}
+	fmt.Fprintf(w, "real-time factor %.4f over %.1f s of audio (%d workers), %d errors; beam %d, CTC weight %g, %s\n",
+		r.RTF, r.AudioSec, r.Workers, r.Errors, r.Beam, r.CTCWeight, mode)
 }
 
 // AddToCard records a report under metrics.<key> in dir/card.json (rewriting its checksums).

@@ -39,12 +39,9 @@ func PruneMagnitude(v *asr.Variant, target float64, unitBlock int, out string) (
 	}
 	// The parent's CTC head (if it has one) goes along: the pruned encoder's outputs moved, but
 	// it is still the best start for fine-tuning the pruned variant.
-	head, err := ReadCTCHead(v)
-	if err != nil {
-		return nil, err
-	}
+	head := v.CTC
 	if head != nil {
-		head.W = prune.CutColumns(head.W, mat.Hidden[prune.Encoder])
+		head = &asr.CTCHead{W: prune.CutColumns(head.W, mat.Hidden[prune.Encoder]), B: head.B}
 	}
 	if err := writeCTCHead(out, head); err != nil {
 		return nil, err

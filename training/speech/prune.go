@@ -314,10 +314,7 @@ func runPrune(ctx context.Context, r *Recipe, o RunOptions) error {
 	if err != nil {
 		return err
 	}
-	head, err := ReadCTCHead(tv)
-	if err != nil {
-		return err
-	}
+	head := tv.CTC
 	logCTCHead(log, tv.Path, head, r.Objective.CTCWeight)
 	task, err := New(ctx, Options{
 		Dims: tv.Model.Dims, Tokenizer: tv.Tokenizer, Train: train, Dev: dev,

@@ -272,7 +272,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		return err
 	}
 	var init *whisper.Model
-	var head *CTCHead
+	var head *asr.CTCHead
 	var route *Route
 	var kd *KD
 	if r.From != "" {
@@ -299,9 +299,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 			kd = &KD{Teacher: tv.Model, Source: r.Teacher, Logit: k.Logit, Temperature: cmp.Or(k.Temperature, 2)}
 			log.Info("distilling", "teacher", src, "logit", kd.Logit, "temperature", kd.Temperature)
 		}
-		if head, err = ReadCTCHead(v); err != nil {
-			return err
-		}
+		head = v.CTC
 		logCTCHead(log, r.From, head, r.Objective.CTCWeight)
 		// ReLU-fication: a recipe that names another activation than its From variant's
 		// fine-tunes the same weights with it (recipes/chorus-relufy.json).

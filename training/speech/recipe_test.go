@@ -177,16 +177,16 @@ func TestCTCHeadCarried(t *testing.T) {
 	r.Objective.CTCWeight = 0.3
 	r.Seed = 7 // a fresh head of the second run (seed 1) differs from this run's everywhere
 	work, v1 := runTiny(t, r, dir)
-	h1, err := ReadCTCHead(v1)
-	if err != nil || h1 == nil {
-		t.Fatalf("variant's CTC head: %v, %v", h1, err)
+	h1 := v1.CTC
+	if h1 == nil {
+		t.Fatal("the variant has no CTC head")
 	}
 	card, err := os.ReadFile(filepath.Join(work, "variant", "card.json"))
-	if err != nil || !strings.Contains(string(card), CTCHeadFile) {
-		t.Errorf("card.json does not list %s (%v)", CTCHeadFile, err)
+	if err != nil || !strings.Contains(string(card), asr.CTCHeadFile) {
+		t.Errorf("card.json does not list %s (%v)", asr.CTCHeadFile, err)
 	}
-	if none, err := ReadCTCHead(&asr.Variant{Path: base}); none != nil || err != nil {
-		t.Errorf("variant without a head: %v, %v", none, err)
+	if none, err := asr.Open(base, asr.OpenOptions{}); err != nil || none.CTC != nil {
+		t.Errorf("variant without a head: %v, %v", none.CTC, err)
 	}
 
 	first := filepath.Join(dir, "first")
@@ -198,9 +198,9 @@ func TestCTCHeadCarried(t *testing.T) {
 	r2.Objective.CTCWeight = 0.3
 	r2.Optim.PeakLR = 1e-12
 	_, v2 := runTiny(t, r2, dir)
-	h2, err := ReadCTCHead(v2)
-	if err != nil || h2 == nil {
-		t.Fatalf("second variant's CTC head: %v, %v", h2, err)
+	h2 := v2.CTC
+	if h2 == nil {
+		t.Fatal("the second variant has no CTC head")
 	}
 	var worst float32
 	for i, w := range h1.W.Data {
@@ -210,10 +210,10 @@ func TestCTCHeadCarried(t *testing.T) {
 		t.Errorf("fine-tune did not start from the stored head: max |Δw| %g", worst)
 	}
 
-	bad := &CTCHead{W: h1.W, B: h1.B}
+	bad := &asr.CTCHead{W: h1.W, B: h1.B}
 	bad.W = bad.W.Clone()
 	bad.W.Shape = []int{h1.W.Shape[0] * 2, h1.W.Shape[1] / 2}
-	if err := bad.fits(h1.W.Shape[0]-1, h1.W.Shape[1]); err == nil {
+	if err := bad.Fits(h1.W.Shape[0]-1, h1.W.Shape[1]); err == nil {
 		t.Error("a head of the wrong shape fits")
 	}
 }

@@ -53,9 +53,9 @@ type Options struct {
 	Seed uint64
 	// Init, if set, starts from these weights (fine-tuning) instead of a fresh initialisation.
 	Init *whisper.Model
-	// CTCHead, if set, starts the CTC head from these weights (ReadCTCHead of the variant Init
+	// CTCHead, if set, starts the CTC head from these weights (the CTC head of the variant Init
 	// came from) instead of a fresh one; it must fit the tokenizer and d_model.
-	CTCHead *CTCHead
+	CTCHead *asr.CTCHead
 	// Progress reports feature extraction.
 	Progress func(done, total int)
 	// Bad reports manifest entries whose audio could not be used.
@@ -193,7 +193,7 @@ func (t *Task) build() error {
 	t.ctcW = tensor.New(t.blank+1, c)
 	t.ctcB = tensor.New(t.blank + 1)
 	if h := o.CTCHead; h != nil {
-		if err := h.fits(t.blank, c); err != nil {
+		if err := h.Fits(t.blank, c); err != nil {
 			return err
 		}
 		copy(t.ctcW.Data, h.W.Data)
@@ -222,7 +222,7 @@ func (t *Task) build() error {
 }
 
 // CTCHead is the CTC head being trained (weights update in place).
-func (t *Task) CTCHead() *CTCHead { return &CTCHead{W: t.ctcW, B: t.ctcB} }
+func (t *Task) CTCHead() *asr.CTCHead { return &asr.CTCHead{W: t.ctcW, B: t.ctcB} }
 
 // Model is the model being trained (weights update in place).
 func (t *Task) Model() *whisper.Model { return t.m }

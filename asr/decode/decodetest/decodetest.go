@@ -160,3 +160,28 @@ func Peaked(v, tok int, p float64) []float32 {
 	l[tok] = float32(x)
 	return l
 }
+
+// BatchRunner is a Runner that also implements decode.BatchRunner, counting its batched
+// calls in Batches, so that tests run the searches' batched path.
+type BatchRunner struct {
+	*Runner
+	Batches int
+}
+
+// LogitsBatch implements decode.BatchRunner; it panics when a hypothesis appears twice.
+func (r *BatchRunner) LogitsBatch(seqs, tokens []int) []float32 {
+	if len(seqs) != len(tokens) {
+		panic(fmt.Sprintf("decodetest: LogitsBatch of %d hypotheses and %d tokens", len(seqs), len(tokens)))
+	}
+	seen := map[int]bool{}
+	var out []float32
+	for i, q := range seqs {
+		if seen[q] {
+			panic(fmt.Sprintf("decodetest: hypothesis %d twice in one batch", q))
+		}
+		seen[q] = true
+		out = append(out, r.feed(q, tokens[i])...)
+	}
+	r.Batches++
+	return out
+}

@@ -94,6 +94,20 @@ func (s *State) Logits(seq int, tokens []int) []float32 {
 	return s.logits
 }
 
+// LogitsBatch feeds tokens[i] to hypothesis seqs[i], for every i at once (Decoder.StepBatch),
+// and returns the logits [len(seqs)·V], row i what Logits(seqs[i], tokens[i:i+1]) returns.
+// The returned slice is reused by the next call. The hypotheses must be distinct.
+func (s *State) LogitsBatch(seqs, tokens []int) []float32 {
+	defer s.dec.Reset()
+	cs := make([]*Caches, len(seqs))
+	for i, q := range seqs {
+		cs[i] = s.seqs[q]
+	}
+	out := s.m.Decoder.StepBatch(s.dec, tokens, cs, s.routing)
+	s.logits = append(s.logits[:0], out.Data...)
+	return s.logits
+}
+
 // AllLogits feeds tokens to hypothesis seq and returns logits [len(tokens), V] for every
 // position (a copy).
 func (s *State) AllLogits(seq int, tokens []int) *tensor.T {
