@@ -13,7 +13,6 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/stream"
-	"github.com/chorus-asr/chorus/asr/transcribe"
 	chorusv1 "github.com/chorus-asr/chorus/proto/chorus/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -168,7 +167,7 @@ func New(cfg Config) (*Server, error) {
 	case cfg.MaxStreams < 0 || cfg.MaxStreamAudio < 0 || cfg.MaxMessageBytes < 0 || cfg.ComputeSlots < 0 || cfg.EncoderBatch < 0:
 		return nil, errors.New("server: negative stream limit")
 	case cfg.Stream.BeamSize < 0 || cfg.Stream.BeamSize > 16:
-		return nil, fmt.Errorf("server: beam size %d outside [1, 16]", cfg.Stream.BeamSize)
+		return nil, fmt.Errorf("server: beam size %d outside [0, 16]", cfg.Stream.BeamSize)
 	case (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == ""):
 		return nil, errors.New("server: TLS needs both a certificate and a key file")
 	}
@@ -186,9 +185,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.EncoderBatch == 0 {
 		cfg.EncoderBatch = DefaultEncoderBatch
-	}
-	if cfg.Stream.BeamSize == 0 {
-		cfg.Stream.BeamSize = transcribe.DefaultBeamSize
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr

@@ -34,14 +34,6 @@ var (
 	defaultErr     error
 )
 
-// fileOptions are the options a stream's finals and `chorus transcribe` decode with:
-// OpenAI's transcribe() defaults and chorus's default beam.
-func fileOptions() transcribe.Options {
-	o := transcribe.DefaultOptions()
-	o.SetBeam(transcribe.DefaultBeamSize)
-	return o
-}
-
 func loadDefault(t *testing.T) *asr.Variant {
 	t.Helper()
 	defaultOnce.Do(func() {
@@ -158,7 +150,7 @@ func TestStreamMatchesTranscribe(t *testing.T) {
 	g := startGRPC(t, Config{})
 	x := speechClip(t)
 	// Whole-file transcription of the audio as the server received it (LINEAR16 rounds).
-	want, err := loadDefault(t).Transcribe(t.Context(), audio.FromPCM16(clients.PCM16(x)), fileOptions())
+	want, err := loadDefault(t).Transcribe(t.Context(), audio.FromPCM16(clients.PCM16(x)), transcribe.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +419,7 @@ func TestEncoderBatching(t *testing.T) {
 	checkLeaks(t)
 	g := startGRPC(t, Config{})
 	x := speechClip(t)
-	want, err := loadDefault(t).Transcribe(t.Context(), audio.FromPCM16(clients.PCM16(x)), fileOptions())
+	want, err := loadDefault(t).Transcribe(t.Context(), audio.FromPCM16(clients.PCM16(x)), transcribe.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chromedp/chromedp"
 )
 
@@ -75,7 +76,7 @@ func TestPageChromium(t *testing.T) {
 	if err := os.WriteFile(wav, wavBytes(x), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fileText, err := loadDefault(t).Transcribe(t.Context(), x, fileOptions())
+	fileText, err := loadDefault(t).Transcribe(t.Context(), x, transcribe.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestPageChromium(t *testing.T) {
 		var whole []string
 		for _, sp := range ps.FinalSpans {
 			a, b := min(int(sp[0]*16000), len(got)), min(int(sp[1]*16000+0.5), len(got))
-			res, err := loadDefault(t).Transcribe(t.Context(), got[a:b], fileOptions())
+			res, err := loadDefault(t).Transcribe(t.Context(), got[a:b], transcribe.DefaultOptions())
 			if err != nil {
 				t.Fatal(err)
 			}

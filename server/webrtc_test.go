@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chorus-asr/chorus/asr/transcribe"
 	chorusv1 "github.com/chorus-asr/chorus/proto/chorus/v1"
 	"github.com/pion/ice/v4"
 	"github.com/pion/opus"
@@ -444,7 +445,7 @@ func TestWebRTCMatchesGRPC(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") || len(got) == 0 {
 		t.Errorf("WebRTC finals %q, gRPC finals of the same audio %q", got, want)
 	}
-	whole, err := loadDefault(t).Transcribe(t.Context(), decoded, fileOptions())
+	whole, err := loadDefault(t).Transcribe(t.Context(), decoded, transcribe.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/mel"
-	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/tensor"
 )
 
@@ -55,10 +54,12 @@ type Config struct {
 	// where a long utterance's second window starts, as in OpenAI's loop).
 	WordTimestamps bool
 
-	// BeamSize is the beam width finals decode with (transcribe.Options.SetBeam): 0 means
-	// transcribe.DefaultBeamSize, as `chorus transcribe` decodes, and 1 greedy decoding.
-	// Interims always decode greedily: they are redone every Step and only the words
-	// consecutive ones agree on are kept.
+	// BeamSize > 1 decodes finals with beam search of that width (transcribe.Options.SetBeam,
+	// as `chorus transcribe --beam N`); 0 and 1 decode them greedily, as OpenAI's
+	// transcribe() does. Beam search lowers the default model's WER by about a quarter but
+	// costs finals about twice the decoding time, and a loaded server's capacity with it
+	// (docs/BENCHMARKS.md, "Joint CTC/attention decoding"). Interims always decode greedily:
+	// they are redone every Step and only the words consecutive ones agree on are kept.
 	BeamSize int
 
 	// Routing chooses the experts a mixture-of-experts variant runs for this stream
@@ -152,9 +153,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Agreement == 0 {
 		c.Agreement = DefaultAgreement
 	}
-	if c.BeamSize == 0 {
-		c.BeamSize = transcribe.DefaultBeamSize
-	}
 	deff(&c.SpeechMargin, DefaultSpeechMargin)
 	deff(&c.MinSpeechLevel, DefaultMinSpeechLevel)
 	deff(&c.NoSpeechThreshold, DefaultNoSpeechThreshold)
@@ -166,8 +164,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Step < frame || c.Step > 10*time.Second:
 		return c, fmt.Errorf("stream: step %v outside [10ms, 10s]", c.Step)
-	case c.BeamSize < 1 || c.BeamSize > 16:
-		return c, fmt.Errorf("stream: beam size %d outside [1, 16]", c.BeamSize)
+	case c.BeamSize < 0 || c.BeamSize > 16:
+		return c, fmt.Errorf("stream: beam size %d outside [0, 16]", c.BeamSize)
 	case c.Agreement < 1 || c.Agreement > 10:
 		return c, fmt.Errorf("stream: agreement %d outside [1, 10]", c.Agreement)
 	case c.EndpointSilence < 2*frame || c.EndpointSilence > 10*time.Second:

@@ -4,8 +4,9 @@
 // Audio time drives everything; a Session never reads a clock. The stream is cut into
 // utterances by an energy voice-activity detector (see Config's VAD fields): speech starts
 // an utterance, a pause of Config.EndpointSilence ends it, and its final is decoded exactly
-// as `chorus transcribe` (asr.Variant.Transcribe with transcribe.DefaultOptions and a beam of
-// Config.BeamSize) decodes its audio, conditioned on the previous finals' text. While an utterance runs, every
+// as `chorus transcribe --beam B` (asr.Variant.Transcribe with transcribe.DefaultOptions and
+// B = Config.BeamSize, greedy by default) decodes its audio, conditioned on the previous
+// finals' text. While an utterance runs, every
 // Config.Step of audio decodes it again; the words the last Config.Agreement hypotheses
 // agree on are committed (LocalAgreement-n) and reported as the interim's stable prefix.
 // An utterance longer than Config.MaxUtterance is cut at a committed segment boundary.

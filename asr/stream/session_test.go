@@ -150,7 +150,6 @@ func checkFinals(t *testing.T, x []float32, finals []Event, first time.Duration,
 		}
 		next = f.End
 		o := transcribe.DefaultOptions()
-		o.SetBeam(transcribe.DefaultBeamSize) // finals decode as `chorus transcribe` does
 		o.InitialPrompt = prompt
 		span := x[samples(f.Start):min(samples(f.End), int64(len(x)))]
 		want, err := v.Transcribe(context.Background(), span, o)
@@ -193,7 +192,6 @@ func TestFinalEqualsTranscribe(t *testing.T) {
 				// Prompted, the default model writes nothing for this clip (unprompted it
 				// does): then neither may the session.
 				o := transcribe.DefaultOptions()
-				o.SetBeam(transcribe.DefaultBeamSize)
 				o.InitialPrompt = c.cfg.InitialPrompt
 				want, err := testModel(t).Transcribe(context.Background(), x, o)
 				if err != nil {
