@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/asr/bench"
 	"github.com/chorus-asr/chorus/asr/defaultmodel"
 	"github.com/chorus-asr/chorus/tensor"
@@ -121,7 +122,7 @@ func Sweep(ctx context.Context, o SweepOptions) ([]SweepRow, error) {
 			}
 			defer tensor.SetMatmulBF16(true)
 		}
-		rep, err := Evaluate(ctx, v, o.Dev, EvalOptions{Limit: o.Limit})
+		rep, err := Evaluate(ctx, v, o.Dev, EvalOptions{Limit: o.Limit, Beam: transcribe.DefaultBeamSize}) // as chorus eval
 		if err != nil {
 			return row, err
 		}
