@@ -13,7 +13,7 @@ DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox
 CORPUS_N ?= 12000
 CORPUS2_N ?= 60000
 
-.PHONY: snapshot embed all deps deps-data build test run bench proto fuzz lint clean corpus corpus-v2 train moe moe-routed flagship
+.PHONY: snapshot embed all deps deps-data build test run bench proto fuzz lint clean corpus corpus-v2 train moe moe-routed flagship lm
 
 all: build
 
@@ -92,14 +92,24 @@ snapshot:
 # `make moe flagship`, which read the new default from asr/defaultmodel (not from a binary).
 EMBED_FROM ?= $(TRAIN_WORK)/variant
 EVAL_LIMIT ?= 150
-embed: build
+embed: build corpus-v2
 	@test -f $(EMBED_FROM)/config.json || { echo "no variant in $(EMBED_FROM): a training run writes one when it ends or is stopped"; exit 1; }
 	rm -rf asr/defaultmodel/chorus-micro && cp -r $(EMBED_FROM) asr/defaultmodel/chorus-micro
+	$(MAKE) lm LM_DIR=asr/defaultmodel/chorus-micro
 	for s in dev dev-voices real-dev; do \
 		./$(BIN) eval --model asr/defaultmodel/chorus-micro --manifest corpus/v1/$$s.jsonl --limit $(EVAL_LIMIT) --card || exit 1; \
 	done
 	./$(BIN) eval --model asr/defaultmodel/chorus-micro --manifest corpus/v1/dev.jsonl --limit $(EVAL_LIMIT) --card --timestamps --key dev-timestamps
 	$(GO) build -o $(BIN) ./cmd/chorus
+
+# lm builds a variant folder's token 8-gram language model (lm.arpa.zst, interpolated
+# Kneser-Ney, n-grams of order 3+ seen fewer than 3 times pruned) from the training text, for
+# shallow fusion in beam search (`chorus lm build`; decode.Options.LMWeight). LM_DIR=… picks the
+# variant (default: the embedded default model; the flagship shares its tokenizer).
+LM_DIR ?= asr/defaultmodel/chorus-micro
+LM_FLAGS = --manifest corpus/v2/train.jsonl --manifest corpus/v2/real-train.jsonl --order 8 --min-count 3
+lm: build corpus-v2
+	./$(BIN) lm build --model $(LM_DIR) $(LM_FLAGS) --out $(LM_DIR)/lm.arpa.zst
 
 # moe MoE-fies the embedded default model into runs/chorus-micro-moe: co-activation split
 # into 16 experts per layer, MLP routers trained on the training corpus's first utterances

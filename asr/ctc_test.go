@@ -10,6 +10,7 @@ import (
 
 	"github.com/chorus-asr/chorus/asr/audio"
 	"github.com/chorus-asr/chorus/asr/formats"
+	"github.com/chorus-asr/chorus/asr/lm"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/tensor"
 )
@@ -104,5 +105,43 @@ func TestCTCHead(t *testing.T) {
 	}
 	if _, err := Open(dir, OpenOptions{}); err == nil || !strings.Contains(err.Error(), "ctc head") {
 		t.Errorf("a corrupt head: err %v", err)
+	}
+}
+
+// TestLanguageModelFile: a variant folder's lm.arpa.zst opens with the variant and reaches
+// the decoder; a corrupt one fails Open with an error naming it.
+func TestLanguageModelFile(t *testing.T) {
+	dir, tok, _ := tokenizedVariant(t)
+	sp := tok.Specials()
+	n, err := lm.Estimate([][]int{tok.Encode(" hello world"), tok.Encode(" hello there")},
+		lm.EstimateOptions{Order: 3, BOS: sp.SOT, EOS: sp.EOT, Vocab: tok.Size()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, LMFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SaveZstd(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	v, err := Open(dir, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm, err := v.DecodeModel()
+	if err != nil || v.LM == nil || dm.LM == nil || v.LM.Order() != 3 {
+		t.Fatalf("language model not opened: %v, %v", v.LM, err)
+	}
+	ctx := append([]int{sp.SOT}, tok.Encode(" hello")...)
+	if p := math.Exp(v.LM.LogProb(ctx, tok.Encode(" world")[0])); p < 0.2 {
+		t.Errorf("p(world | hello) = %.3f", p)
+	}
+	if err := os.WriteFile(filepath.Join(dir, LMFile), []byte("\\data\\\nngram 1=x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, OpenOptions{}); err == nil || !strings.Contains(err.Error(), "language model") {
+		t.Errorf("corrupt language model: err %v", err)
 	}
 }

@@ -106,7 +106,11 @@ func (v *Variant) DecodeModel() (decode.Model, error) {
 		return decode.Model{}, fmt.Errorf("model %s has no tokenizer files (vocab.json, merges.txt): it can only be used with token ids", v.Name)
 	}
 	d := v.Model.Dims
-	return decode.Model{Vocab: v.Tokenizer, Specials: decode.Specials(v.Tokenizer.Specials()), TextCtx: d.NTextCtx, AudioCtx: d.NAudioCtx}, nil
+	m := decode.Model{Vocab: v.Tokenizer, Specials: decode.Specials(v.Tokenizer.Specials()), TextCtx: d.NTextCtx, AudioCtx: d.NAudioCtx}
+	if v.LM != nil {
+		m.LM = v.LM
+	}
+	return m, nil
 }
 
 // Transcribe runs long-form transcription of 16-kHz mono samples (OpenAI's transcribe loop:

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/chorus-asr/chorus/asr/formats"
+	"github.com/chorus-asr/chorus/asr/lm"
 	"github.com/chorus-asr/chorus/asr/mel"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/tokenizer"
@@ -37,6 +38,9 @@ type Variant struct {
 	// CTC is the CTC head chorus trained beside the model (CTCHeadFile), nil when the
 	// variant has none; decoding uses it for joint CTC/attention scoring.
 	CTC *CTCHead
+	// LM is the variant's token n-gram language model (LMFile), nil when it has none;
+	// decoding uses it for shallow fusion (decode.Options.LMWeight).
+	LM *lm.NGram
 }
 
 // ChorusConfig is chorus's extension block in config.json.
@@ -217,6 +221,9 @@ func OpenFS(fsys fs.FS, dir, name string, opts OpenOptions) (*Variant, error) {
 		if err := v.CTC.Fits(v.Tokenizer.Specials().EOT, v.Model.Dims.NAudioState); err != nil {
 			return nil, fmt.Errorf("open model %s: %w", name, err)
 		}
+	}
+	if v.LM, err = readLM(fsys, dir, name, v.Tokenizer); err != nil {
+		return nil, err
 	}
 	v.Path = name
 	return v, nil

@@ -34,6 +34,20 @@ func spell(classes int, frames ...int) []float32 {
 	return lp
 }
 
+// stopsEarly is a runner of seqs hypotheses whose decoder says " hello" (3:1 over " the"), then
+// prefers EOT 3:1 over " world", and after anything else EOT 3:1 over ".".
+func stopsEarly(seqs, v int, sp decode.Specials) *decodetest.Runner {
+	return decodetest.NewRunner(seqs, v, stepScript(v, 4, 1, nil, func(s []int) []float32 {
+		switch {
+		case len(s) == 0:
+			return choice(v, tokHello, tokThe)
+		case s[len(s)-1] == tokHello:
+			return choice(v, sp.EOT, tokWorld)
+		}
+		return choice(v, sp.EOT, tokDot)
+	}))
+}
+
 // TestJointCTCDecoding: the decoder alone prefers to stop after " hello" (EOT 3:1 over
 // " world"); the audio's CTC output spells " hello world". Joint decoding continues to
 // " world", greedy and beam alike, while the reported log-probabilities stay the decoder's.
@@ -43,17 +57,7 @@ func TestJointCTCDecoding(t *testing.T) {
 	sp := m.Specials
 	blank := sp.EOT
 	lp := spell(blank+1, blank, tokHello, tokHello, blank, tokWorld, tokWorld, blank)
-	script := func(seqs int) *decodetest.Runner {
-		return decodetest.NewRunner(seqs, v, stepScript(v, 4, 1, nil, func(s []int) []float32 {
-			switch {
-			case len(s) == 0:
-				return choice(v, tokHello, tokThe)
-			case s[len(s)-1] == tokHello:
-				return choice(v, sp.EOT, tokWorld)
-			}
-			return choice(v, sp.EOT, tokDot)
-		}))
-	}
+	script := func(seqs int) *decodetest.Runner { return stopsEarly(seqs, v, sp) }
 	l34, l14 := math.Log(0.75), math.Log(0.25)
 	for _, tc := range []struct {
 		name    string
@@ -134,4 +138,83 @@ func TestJointCTCDecoding(t *testing.T) {
 			}
 		}
 	})
+}
+
+// bigramLM is a scripted language model: ln p(tok | last) from a table, a floor elsewhere.
+type bigramLM map[[2]int]float64
+
+func (b bigramLM) Order() int { return 2 }
+func (b bigramLM) LogProb(ctx []int, tok int) float64 {
+	if lp, ok := b[[2]int{ctx[len(ctx)-1], tok}]; ok {
+		return lp
+	}
+	return math.Log(1e-3)
+}
+
+// TestShallowFusion: the decoder alone stops after " hello"; a language model that knows
+// " hello world" makes beam search continue, with its weight; greedy decoding and weight 0
+// ignore it, and the reported log-probabilities stay the decoder's. The LM sees SOT before
+// the first token and the text tokens so far (never timestamps).
+func TestShallowFusion(t *testing.T) {
+	m, v := testModel()
+	sp := m.Specials
+	var contexts [][]int
+	lm := bigramLM{{sp.SOT, tokHello}: math.Log(0.9), {tokHello, tokWorld}: math.Log(0.99), {tokWorld, sp.EOT}: math.Log(0.99)}
+	m.LM = recordingLM{lm, &contexts}
+	script := func(seqs int) *decodetest.Runner { return stopsEarly(seqs, v, sp) }
+	l34, l14 := math.Log(0.75), math.Log(0.25)
+	for _, tc := range []struct {
+		name    string
+		weight  float64
+		beam    int
+		want    []int
+		wantSum float64
+	}{
+		{"beam", 1, 2, []int{tokHello, tokWorld}, l34 + l14 + l34},
+		{"beam-weight-0", 0, 2, []int{tokHello}, 2 * l34},
+		{"greedy-ignores-lm", 1, 0, []int{tokHello}, 2 * l34},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			contexts = nil
+			o := decode.DefaultOptions()
+			o.Language, o.WithoutTimestamps, o.LMWeight, o.LMBonus, o.BeamSize = "en", true, tc.weight, 0, tc.beam
+			if tc.beam > 0 {
+				o.Patience = 3 // collect enough finished hypotheses for the longer one to finish
+			}
+			res, err := decode.Decode(script(max(1, tc.beam)), m, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(res[0].Tokens, tc.want) {
+				t.Fatalf("tokens %v, want %v", res[0].Tokens, tc.want)
+			}
+			if !near(res[0].SumLogprob, tc.wantSum, 1e-6) {
+				t.Errorf("sum log-prob %g, want the decoder's %g", res[0].SumLogprob, tc.wantSum)
+			}
+			if (tc.weight > 0 && tc.beam > 0) != (len(contexts) > 0) {
+				t.Errorf("the LM was asked %d times", len(contexts))
+			}
+			for _, c := range contexts {
+				if c[0] != sp.SOT && len(c) != 1 {
+					t.Errorf("context %v: want SOT, then the text tokens", c)
+				}
+			}
+		})
+	}
+	o := decode.DefaultOptions()
+	o.LMWeight = -1
+	if _, err := decode.Decode(script(1), m, o); err == nil || !strings.Contains(err.Error(), "LM weight") {
+		t.Errorf("negative LM weight: err %v", err)
+	}
+}
+
+// recordingLM records the contexts it is asked about.
+type recordingLM struct {
+	decode.LanguageModel
+	contexts *[][]int
+}
+
+func (r recordingLM) LogProb(ctx []int, tok int) float64 {
+	*r.contexts = append(*r.contexts, slices.Clone(ctx))
+	return r.LanguageModel.LogProb(ctx, tok)
 }

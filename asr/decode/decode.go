@@ -77,6 +77,9 @@ func DecodeContext(ctx context.Context, r Runner, m Model, o Options) ([]Result,
 	if t.ctc, err = newCTCScorer(r, m.Specials.EOT, o.CTCWeight); err != nil {
 		return nil, err
 	}
+	if m.LM != nil && o.LMWeight > 0 && o.BeamSize > 0 {
+		t.lm = m.LM
+	}
 	var cands []candidate
 	if o.BeamSize > 0 {
 		cands, err = t.beamSearch(r, first)
@@ -124,8 +127,12 @@ type task struct {
 	filterIDs []int // token ids the filters index directly, checked against the vocabulary
 	prefix    []int // the forced prefix kept in initial
 	rng       *rand.Rand
-	ctc       *ctcScorer // joint CTC/attention decoding; nil when off
+	ctc       *ctcScorer    // joint CTC/attention decoding; nil when off
+	lm        LanguageModel // shallow fusion with Model.LM; nil when off
 }
+
+// rescores reports whether candidates are rescored beyond the decoder's log-probabilities.
+func (t *task) rescores() bool { return t.ctc != nil || t.lm != nil }
 
 func newTask(ctx context.Context, m Model, o Options, langToken int) (*task, error) {
 	t := &task{ctx: ctx, m: m, o: o, sampleLen: o.SampleLen, rng: o.Rand}
@@ -266,6 +273,29 @@ type candidate struct {
 	sum, joint float64
 }
 
+// lmContext is the language model's context for a hypothesis that sampled tokens: SOT (the
+// model's sentence start), the forced prefix and the sampled text tokens, of which the last
+// Order()−1 count.
+func (t *task) lmContext(sampled []int) []int {
+	eot, keep := t.m.Specials.EOT, t.lm.Order()-1
+	ctx := make([]int, 0, keep+1)
+	for i := len(sampled) - 1; i >= 0 && len(ctx) < keep; i-- {
+		if sampled[i] < eot {
+			ctx = append(ctx, sampled[i])
+		}
+	}
+	for i := len(t.prefix) - 1; i >= 0 && len(ctx) < keep; i-- {
+		if t.prefix[i] < eot {
+			ctx = append(ctx, t.prefix[i])
+		}
+	}
+	if len(ctx) < keep {
+		ctx = append(ctx, t.m.Specials.SOT)
+	}
+	slices.Reverse(ctx)
+	return ctx
+}
+
 // ctcStart is the CTC state of the window's text before anything is sampled: the empty
 // prefix extended by the forced prefix's text tokens.
 func (t *task) ctcStart() *ctcState {
@@ -284,12 +314,14 @@ type scored struct {
 }
 
 // proposals appends hypothesis g's n best next tokens to dst, best first. l are its filtered
-// logits, sum and joint its scores so far. Without CTC they are the n most probable tokens
-// (joint = att); with it, the ctcPreBeam(n) most probable are rescored by
-// (1−λ)·log p_att + λ·CTC score and the best n by that kept.
-func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcState, n int) []scored {
+// logits, sum and joint its scores so far, g its CTC state and sampled its tokens so far.
+// Without rescoring they are the n most probable tokens (joint = att); with it, the
+// ctcPreBeam(n) most probable are rescored — (1−λ)·log p_att + λ·CTC score under joint
+// decoding, plus β·log p_lm + γ for a text token (β·log p_lm(end) for EOT) under shallow
+// fusion — and the best n by that kept.
+func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcState, sampled []int, n int) []scored {
 	lse := logSumExp(l)
-	if t.ctc == nil {
+	if !t.rescores() {
 		for _, tok := range topK(l, n) {
 			a := sum + float64(l[tok]) - lse
 			dst = append(dst, scored{tok: tok, att: a, joint: a})
@@ -297,13 +329,31 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 		return dst
 	}
 	start := len(dst)
-	lam := t.ctc.lambda
+	var lam float64
+	if t.ctc != nil {
+		lam = t.ctc.lambda
+	}
+	var ctx []int
+	if t.lm != nil {
+		ctx = t.lmContext(sampled)
+	}
+	eot := t.m.Specials.EOT
 	for _, tok := range topK(l, ctcPreBeam(n)) {
 		a := float64(l[tok]) - lse
 		if math.IsInf(a, -1) {
 			continue // masked: topK ran out of allowed tokens
 		}
-		dst = append(dst, scored{tok: tok, att: sum + a, joint: joint + (1-lam)*a + lam*t.ctc.tokenScore(g, tok)})
+		score := joint + (1-lam)*a
+		if t.ctc != nil {
+			score += lam * t.ctc.tokenScore(g, tok)
+		}
+		if t.lm != nil && tok <= eot {
+			score += t.o.LMWeight * t.lm.LogProb(ctx, tok)
+			if tok < eot {
+				score += t.o.LMBonus
+			}
+		}
+		dst = append(dst, scored{tok: tok, att: sum + a, joint: score})
 	}
 	mine := dst[start:]
 	slices.SortStableFunc(mine, func(a, b scored) int { return cmp.Compare(b.joint, a.joint) })
@@ -330,6 +380,7 @@ func (t *task) sample(r Runner, first []float32) ([]candidate, error) {
 		if t.ctc != nil {
 			states[j] = t.ctcStart()
 		}
+
 	}
 	var (
 		props      []scored
@@ -350,26 +401,28 @@ func (t *task) sample(r Runner, first []float32) ([]candidate, error) {
 			}
 			var tok int
 			switch {
-			case t.ctc != nil:
+			case t.rescores():
 				// The best joint score at temperature 0; above it a draw from the joint
 				// scores of the pre-beam candidates, softened by the temperature.
 				want := 1
 				if t.o.Temperature > 0 {
 					want = ctcPreBeam(1)
 				}
-				props = t.proposals(props[:0], l, sums[j], joints[j], states[j], want)
+				props = t.proposals(props[:0], l, sums[j], joints[j], states[j], seqs[j], want)
 				p := props[0]
 				if t.o.Temperature > 0 {
 					p = props[t.sampleScored(props)]
 				}
 				tok, sums[j], joints[j] = p.tok, p.att, p.joint
-				states[j] = t.ctc.advance(states[j], tok)
+				if t.ctc != nil {
+					states[j] = t.ctc.advance(states[j], tok)
+				}
 			case t.o.Temperature == 0:
 				tok = argmax(l)
 			default:
 				tok = sampleSoftmax(l, t.o.Temperature, t.rng)
 			}
-			if t.ctc == nil {
+			if !t.rescores() {
 				sums[j] += float64(l[tok]) - logSumExp(l)
 				joints[j] = sums[j]
 			}
@@ -460,7 +513,7 @@ func (t *task) beamSearch(r Runner, first []float32) ([]candidate, error) {
 			if err := t.filter(l, beams[b].tokens); err != nil {
 				return nil, err
 			}
-			mine = t.proposals(mine[:0], l, beams[b].sum, beams[b].joint, beams[b].ctc, size+1)
+			mine = t.proposals(mine[:0], l, beams[b].sum, beams[b].joint, beams[b].ctc, beams[b].tokens, size+1)
 			for _, s := range mine {
 				props = append(props, proposal{src: b, scored: s})
 			}

@@ -94,6 +94,19 @@ type Model struct {
 	// AudioCtx is n_audio_ctx (1500): encoder positions per 30-second window, which fixes the
 	// timestamp resolution at 30 s / AudioCtx (0.02 s).
 	AudioCtx int
+	// LM is the variant's external language model for shallow fusion (Options.LMWeight),
+	// nil for none.
+	LM LanguageModel
+}
+
+// LanguageModel is an external language model over the vocabulary's tokens whose sentences
+// start with SOT and end with EOT (lm.NGram is one): shallow fusion adds
+// Options.LMWeight·LogProb to each text token's and EOT's score.
+type LanguageModel interface {
+	// Order is the n of an n-gram model: LogProb reads the last Order()−1 ids of context.
+	Order() int
+	// LogProb is ln p(tok | context) for a text token or EOT.
+	LogProb(context []int, tok int) float64
 }
 
 // chunkSeconds is the length of one Whisper window (ref: openai/whisper audio.py CHUNK_LENGTH).

@@ -524,7 +524,7 @@ func WriteGGML(w io.Writer, f *GGMLFile, f16 bool) error {
 
 // WriteGGMLFile writes a ggml file atomically (see WriteSafetensorsFile).
 func WriteGGMLFile(path string, f *GGMLFile, f16 bool) error {
-	return writeFileAtomic(path, func(w io.Writer) error { return WriteGGML(w, f, f16) })
+	return WriteFileAtomic(path, func(w io.Writer) error { return WriteGGML(w, f, f16) })
 }
 
 func writeGGML(w io.Writer, f *GGMLFile, f16 bool) error {

@@ -282,5 +282,5 @@ func WriteHFConfig(w io.Writer, c *HFConfig) error {
 
 // WriteHFConfigFile writes config.json atomically (see WriteSafetensorsFile).
 func WriteHFConfigFile(path string, c *HFConfig) error {
-	return writeFileAtomic(path, func(w io.Writer) error { return WriteHFConfig(w, c) })
+	return WriteFileAtomic(path, func(w io.Writer) error { return WriteHFConfig(w, c) })
 }

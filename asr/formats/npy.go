@@ -77,7 +77,7 @@ func WriteNPYInt64(w io.Writer, data []int64, shape []int) error {
 
 // WriteNPYFile writes a float32 array to path atomically.
 func WriteNPYFile(path string, data []float32, shape []int) error {
-	return writeFileAtomic(path, func(w io.Writer) error { return WriteNPY(w, data, shape) })
+	return WriteFileAtomic(path, func(w io.Writer) error { return WriteNPY(w, data, shape) })
 }
 
 func writeNPY(w io.Writer, descr string, n int, shape []int, put func([]byte, int) []byte) error {

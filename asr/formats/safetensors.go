@@ -480,7 +480,7 @@ func WriteSafetensorsFile(path string, ck *Checkpoint, compress bool) error {
 	if compress != strings.HasSuffix(path, ".zst") {
 		return fmt.Errorf("safetensors: %s: compress=%v disagrees with the file name", path, compress)
 	}
-	return writeFileAtomic(path, func(w io.Writer) error {
+	return WriteFileAtomic(path, func(w io.Writer) error {
 		if !compress {
 			return WriteSafetensors(w, ck)
 		}
@@ -496,9 +496,9 @@ func WriteSafetensorsFile(path string, ck *Checkpoint, compress bool) error {
 	})
 }
 
-// writeFileAtomic runs write against a temporary file beside path, then fsyncs and renames it
+// WriteFileAtomic runs write against a temporary file beside path, then fsyncs and renames it
 // into place and fsyncs the directory so the rename itself is durable.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
+func WriteFileAtomic(path string, write func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/decode"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/training/data"
@@ -18,7 +19,7 @@ func evalCmd() *cobra.Command {
 	var (
 		model, manifest, key     string
 		workers, limit, beam     int
-		ctcWeight                float64
+		ctcWeight, lmW, lmBonus  float64
 		asJSON, card, timestamps bool
 	)
 	cmd := &cobra.Command{
@@ -35,7 +36,7 @@ func evalCmd() *cobra.Command {
 				return err
 			}
 			rep, err := speech.Evaluate(cmd.Context(), v, m, speech.EvalOptions{Workers: workers, Limit: limit, Timestamps: timestamps,
-				CTCWeight: &ctcWeight, Beam: beam,
+				CTCWeight: &ctcWeight, Beam: beam, LMWeight: &lmW, LMBonus: &lmBonus,
 				Bad: func(p string, err error) { fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", p, err) }})
 			if err != nil {
 				return err
@@ -62,6 +63,8 @@ func evalCmd() *cobra.Command {
 	f.IntVar(&limit, "limit", 0, "first N utterances only")
 	f.BoolVar(&timestamps, "timestamps", false, "decode in timestamp mode, as chorus transcribe and the server do (default: text only, <|notimestamps|>)")
 	f.Float64Var(&ctcWeight, "ctc-weight", decode.DefaultCTCWeight, "weight of the CTC head in joint CTC/attention decoding (0: attention only; models without a CTC head ignore it)")
+	f.Float64Var(&lmW, "lm-weight", decode.DefaultLMWeight, "weight of the model's language model ("+asr.LMFile+") in shallow fusion (0: none)")
+	f.Float64Var(&lmBonus, "lm-bonus", decode.DefaultLMBonus, "score added per text token under shallow fusion")
 	f.IntVar(&beam, "beam", transcribe.DefaultBeamSize, "beam size (1: greedy), as chorus transcribe's")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&card, "card", false, "write the scores into the model folder's card.json (metrics.<key>)")

@@ -39,7 +39,7 @@ func main() {
 		return pprof.StartCPUProfile(f)
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
-	root.AddCommand(transcribeCmd(), serveCmd(), streamCmd(), micCmd(), pathwaysCmd(), adminCmd(), pruneCmd(), modelsCmd(), benchCmd(), dataCmd(), trainCmd(), evalCmd(), moeCmd(), abCmd())
+	root.AddCommand(transcribeCmd(), serveCmd(), streamCmd(), micCmd(), pathwaysCmd(), adminCmd(), pruneCmd(), modelsCmd(), benchCmd(), dataCmd(), trainCmd(), evalCmd(), moeCmd(), abCmd(), lmCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "chorus:", err)
 		os.Exit(1)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/audio"
 	"github.com/chorus-asr/chorus/asr/decode"
 	"github.com/chorus-asr/chorus/asr/transcribe"
@@ -14,7 +15,7 @@ func transcribeCmd() *cobra.Command {
 	var (
 		model, format, language, task, prompt string
 		beam                                  int
-		ctcWeight                             float64
+		ctcWeight, lmW, lmBonus               float64
 		f16, words                            bool
 		threads                               int
 	)
@@ -39,6 +40,7 @@ func transcribeCmd() *cobra.Command {
 			o.InitialPrompt = prompt
 			o.WordTimestamps = words
 			o.Decode.CTCWeight = ctcWeight
+			o.Decode.LMWeight, o.Decode.LMBonus = lmW, lmBonus
 			o.SetBeam(beam)
 			failed := 0
 			for _, f := range files {
@@ -68,6 +70,8 @@ func transcribeCmd() *cobra.Command {
 	fl.StringVar(&task, "task", "transcribe", "transcribe or translate")
 	fl.StringVar(&prompt, "prompt", "", "initial prompt text")
 	fl.IntVar(&beam, "beam", transcribe.DefaultBeamSize, "beam size (1: greedy)")
+	fl.Float64Var(&lmW, "lm-weight", decode.DefaultLMWeight, "weight of the model's language model ("+asr.LMFile+") in shallow fusion (0: none)")
+	fl.Float64Var(&lmBonus, "lm-bonus", decode.DefaultLMBonus, "score added per text token under shallow fusion")
 	fl.Float64Var(&ctcWeight, "ctc-weight", decode.DefaultCTCWeight, "weight of the CTC head in joint CTC/attention decoding (0: attention only; models without a CTC head ignore it)")
 	fl.BoolVar(&words, "word-timestamps", false, "align each word with the audio (json output gets each segment's words; one more decoder pass per window)")
 	fl.BoolVar(&f16, "f16", true, "store large weights in half precision (f32 compute)")

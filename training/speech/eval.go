@@ -35,6 +35,7 @@ type EvalReport struct {
 	// Beam, CTCWeight and Timestamps are how it decoded (beam 1: greedy).
 	Beam       int     `json:"beam"`
 	CTCWeight  float64 `json:"ctc_weight"`
+	LMWeight   float64 `json:"lm_weight"`
 	Timestamps bool    `json:"timestamps"`
 	// RTF is compute time over audio time (workers in parallel count their own compute
 	// time).
@@ -55,8 +56,10 @@ type EvalOptions struct {
 	// search of that width (transcribe.Options.SetBeam), 0 or 1 greedy decoding.
 	CTCWeight *float64
 	Beam      int
-	Progress  func(done, total int)
-	Bad       func(path string, err error)
+	// LMWeight and LMBonus are decode.Options' shallow-fusion settings (nil: the defaults).
+	LMWeight, LMBonus *float64
+	Progress          func(done, total int)
+	Bad               func(path string, err error)
 }
 
 type scored struct {
@@ -80,6 +83,12 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 		opts.Decode.CTCWeight = *o.CTCWeight
 	}
 	opts.SetBeam(o.Beam)
+	if o.LMWeight != nil {
+		opts.Decode.LMWeight = *o.LMWeight
+	}
+	if o.LMBonus != nil {
+		opts.Decode.LMBonus = *o.LMBonus
+	}
 	results := make([]*scored, len(entries))
 	var (
 		wg   sync.WaitGroup
@@ -136,6 +145,9 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 	}
 	rep := &EvalReport{Manifest: m.Dir, ByVoice: map[string]Score{}, BySource: map[string]Score{}, Workers: workers, Errors: errs,
 		Beam: max(1, opts.Decode.BeamSize), CTCWeight: opts.Decode.CTCWeight, Timestamps: o.Timestamps}
+	if v.LM != nil {
+		rep.LMWeight = opts.Decode.LMWeight
+	}
 	groups := map[string][]*scored{}
 	var all []*scored
 	var compute float64
@@ -199,8 +211,8 @@ func (r *EvalReport) Print(w *os.File) {
 	if r.Timestamps {
 		mode = "timestamps"
 	}
-	fmt.Fprintf(w, "real-time factor %.4f over %.1f s of audio (%d workers), %d errors; beam %d, CTC weight %g, %s\n",
-		r.RTF, r.AudioSec, r.Workers, r.Errors, r.Beam, r.CTCWeight, mode)
+	fmt.Fprintf(w, "real-time factor %.4f over %.1f s of audio (%d workers), %d errors; beam %d, CTC weight %g, LM weight %g, %s\n",
+		r.RTF, r.AudioSec, r.Workers, r.Errors, r.Beam, r.CTCWeight, r.LMWeight, mode)
 }
 
 // AddToCard records a report under metrics.<key> in dir/card.json (rewriting its checksums).

@@ -16,9 +16,9 @@ import (
 	"strings"
 
 	"github.com/chorus-asr/chorus/asr"
-	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/asr/bench"
 	"github.com/chorus-asr/chorus/asr/defaultmodel"
+	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chorus-asr/chorus/tensor"
 	"github.com/chorus-asr/chorus/training/data"
 	"github.com/chorus-asr/chorus/training/plot"

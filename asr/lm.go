@@ -1,0 +1,37 @@
+package asr
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+
+	"github.com/chorus-asr/chorus/asr/lm"
+	"github.com/chorus-asr/chorus/asr/tokenizer"
+)
+
+// LMFile is a variant's optional token n-gram language model (`chorus lm build`): ARPA,
+// zstd-compressed, token ids for words, <s> and </s> for the tokenizer's SOT and EOT.
+const LMFile = "lm.arpa.zst"
+
+// readLM reads the variant folder's language model, or returns nil when it has none. It
+// needs the tokenizer, whose SOT and EOT the model's sentence marks are.
+func readLM(fsys fs.FS, dir, name string, tok *tokenizer.Tokenizer) (*lm.NGram, error) {
+	r, err := fsys.Open(filepath.Join(dir, LMFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: language model: %w", name, err)
+	}
+	defer r.Close()
+	if tok == nil {
+		return nil, fmt.Errorf("open model %s: %s needs the tokenizer files", name, LMFile)
+	}
+	sp := tok.Specials()
+	m, err := lm.Load(r, sp.SOT, sp.EOT, tok.Size())
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: language model: %w", name, err)
+	}
+	return m, nil
+}
