@@ -87,6 +87,15 @@ func TestCardChecksums(t *testing.T) {
 			t.Errorf("%s: sha256 %s, card says %s", name, got, want)
 		}
 	}
+	entries, err := fs.ReadDir(FS(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, ok := card.Files[e.Name()]; !ok && e.Name() != "card.json" {
+			t.Errorf("%s is embedded but not in the card's checksums", e.Name())
+		}
+	}
 }
 
 // TestMoEOverlay: the embedded MoE overlay reads as one variant folder whose files all
