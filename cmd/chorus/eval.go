@@ -20,6 +20,7 @@ func evalCmd() *cobra.Command {
 		model, manifest, key     string
 		workers, limit, beam     int
 		ctcWeight, lmW, lmBonus  float64
+		patience                 float64
 		asJSON, card, timestamps bool
 	)
 	cmd := &cobra.Command{
@@ -36,7 +37,7 @@ func evalCmd() *cobra.Command {
 				return err
 			}
 			rep, err := speech.Evaluate(cmd.Context(), v, m, speech.EvalOptions{Workers: workers, Limit: limit, Timestamps: timestamps,
-				CTCWeight: &ctcWeight, Beam: beam, LMWeight: &lmW, LMBonus: &lmBonus,
+				CTCWeight: &ctcWeight, Beam: beam, LMWeight: &lmW, LMBonus: &lmBonus, Patience: patience,
 				Bad: func(p string, err error) { fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", p, err) }})
 			if err != nil {
 				return err
@@ -65,6 +66,7 @@ func evalCmd() *cobra.Command {
 	f.Float64Var(&ctcWeight, "ctc-weight", decode.DefaultCTCWeight, "weight of the CTC head in joint CTC/attention decoding (0: attention only; models without a CTC head ignore it)")
 	f.Float64Var(&lmW, "lm-weight", decode.DefaultLMWeight, "weight of the model's language model ("+asr.LMFile+") in shallow fusion (0: none)")
 	f.Float64Var(&lmBonus, "lm-bonus", decode.DefaultLMBonus, "score added per text token under shallow fusion")
+	f.Float64Var(&patience, "patience", 0, "beam search patience (arXiv:2204.05424): finished hypotheses collected before stopping, in beams (0: 1)")
 	f.IntVar(&beam, "beam", transcribe.DefaultBeamSize, "beam size (1: greedy), as chorus transcribe's")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&card, "card", false, "write the scores into the model folder's card.json (metrics.<key>)")

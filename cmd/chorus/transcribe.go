@@ -15,7 +15,7 @@ func transcribeCmd() *cobra.Command {
 	var (
 		model, format, language, task, prompt string
 		beam                                  int
-		ctcWeight, lmW, lmBonus               float64
+		ctcWeight, lmW, lmBonus, patience     float64
 		f16, words                            bool
 		threads                               int
 	)
@@ -42,6 +42,9 @@ func transcribeCmd() *cobra.Command {
 			o.Decode.CTCWeight = ctcWeight
 			o.Decode.LMWeight, o.Decode.LMBonus = lmW, lmBonus
 			o.SetBeam(beam)
+			if beam > 1 {
+				o.Decode.Patience = patience
+			}
 			failed := 0
 			for _, f := range files {
 				samples, err := audio.Load16kMono(f)
@@ -70,6 +73,7 @@ func transcribeCmd() *cobra.Command {
 	fl.StringVar(&task, "task", "transcribe", "transcribe or translate")
 	fl.StringVar(&prompt, "prompt", "", "initial prompt text")
 	fl.IntVar(&beam, "beam", transcribe.DefaultBeamSize, "beam size (1: greedy)")
+	fl.Float64Var(&patience, "patience", 0, "beam search patience (arXiv:2204.05424): finished hypotheses collected before stopping, in beams (0: 1)")
 	fl.Float64Var(&lmW, "lm-weight", decode.DefaultLMWeight, "weight of the model's language model ("+asr.LMFile+") in shallow fusion (0: none)")
 	fl.Float64Var(&lmBonus, "lm-bonus", decode.DefaultLMBonus, "score added per text token under shallow fusion")
 	fl.Float64Var(&ctcWeight, "ctc-weight", decode.DefaultCTCWeight, "weight of the CTC head in joint CTC/attention decoding (0: attention only; models without a CTC head ignore it)")

@@ -56,8 +56,10 @@ type EvalOptions struct {
 	// search of that width (transcribe.Options.SetBeam), 0 or 1 greedy decoding.
 	CTCWeight *float64
 	Beam      int
-	// LMWeight and LMBonus are decode.Options' shallow-fusion settings (nil: the defaults).
+	// LMWeight and LMBonus are decode.Options' shallow-fusion settings (nil: the defaults);
+	// Patience is beam search's (0: 1).
 	LMWeight, LMBonus *float64
+	Patience          float64
 	Progress          func(done, total int)
 	Bad               func(path string, err error)
 }
@@ -88,6 +90,9 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 	}
 	if o.LMBonus != nil {
 		opts.Decode.LMBonus = *o.LMBonus
+	}
+	if opts.Decode.BeamSize > 0 {
+		opts.Decode.Patience = o.Patience
 	}
 	results := make([]*scored, len(entries))
 	var (
