@@ -69,3 +69,22 @@ func (h *CTCHead) LogProbs(dst []float32, xa *tensor.T) []float32 {
 	}
 	return dst
 }
+
+// WriteCTCHead stores h in the variant folder dir as CTCHeadFile (weights in half precision);
+// nil writes nothing. Write it before the card, so that the card's checksums cover it.
+func WriteCTCHead(dir string, h *CTCHead) error {
+	if h == nil {
+		return nil
+	}
+	ck := formats.NewCheckpoint()
+	if err := ck.Add(formats.NewF32("weight", h.W.Shape, h.W.Data).Convert(formats.F16)); err != nil {
+		return err
+	}
+	if err := ck.Add(formats.NewF32("bias", h.B.Shape, h.B.Data)); err != nil {
+		return err
+	}
+	if err := formats.WriteSafetensorsFile(filepath.Join(dir, CTCHeadFile), ck, true); err != nil {
+		return fmt.Errorf("ctc head: %w", err)
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 
+	"github.com/chorus-asr/chorus/asr/formats"
 	"github.com/chorus-asr/chorus/asr/lm"
 	"github.com/chorus-asr/chorus/asr/tokenizer"
 )
@@ -34,4 +35,16 @@ func readLM(fsys fs.FS, dir, name string, tok *tokenizer.Tokenizer) (*lm.NGram, 
 		return nil, fmt.Errorf("open model %s: language model: %w", name, err)
 	}
 	return m, nil
+}
+
+// WriteLM stores m in the variant folder dir as LMFile; nil writes nothing. A variant made
+// from another with the same tokenizer (fine-tuned, pruned, MoE-fied) carries its parent's.
+func WriteLM(dir string, m *lm.NGram) error {
+	if m == nil {
+		return nil
+	}
+	if err := formats.WriteFileAtomic(filepath.Join(dir, LMFile), m.SaveZstd); err != nil {
+		return fmt.Errorf("language model: %w", err)
+	}
+	return nil
 }

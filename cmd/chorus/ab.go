@@ -66,7 +66,7 @@ type armResult struct {
 func abCmd() *cobra.Command {
 	var (
 		model, manifest, arms, plotPath string
-		limit                           int
+		limit, beam                     int
 		asJSON                          bool
 	)
 	cmd := &cobra.Command{
@@ -106,6 +106,7 @@ func abCmd() *cobra.Command {
 			o.Decode.WithoutTimestamps = true
 			o.Temperatures = []float64{0}
 			o.ConditionOnPreviousText = false
+			o.SetBeam(beam)
 			content := v.Chorus.EncoderWindow == asr.WindowContent
 			var results []armResult
 			for _, a := range as {
@@ -192,6 +193,7 @@ func abCmd() *cobra.Command {
 	f.StringVar(&manifest, "manifest", "", "JSON-lines manifest (audio_filepath, text)")
 	f.StringVar(&arms, "arms", "dense,random:0.25,mlp:0.25,oracle:0.25", "comma-separated arms ROUTER[:FRACTION|COUNT][/minN][/enc][/request] (/minN: calls of fewer than N tokens run every expert; /enc: the decoder runs every expert)")
 	f.IntVar(&limit, "limit", 0, "first N utterances only")
+	f.IntVar(&beam, "beam", 1, "beam size of every arm's decoding (1: greedy; the model's language model, if any, joins beam search)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per arm")
 	f.StringVar(&plotPath, "plot", "", "write a PNG of WER against FFN time per arm")
 	cmd.MarkFlagRequired("manifest")

@@ -414,3 +414,18 @@ func TestKeepSplit(t *testing.T) {
 		t.Error("a gated layout was kept")
 	}
 }
+
+// TestCarriesHeadAndLM: the MoE-fied variant keeps its parent's CTC head and language model
+// (permuting FFN neurons leaves the encoder's output as it was).
+func TestCarriesHeadAndLM(t *testing.T) {
+	dense, moeV, _ := fixture(t)
+	if dense.CTC == nil || dense.LM == nil {
+		t.Fatal("the embedded default has no CTC head or language model: the test proves nothing")
+	}
+	if moeV.CTC == nil || maxDiff(moeV.CTC.W.Data, dense.CTC.W.Data) > 1e-3 || maxDiff(moeV.CTC.B.Data, dense.CTC.B.Data) > 0 {
+		t.Error("the MoE variant's CTC head is not its parent's")
+	}
+	if moeV.LM == nil || !slices.Equal(moeV.LM.Grams(), dense.LM.Grams()) {
+		t.Error("the MoE variant's language model is not its parent's")
+	}
+}

@@ -99,6 +99,14 @@ func Save(dir string, v *asr.Variant, res *Result, card any, o SaveOptions) erro
 			return fmt.Errorf("save moe: tokenizer: %w", err)
 		}
 	}
+	// Permuting FFN neurons leaves the encoder's output as it was: the CTC head and the
+	// language model carry over unchanged.
+	if err := asr.WriteCTCHead(tmp, v.CTC); err != nil {
+		return fmt.Errorf("save moe: %w", err)
+	}
+	if err := asr.WriteLM(tmp, v.LM); err != nil {
+		return fmt.Errorf("save moe: %w", err)
+	}
 	if err := asr.WriteCard(tmp, card); err != nil {
 		return fmt.Errorf("save moe: %w", err)
 	}

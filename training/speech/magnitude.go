@@ -43,7 +43,10 @@ func PruneMagnitude(v *asr.Variant, target float64, unitBlock int, out string) (
 	if head != nil {
 		head = &asr.CTCHead{W: prune.CutColumns(head.W, mat.Hidden[prune.Encoder]), B: head.B}
 	}
-	if err := writeCTCHead(out, head); err != nil {
+	if err := asr.WriteCTCHead(out, head); err != nil {
+		return nil, err
+	}
+	if err := asr.WriteLM(out, v.LM); err != nil {
 		return nil, err
 	}
 	before, after := v.Model.NumParams(), mat.Model.NumParams()

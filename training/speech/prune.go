@@ -430,9 +430,13 @@ func savePruned(r *Recipe, o RunOptions, p *pruneTask, tv *asr.Variant, wall tim
 	if err := asr.Save(dir, mat.Model, cfg, tv.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
 		return err
 	}
-	head := p.CTCHead() // it reads the encoder's output: its kept hidden dimensions only
-	head.W = prune.CutColumns(head.W, mat.Hidden[prune.Encoder])
-	if err := writeCTCHead(dir, head); err != nil {
+	if head := p.CTCHead(); head != nil { // it reads the encoder's output: its kept hidden dimensions only
+		head.W = prune.CutColumns(head.W, mat.Hidden[prune.Encoder])
+		if err := asr.WriteCTCHead(dir, head); err != nil {
+			return err
+		}
+	}
+	if err := asr.WriteLM(dir, tv.LM); err != nil { // the teacher's tokenizer is the student's
 		return err
 	}
 	step, elapsed := latestStep(o.path("checkpoints"))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chorus-asr/chorus/asr"
 	"github.com/chorus-asr/chorus/asr/defaultmodel"
+	"github.com/chorus-asr/chorus/asr/lm"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/tokenizer"
 	"github.com/chorus-asr/chorus/tensor"
@@ -273,6 +274,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 	}
 	var init *whisper.Model
 	var head *asr.CTCHead
+	var startLM *lm.NGram
 	var route *Route
 	var kd *KD
 	if r.From != "" {
@@ -299,7 +301,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 			kd = &KD{Teacher: tv.Model, Source: r.Teacher, Logit: k.Logit, Temperature: cmp.Or(k.Temperature, 2)}
 			log.Info("distilling", "teacher", src, "logit", kd.Logit, "temperature", kd.Temperature)
 		}
-		head = v.CTC
+		head, startLM = v.CTC, v.LM
 		logCTCHead(log, r.From, head, r.Objective.CTCWeight)
 		// ReLU-fication: a recipe that names another activation than its From variant's
 		// fine-tunes the same weights with it (recipes/chorus-relufy.json).
@@ -334,7 +336,7 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 		BatchFrames: r.Batch.Frames, MaxItems: max(1, r.Batch.MaxItems),
 		CTCWeight: r.Objective.CTCWeight, Smoothing: r.Objective.LabelSmoothing,
 		TimestampFraction: r.Objective.TimestampFraction, SpecAugment: r.Objective.SpecAugment, Silence: r.Objective.Silence,
-		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, CTCHead: head, BalanceWeight: r.Upcycle.balance(), Route: route, KD: kd,
+		EvalUtterances: r.Data.EvalN, Seed: r.Seed, Init: init, CTCHead: head, LM: startLM, BalanceWeight: r.Upcycle.balance(), Route: route, KD: kd,
 		Bad: func(p string, err error) { log.Warn("skipping utterance", "audio", p, "err", err) },
 	})
 	if err != nil {
@@ -477,7 +479,10 @@ func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error 
 	if err := asr.Save(dir, task.Model(), cfg, task.o.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
 		return err
 	}
-	if err := writeCTCHead(dir, task.CTCHead()); err != nil {
+	if err := asr.WriteCTCHead(dir, task.CTCHead()); err != nil {
+		return err
+	}
+	if err := asr.WriteLM(dir, task.o.LM); err != nil {
 		return err
 	}
 	if r := task.o.Route; r != nil {

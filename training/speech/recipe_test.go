@@ -188,6 +188,13 @@ func TestCTCHeadCarried(t *testing.T) {
 	if none, err := asr.Open(base, asr.OpenOptions{}); err != nil || none.CTC != nil {
 		t.Errorf("variant without a head: %v, %v", none.CTC, err)
 	}
+	// Without a CTC loss and without a head to start from, no head is written: a fresh
+	// random one would mislead joint decoding.
+	r0 := tinyRecipe("no-ctc", base, man)
+	r0.Objective.CTCWeight = 0
+	if _, v0 := runTiny(t, r0, t.TempDir()); v0.CTC != nil {
+		t.Error("a run without CTC loss or starting head wrote a CTC head")
+	}
 
 	first := filepath.Join(dir, "first")
 	if err := os.Rename(filepath.Join(work, "variant"), first); err != nil {

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/chorus-asr/chorus/asr"
+	"github.com/chorus-asr/chorus/asr/lm"
 	"github.com/chorus-asr/chorus/asr/metrics"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/tokenizer"
@@ -56,6 +57,9 @@ type Options struct {
 	// CTCHead, if set, starts the CTC head from these weights (the CTC head of the variant Init
 	// came from) instead of a fresh one; it must fit the tokenizer and d_model.
 	CTCHead *asr.CTCHead
+	// LM is the starting variant's language model (same tokenizer): the written variant
+	// carries it.
+	LM *lm.NGram
 	// Progress reports feature extraction.
 	Progress func(done, total int)
 	// Bad reports manifest entries whose audio could not be used.
@@ -221,8 +225,15 @@ func (t *Task) build() error {
 	return nil
 }
 
-// CTCHead is the CTC head being trained (weights update in place).
-func (t *Task) CTCHead() *asr.CTCHead { return &asr.CTCHead{W: t.ctcW, B: t.ctcB} }
+// CTCHead is the CTC head being trained (weights update in place), or nil when the task has
+// neither trained one (CTCWeight 0) nor started from one: a fresh random head must not be
+// written as if it read the encoder.
+func (t *Task) CTCHead() *asr.CTCHead {
+	if t.o.CTCWeight == 0 && t.o.CTCHead == nil {
+		return nil
+	}
+	return &asr.CTCHead{W: t.ctcW, B: t.ctcB}
+}
 
 // Model is the model being trained (weights update in place).
 func (t *Task) Model() *whisper.Model { return t.m }
