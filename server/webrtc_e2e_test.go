@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	asrmetrics "github.com/chorus-asr/chorus/asr/metrics"
+	"github.com/chorus-asr/chorus/asr/stream"
 	"github.com/chorus-asr/chorus/asr/transcribe"
 	"github.com/chromedp/chromedp"
 )
@@ -56,13 +58,21 @@ type pageSession struct {
 // the end-of-speech → final-on-page latency. CHORUS_E2E_RUNS=N repeats the session N times
 // in the same page (for a latency median).
 //
-// The text is compared with the transcription of the audio the server decoded, not of the
-// WAV file itself: Chromium's capture resampling and Opus coding change the samples, and
-// the early default model's text can change with them. The test logs whether the file's own
-// transcription matched too.
+// The page's text must match `chorus transcribe` of the WAV file itself — its defaults: beam
+// 5, joint CTC, the model's language model — so the server decodes finals with that beam
+// (`chorus serve --beam 5`; its default is greedy, for capacity). Chromium's capture
+// resampling and Opus coding change the samples, and the utterance the server cuts starts
+// where the capture does, so "match" is at most maxFileWER of word errors after the scoring
+// normaliser (one word in this clip's eleven): with the beam, 7 of 9 runs were equal
+// outright and two one word apart; with greedy decoding they differed in every run tried.
+// The text must equal, exactly, the gRPC finals and the transcription of the audio the
+// server received.
 func TestPageChromium(t *testing.T) {
+	const maxFileWER = 0.1
 	chromium := findChromium(t)
-	g, base := startRTC(t, Config{})
+	g, base := startRTC(t, Config{Stream: stream.Config{BeamSize: transcribe.DefaultBeamSize}})
+	fileOpts := transcribe.DefaultOptions()
+	fileOpts.SetBeam(transcribe.DefaultBeamSize) // chorus transcribe's defaults
 
 	// The file: 1 s of silence (the page opens the microphone only once connected, but
 	// Chromium's capture takes a moment to start), the speech clip, 1.5 s of silence.
@@ -76,7 +86,7 @@ func TestPageChromium(t *testing.T) {
 	if err := os.WriteFile(wav, wavBytes(x), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fileText, err := loadDefault(t).Transcribe(t.Context(), x, transcribe.DefaultOptions())
+	fileText, err := loadDefault(t).Transcribe(t.Context(), x, fileOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +159,7 @@ func TestPageChromium(t *testing.T) {
 		var whole []string
 		for _, sp := range ps.FinalSpans {
 			a, b := min(int(sp[0]*16000), len(got)), min(int(sp[1]*16000+0.5), len(got))
-			res, err := loadDefault(t).Transcribe(t.Context(), got[a:b], transcribe.DefaultOptions())
+			res, err := loadDefault(t).Transcribe(t.Context(), got[a:b], fileOpts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,8 +172,12 @@ func TestPageChromium(t *testing.T) {
 		if norm(ps.Transcript) != norm(strings.Join(whole, " ")) {
 			t.Errorf("run %d: page shows %q; chorus transcribe of the utterances' audio as the server received it gives %q", run, ps.Transcript, whole)
 		}
-		t.Logf("run %d: page %q; transcribe of the WAV file %q (equal: %v); server received %.2f s of audio",
-			run, norm(ps.Transcript), norm(fileText.Text), norm(ps.Transcript) == norm(fileText.Text), float64(len(got))/16000)
+		c := asrmetrics.WordCounts(fileText.Text, ps.Transcript)
+		if c.Rate() > maxFileWER {
+			t.Errorf("run %d: page shows %q; chorus transcribe of the WAV file gives %q (%d word errors in %d)", run, ps.Transcript, fileText.Text, c.Errors(), c.Ref)
+		}
+		t.Logf("run %d: page %q; the WAV file's transcription %q (%d word errors); server received %.2f s of audio",
+			run, norm(ps.Transcript), norm(fileText.Text), c.Errors(), float64(len(got))/16000)
 		if ps.Model != "chorus-micro" || ps.Router != "dense" || !strings.Contains(ps.Pathway, "no experts") {
 			t.Errorf("run %d: served by %q router %q, pathway note %q", run, ps.Model, ps.Router, ps.Pathway)
 		}
