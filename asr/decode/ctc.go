@@ -85,6 +85,7 @@ type ctcState struct {
 	lo, hi int
 	psi    float64
 	last   int
+	sum    []float64 // log(e^rn + e^rb) per frame, made by the first score call
 }
 
 // y is log p(class k at frame t).
@@ -119,19 +120,41 @@ func (g *ctcState) phi(t, c int) float64 {
 	return logAdd(g.rb[i], g.rn[i])
 }
 
-// score returns log ψ(g·c) − log ψ(g) for a text token c. It visits only the frames where
-// g has mass.
+// score returns log ψ(g·c) − log ψ(g) for a text token c: the log of Σ_t φ_{t−1}·y_t(c) over
+// the frames where g has mass, summed as exponentials scaled by their largest term (one exp
+// per frame; beam search scores every candidate of every beam this way).
 func (s *ctcScorer) score(g *ctcState, c int) float64 {
-	psi := logZero
-	t0 := g.lo + 1
+	phi := g.rb // c repeats g's last token: a blank must come between
+	if c != g.last {
+		if g.sum == nil {
+			g.sum = make([]float64, len(g.rn))
+			for i := range g.rn {
+				g.sum[i] = logAdd(g.rn[i], g.rb[i])
+			}
+		}
+		phi = g.sum
+	}
+	first := logZero // the empty prefix: c may start at frame 0
 	if g.last < 0 {
-		psi = s.y(0, c) // the empty prefix: c may start at frame 0
-		t0 = 1
+		first = s.y(0, c)
 	}
-	for t := t0; t <= g.hi && t < s.frames; t++ {
-		psi = logAdd(psi, g.phi(t-1, c)+s.y(t, c))
+	stride := s.blank + 1
+	t0, t1 := g.lo+1, min(g.hi, s.frames-1)
+	best := first
+	for t := t0; t <= t1; t++ {
+		best = max(best, phi[t-1-g.lo]+float64(s.lp[t*stride+c]))
 	}
-	return psi - g.psi
+	if best <= logZero {
+		return logZero - g.psi
+	}
+	var sum float64
+	if first > logZero {
+		sum = math.Exp(first - best)
+	}
+	for t := t0; t <= t1; t++ {
+		sum += math.Exp(phi[t-1-g.lo] + float64(s.lp[t*stride+c]) - best)
+	}
+	return best + math.Log(sum) - g.psi
 }
 
 // final returns log P(output = g) − log ψ(g): EOT's CTC score.

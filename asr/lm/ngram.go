@@ -63,17 +63,22 @@ func (m *NGram) LogProb(context []int, tok int) float64 {
 	if n := m.order - 1; len(context) > n {
 		context = context[len(context)-n:]
 	}
-	ids := make([]int, len(context)+1)
-	copy(ids, context)
-	ids[len(context)] = tok
+	// The packed ids of context and tok; map lookups index it with string(b[i:j]), which
+	// does not allocate.
+	var buf [2 * 13]byte
+	b := buf[:2*(len(context)+1)]
+	for i, id := range context {
+		binary.BigEndian.PutUint16(b[2*i:], uint16(id))
+	}
+	binary.BigEndian.PutUint16(b[2*len(context):], uint16(tok))
 	var bo float64
 	for start := 0; start <= len(context); start++ {
-		g := ids[start:]
-		if e, ok := m.grams[len(g)-1][key(g)]; ok {
+		n := len(context) + 1 - start // the n-gram context[start:] + tok
+		if e, ok := m.grams[n-1][string(b[2*start:])]; ok {
 			return bo + float64(e.logp)
 		}
-		if h := g[:len(g)-1]; len(h) > 0 {
-			if e, ok := m.grams[len(h)-1][key(h)]; ok {
+		if n > 1 {
+			if e, ok := m.grams[n-2][string(b[2*start:len(b)-2])]; ok {
 				bo += float64(e.backoff)
 			}
 		}

@@ -565,3 +565,15 @@ func TestAudio(t *testing.T) {
 		t.Errorf("window frames 199, 200, 2999: %g %g %g", w[199], w[200], w[2999])
 	}
 }
+
+// TestSetBeam: beam widths, the best-of bound at the fallback temperatures, and greedy.
+func TestSetBeam(t *testing.T) {
+	for _, tc := range []struct{ n, beam, bestOf int }{{0, 0, 0}, {1, 0, 0}, {3, 3, 3}, {5, 5, 5}, {DefaultBeamSize, DefaultBeamSize, 5}} {
+		o := DefaultOptions()
+		o.Decode.BeamSize, o.Decode.BestOf = 7, 7
+		o.SetBeam(tc.n)
+		if o.Decode.BeamSize != tc.beam || o.Decode.BestOf != tc.bestOf {
+			t.Errorf("SetBeam(%d): beam %d best-of %d, want %d %d", tc.n, o.Decode.BeamSize, o.Decode.BestOf, tc.beam, tc.bestOf)
+		}
+	}
+}

@@ -73,7 +73,8 @@ func pruneSweepCmd() *cobra.Command {
 four ways — magnitude (no training); magnitude, then fine-tuned for the recipe's steps with its
 logit distillation (magnitude-ft: the same training budget as CoFi); CoFi with the recipe's
 distillation; and CoFi trained on the speech loss alone — scores the teacher and every variant
-on the dev manifest in float32 (as chorus eval decodes: beam 5, joint CTC) and times their encoder and decoder (chorus bench), and writes
+on the dev manifest in float32 (decoded as chorus eval decodes: beam, CTC, LM) and times their
+encoder and decoder (chorus bench), and writes
 sweep.csv and sweep.png (WER against the achieved sparsity) and, for the CoFi runs
 (cofi-entropy and cofi-kl add the non-uniformity regularisers), per-layer sparsity maps
 sweep-layers-<target>.png into the work folder. Each run has its own folder there; training runs resume

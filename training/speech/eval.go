@@ -150,7 +150,7 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 	}
 	rep := &EvalReport{Manifest: m.Dir, ByVoice: map[string]Score{}, BySource: map[string]Score{}, Workers: workers, Errors: errs,
 		Beam: max(1, opts.Decode.BeamSize), CTCWeight: opts.Decode.CTCWeight, Timestamps: o.Timestamps}
-	if v.LM != nil {
+	if v.LM != nil && opts.Decode.BeamSize > 0 { // greedy decoding leaves the LM out
 		rep.LMWeight = opts.Decode.LMWeight
 	}
 	groups := map[string][]*scored{}
