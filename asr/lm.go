@@ -15,9 +15,13 @@ import (
 // zstd-compressed, token ids for words, <s> and </s> for the tokenizer's SOT and EOT.
 const LMFile = "lm.arpa.zst"
 
-// readLM reads the variant folder's language model, or returns nil when it has none. It
-// needs the tokenizer, whose SOT and EOT the model's sentence marks are.
+// readLM reads the variant folder's language model, or returns nil when it has none. Its
+// sentence marks are the tokenizer's SOT and EOT, so a folder without tokenizer files (usable
+// with token ids only, and refused by whatever needs text) has its model left unread.
 func readLM(fsys fs.FS, dir, name string, tok *tokenizer.Tokenizer) (*lm.NGram, error) {
+	if tok == nil {
+		return nil, nil
+	}
 	r, err := fsys.Open(filepath.Join(dir, LMFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -26,9 +30,6 @@ func readLM(fsys fs.FS, dir, name string, tok *tokenizer.Tokenizer) (*lm.NGram, 
 		return nil, fmt.Errorf("open model %s: language model: %w", name, err)
 	}
 	defer r.Close()
-	if tok == nil {
-		return nil, fmt.Errorf("open model %s: %s needs the tokenizer files", name, LMFile)
-	}
 	sp := tok.Specials()
 	m, err := lm.Load(r, sp.SOT, sp.EOT, tok.Size())
 	if err != nil {
