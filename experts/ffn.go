@@ -28,6 +28,11 @@ type FFN struct {
 	// decoding. It doubles fc2's memory (1 MiB per layer for chorus-micro); a strided GEMM
 	// entry point in tensor/ would remove the copy.
 	w2e []float32
+	// w1t and w2r are each expert's weights laid out for tensor.ExpertFFN, the fused kernel
+	// that runs an expert on its tokens with its weights in L1: fc1 transposed per expert
+	// ([E][C, S]) and fc2 transposed (W2ᵀ [N, C], expert e's rows e·S…). Two more copies of
+	// the block's weights (2 MiB per layer for chorus-micro).
+	w1t, w2r []float32
 }
 
 // NewFFN wraps fc1 (w1 [N, C], b1 [N] or nil) and fc2 (w2 [C, N], b2 [C] or nil) as a block of
@@ -50,6 +55,22 @@ func NewFFN(w1, b1, w2, b2 []float32, c, n, e int) (*FFN, error) {
 		blk := f.w2e[ex*c*s : (ex+1)*c*s]
 		for r := range c {
 			copy(blk[r*s:(r+1)*s], w2[r*n+ex*s:r*n+(ex+1)*s])
+		}
+	}
+	f.w1t = make([]float32, n*c)
+	f.w2r = make([]float32, n*c)
+	for ex := range e {
+		blk := f.w1t[ex*c*s : (ex+1)*c*s]
+		for u := range s {
+			row := w1[(ex*s+u)*c : (ex*s+u+1)*c]
+			for k, v := range row {
+				blk[k*s+u] = v
+			}
+		}
+	}
+	for r := range c {
+		for j := range n {
+			f.w2r[j*c+r] = w2[r*n+j]
 		}
 	}
 	return f, nil

@@ -234,20 +234,44 @@ func (f *FFN) runGroups(g grouping, experts []int, x, out []float32, scratch [3]
 		if len(toks) == 0 {
 			return
 		}
-		for j, tok := range toks {
-			copy(xe[j*c:(j+1)*c], x[int(tok)*c:(int(tok)+1)*c])
-		}
-		f.expert(he, ye, xe, ex, len(toks), split)
 		var w []float32
 		if g.wt != nil {
 			w = g.wt[g.start[ex]:g.start[ex+1]]
 		}
+		if f.fused(out, x, toks, w, ex, he) {
+			return
+		}
+		for j, tok := range toks {
+			copy(xe[j*c:(j+1)*c], x[int(tok)*c:(int(tok)+1)*c])
+		}
+		f.expert(he, ye, xe, ex, len(toks), split)
 		tensor.AddRowsIndexed(out, ye[:len(toks)*c], toks, w, c)
 	}
 	for _, ex := range experts {
 		one(ex)
 	}
 }
+
+// fused adds expert e's output for tokens toks (weighted by w, or 1) into their rows of out
+// with tensor.ExpertFFN, h being scratch (4·S floats are used); it reports false when the CPU
+// has no kernel for it, and the caller takes the GEMM path.
+func (f *FFN) fused(out, x []float32, toks []int32, w []float32, e int, h []float32) bool {
+	if gemmOnly {
+		return false
+	}
+	c, s := f.C, f.S()
+	var b1 []float32
+	if f.B1 != nil {
+		b1 = f.B1[e*s : (e+1)*s]
+	}
+	if len(h) < 4*s {
+		h = make([]float32, 4*s) // a group smaller than four tokens left less scratch
+	}
+	return tensor.ExpertFFN(out, x, toks, w, c, s, f.w1t[e*c*s:(e+1)*c*s], b1, f.w2r[e*s*c:(e+1)*s*c], h[:4*s])
+}
+
+// gemmOnly turns the fused kernel off (benchmarks compare the two paths in one run).
+var gemmOnly bool
 
 // splitTokens is the fewest tokens per worker for which forwardGrouped cuts the tokens rather
 // than dealing the experts (a 250-token input ran 20% slower cut in two).

@@ -275,7 +275,8 @@ func benchSparse(b *testing.B) {
 // call, so load from other processes hits both alike; it reports the medians of the per-call
 // times (dense-ns, sparse-ns) and of the per-iteration ratio dense/sparse (speedup). Shapes
 // and selections as BenchmarkSparse: per-token mode at k/E 1/8, 1/4, 1/2 with E 16, 1/4 with
-// E 32, and per-request mode at 1/4 with E 16.
+// E 32 and 64, and per-request mode at 1/4 with E 16; each with the fused expert kernel
+// (tensor.ExpertFFN) and with the per-expert GEMMs it replaces.
 func BenchmarkSparseRatio(b *testing.B) {
 	const c, n = 256, 1024
 	for _, th := range []int{1, tensor.Threads()} {
@@ -298,28 +299,32 @@ func BenchmarkSparseRatio(b *testing.B) {
 				if cfg.shared {
 					mode = "request"
 				}
-				b.Run(fmt.Sprintf("threads%d/T%d/E%d_k%d_%s", th, t, cfg.e, cfg.k, mode), func(b *testing.B) {
-					old := tensor.Threads()
-					tensor.SetThreads(th)
-					defer tensor.SetThreads(old)
-					ctx := tensor.NewCtx()
-					var dt, st, ratio []float64
-					i := 0
-					for b.Loop() {
-						t0 := time.Now()
-						dense.Dense(ctx, x)
-						t1 := time.Now()
-						f.Forward(ctx, x, sels[i%len(sels)], nil)
-						t2 := time.Now()
-						ctx.Reset()
-						d, s := float64(t1.Sub(t0)), float64(t2.Sub(t1))
-						dt, st, ratio = append(dt, d), append(st, s), append(ratio, d/s)
-						i++
-					}
-					b.ReportMetric(median(dt), "dense-ns")
-					b.ReportMetric(median(st), "sparse-ns")
-					b.ReportMetric(median(ratio), "speedup")
-				})
+				for _, path := range []string{"fused", "gemm"} {
+					b.Run(fmt.Sprintf("threads%d/T%d/E%d_k%d_%s/%s", th, t, cfg.e, cfg.k, mode, path), func(b *testing.B) {
+						old := tensor.Threads()
+						tensor.SetThreads(th)
+						defer tensor.SetThreads(old)
+						gemmOnly = path == "gemm"
+						defer func() { gemmOnly = false }()
+						ctx := tensor.NewCtx()
+						var dt, st, ratio []float64
+						i := 0
+						for b.Loop() {
+							t0 := time.Now()
+							dense.Dense(ctx, x)
+							t1 := time.Now()
+							f.Forward(ctx, x, sels[i%len(sels)], nil)
+							t2 := time.Now()
+							ctx.Reset()
+							d, s := float64(t1.Sub(t0)), float64(t2.Sub(t1))
+							dt, st, ratio = append(dt, d), append(st, s), append(ratio, d/s)
+							i++
+						}
+						b.ReportMetric(median(dt), "dense-ns")
+						b.ReportMetric(median(st), "sparse-ns")
+						b.ReportMetric(median(ratio), "speedup")
+					})
+				}
 			}
 		}
 	}

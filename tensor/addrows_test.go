@@ -53,3 +53,51 @@ func TestAddRowsIndexed(t *testing.T) {
 		}()
 	}
 }
+
+// TestExpertFFN checks the fused expert kernel against its naive reference over widths that
+// exercise the 16- and 8-unit blocks and the 32- and 8-wide output chunks, with and without
+// biases and token weights; widths that are not multiples of 8 are refused (false).
+func TestExpertFFN(t *testing.T) {
+	r := newRNG(43)
+	ran := false
+	for _, c := range []int{8, 40, 256} {
+		for _, s := range []int{8, 16, 24, 64} {
+			for _, weighted := range []bool{false, true} {
+				for _, bias := range []bool{false, true} {
+					const rows, n = 9, 11 // two blocks of four and a tail of three
+					x := randSlice(r, rows*c, 1)
+					dst := randSlice(r, rows*c, 1)
+					want := append([]float32(nil), dst...)
+					idx := make([]int32, n)
+					for j := range idx {
+						idx[j] = int32(r.IntN(rows))
+					}
+					var w, b1 []float32
+					if weighted {
+						w = randSlice(r, n, 1)
+					}
+					if bias {
+						b1 = randSlice(r, s, 0.5)
+					}
+					w1t, w2r := randSlice(r, c*s, 0.2), randSlice(r, s*c, 0.2)
+					if !ExpertFFN(dst, x, idx, w, c, s, w1t, b1, w2r, make([]float32, 4*s)) {
+						continue // no kernel on this CPU or build
+					}
+					ran = true
+					ExpertFFNNaive(want, x, idx, w, c, s, w1t, b1, w2r)
+					for i := range want {
+						if d := math.Abs(float64(dst[i] - want[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+							t.Fatalf("c %d s %d weighted %v bias %v: value %d is %g, naive %g", c, s, weighted, bias, i, dst[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+	if !ran && simdLevel > 0 {
+		t.Fatal("the kernel never ran on a CPU with SIMD")
+	}
+	if ExpertFFN(make([]float32, 16), make([]float32, 16), []int32{0}, nil, 16, 12, make([]float32, 192), nil, make([]float32, 192), make([]float32, 48)) {
+		t.Error("12 units (not a multiple of 8) ran")
+	}
+}

@@ -256,6 +256,65 @@ func AddRowsIndexed(dst, src []float32, idx []int32, w []float32, c int) {
 	addRowsIndexedGo(dst, src, idx, w, c)
 }
 
+// ExpertFFN adds one expert's feed-forward output for the tokens idx lists into their dst
+// rows: dst[idx[j]] += w[j]·(relu(x[idx[j]]·W1ᵀ + b1)·W2ᵀ) (w nil: weight 1), where x and dst
+// are [*, c] row-major, w1t is the expert's fc1 weight transposed [c][s], b1 its s biases (or
+// nil), w2r its fc2 weight transposed [s][c], and h scratch of 4·s floats. The expert's weights
+// stay in cache while the tokens stream through it (chorus_expert_ffn): no gathered copy of
+// the rows, no intermediate [n, s] and [n, c] buffers; four tokens at a time share each
+// weight load. It reports false, doing nothing, when
+// the CPU has no kernel for it (no AVX2, a build without cgo) or s or c is not a multiple of
+// 8; callers then take their GEMM path. Error: float32 FMA accumulation in k order.
+func ExpertFFN(dst, x []float32, idx []int32, w []float32, c, s int, w1t, b1, w2r, h []float32) bool {
+	if len(idx) == 0 || c%8 != 0 || s%8 != 0 || c == 0 || s == 0 {
+		return false
+	}
+	need("expert w1t", w1t, c*s)
+	need("expert w2r", w2r, s*c)
+	need("expert h", h, 4*s)
+	if b1 != nil {
+		need("expert b1", b1, s)
+	}
+	if w != nil {
+		need("expert weights", w, len(idx))
+	}
+	for _, r := range idx {
+		if r < 0 || (int(r)+1)*c > len(dst) || (int(r)+1)*c > len(x) {
+			panic(fmt.Sprintf("tensor: expert ffn: row %d outside x of %d or dst of %d rows", r, len(x)/c, len(dst)/c))
+		}
+	}
+	return expertFFNKernel(dst, x, idx, w, c, s, w1t, b1, w2r, h)
+}
+
+// ExpertFFNNaive is ExpertFFN in plain loops (the reference its kernel is tested against).
+func ExpertFFNNaive(dst, x []float32, idx []int32, w []float32, c, s int, w1t, b1, w2r []float32) {
+	h := make([]float32, s)
+	for j, r := range idx {
+		xr, d := x[int(r)*c:(int(r)+1)*c], dst[int(r)*c:(int(r)+1)*c]
+		for u := range s {
+			var a float32
+			if b1 != nil {
+				a = b1[u]
+			}
+			for k := range c {
+				a += xr[k] * w1t[k*s+u]
+			}
+			h[u] = max(a, 0)
+		}
+		wt := float32(1)
+		if w != nil {
+			wt = w[j]
+		}
+		for i := range c {
+			var y float32
+			for u := range s {
+				y += h[u] * w2r[u*c+i]
+			}
+			d[i] += wt * y
+		}
+	}
+}
+
 // addRowsIndexedGo is AddRowsIndexed's loop (no SIMD; and the reference its kernel is tested
 // against).
 func addRowsIndexedGo(dst, src []float32, idx []int32, w []float32, c int) {

@@ -1173,6 +1173,129 @@ AVX2 void chorus_add_rows_indexed(float *dst, const float *src, const int32_t *i
 	}
 }
 
+/* ---------------------------------------------------------------- fused expert FFN */
+
+// chorus_expert_ffn: one expert's feed-forward block for the n tokens idx lists, fused so the
+// expert's weights (fc1 transposed [c][s], fc2 transposed [s][c]: 32 KB for 16 units of 256)
+// stay in L1 while every token streams through: h = relu(x·W1ᵀ + b1) over s units (8 or 16
+// at a time, one broadcast of x[k] per FMA row), then y = h·W2ᵀ over c outputs (32 at a
+// time), added — times w[j] when given, a multiply then an add as AddRowsIndexed — into the
+// token's dst row. s and c are multiples of 8; h is scratch of s floats.
+// expert_fc1_4 computes h[4][s] = relu(b1 + x_j·W1ᵀ) for four tokens at once: eight
+// independent FMA chains (four tokens × two vectors of units), each weight vector loaded once
+// for the four.
+AVX2 static void expert_fc1_4(const float *x0, const float *x1, const float *x2, const float *x3, long c, long s,
+                              const float *w1t, const float *b1, float *h) {
+	for (long u = 0; u < s; u += 16) {
+		int two = u + 16 <= s;
+		__m256 b0 = b1 ? _mm256_loadu_ps(b1 + u) : _mm256_setzero_ps();
+		__m256 bb = two && b1 ? _mm256_loadu_ps(b1 + u + 8) : _mm256_setzero_ps();
+		__m256 a00 = b0, a01 = bb, a10 = b0, a11 = bb, a20 = b0, a21 = bb, a30 = b0, a31 = bb;
+		const float *wp = w1t + u;
+		if (two) {
+			for (long k = 0; k < c; k++, wp += s) {
+				__m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
+				__m256 v0 = _mm256_set1_ps(x0[k]), v1 = _mm256_set1_ps(x1[k]), v2 = _mm256_set1_ps(x2[k]), v3 = _mm256_set1_ps(x3[k]);
+				a00 = _mm256_fmadd_ps(v0, w0, a00); a01 = _mm256_fmadd_ps(v0, w1, a01);
+				a10 = _mm256_fmadd_ps(v1, w0, a10); a11 = _mm256_fmadd_ps(v1, w1, a11);
+				a20 = _mm256_fmadd_ps(v2, w0, a20); a21 = _mm256_fmadd_ps(v2, w1, a21);
+				a30 = _mm256_fmadd_ps(v3, w0, a30); a31 = _mm256_fmadd_ps(v3, w1, a31);
+			}
+		} else {
+			for (long k = 0; k < c; k++, wp += s) {
+				__m256 w0 = _mm256_loadu_ps(wp);
+				a00 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k]), w0, a00);
+				a10 = _mm256_fmadd_ps(_mm256_set1_ps(x1[k]), w0, a10);
+				a20 = _mm256_fmadd_ps(_mm256_set1_ps(x2[k]), w0, a20);
+				a30 = _mm256_fmadd_ps(_mm256_set1_ps(x3[k]), w0, a30);
+			}
+		}
+		__m256 z = _mm256_setzero_ps();
+		_mm256_storeu_ps(h + u, _mm256_max_ps(a00, z));
+		_mm256_storeu_ps(h + s + u, _mm256_max_ps(a10, z));
+		_mm256_storeu_ps(h + 2 * s + u, _mm256_max_ps(a20, z));
+		_mm256_storeu_ps(h + 3 * s + u, _mm256_max_ps(a30, z));
+		if (two) {
+			_mm256_storeu_ps(h + u + 8, _mm256_max_ps(a01, z));
+			_mm256_storeu_ps(h + s + u + 8, _mm256_max_ps(a11, z));
+			_mm256_storeu_ps(h + 2 * s + u + 8, _mm256_max_ps(a21, z));
+			_mm256_storeu_ps(h + 3 * s + u + 8, _mm256_max_ps(a31, z));
+		}
+	}
+}
+
+// expert_fc1_1 is expert_fc1_4 for one token (the tail), its units in 16s split over four
+// partial sums of k so that the FMA chains do not wait on each other.
+AVX2 static void expert_fc1_1(const float *x0, long c, long s, const float *w1t, const float *b1, float *h) {
+	for (long u = 0; u < s; u += 8) {
+		__m256 a0 = b1 ? _mm256_loadu_ps(b1 + u) : _mm256_setzero_ps();
+		__m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+		const float *wp = w1t + u;
+		long k = 0;
+		for (; k + 4 <= c; k += 4, wp += 4 * s) {
+			a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k]), _mm256_loadu_ps(wp), a0);
+			a1 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k + 1]), _mm256_loadu_ps(wp + s), a1);
+			a2 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k + 2]), _mm256_loadu_ps(wp + 2 * s), a2);
+			a3 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k + 3]), _mm256_loadu_ps(wp + 3 * s), a3);
+		}
+		for (; k < c; k++, wp += s)
+			a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k]), _mm256_loadu_ps(wp), a0);
+		__m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+		_mm256_storeu_ps(h + u, _mm256_max_ps(a, _mm256_setzero_ps()));
+	}
+}
+
+// chorus_expert_ffn: one expert's feed-forward block for the n tokens idx lists, fused so the
+// expert's weights (fc1 transposed [c][s], fc2 transposed [s][c]: 32 KB for 16 units of 256)
+// stay in L1 while the tokens stream through, four at a time: h = relu(x·W1ᵀ + b1) over the
+// s units, then y = h·W2ᵀ over the c outputs (16 at a time, eight FMA chains), added — times
+// w[j] when given, a multiply then an add as AddRowsIndexed — into each token's dst row. s
+// and c are multiples of 8; h is scratch of 4·s floats.
+AVX2 void chorus_expert_ffn(float *dst, const float *x, const int32_t *idx, const float *w, long n, long c, long s,
+                            const float *w1t, const float *b1, const float *w2r, float *h) {
+	for (long j = 0; j < n; j += 4) {
+		long m = n - j < 4 ? n - j : 4;
+		const float *xr[4];
+		for (long t = 0; t < 4; t++)
+			xr[t] = x + (long)idx[j + (t < m ? t : 0)] * c;
+		if (m == 4)
+			expert_fc1_4(xr[0], xr[1], xr[2], xr[3], c, s, w1t, b1, h);
+		else
+			for (long t = 0; t < m; t++)
+				expert_fc1_1(xr[t], c, s, w1t, b1, h + t * s);
+		float *d[4];
+		__m256 wa[4];
+		for (long t = 0; t < 4; t++) {
+			d[t] = dst + (long)idx[j + (t < m ? t : 0)] * c;
+			wa[t] = _mm256_set1_ps(w ? w[j + (t < m ? t : 0)] : 1.0f);
+		}
+		for (long i = 0; i < c; i += 16) {
+			int two = i + 16 <= c;
+			__m256 y00 = _mm256_setzero_ps(), y01 = y00, y10 = y00, y11 = y00, y20 = y00, y21 = y00, y30 = y00, y31 = y00;
+			const float *wp = w2r + i;
+			for (long q = 0; q < s; q++, wp += c) {
+				__m256 w0 = _mm256_loadu_ps(wp), w1 = two ? _mm256_loadu_ps(wp + 8) : w0;
+				__m256 h0 = _mm256_set1_ps(h[q]), h1 = _mm256_set1_ps(h[s + q]);
+				__m256 h2 = _mm256_set1_ps(h[2 * s + q]), h3 = _mm256_set1_ps(h[3 * s + q]);
+				y00 = _mm256_fmadd_ps(h0, w0, y00); y01 = _mm256_fmadd_ps(h0, w1, y01);
+				y10 = _mm256_fmadd_ps(h1, w0, y10); y11 = _mm256_fmadd_ps(h1, w1, y11);
+				y20 = _mm256_fmadd_ps(h2, w0, y20); y21 = _mm256_fmadd_ps(h2, w1, y21);
+				y30 = _mm256_fmadd_ps(h3, w0, y30); y31 = _mm256_fmadd_ps(h3, w1, y31);
+			}
+			__m256 ys[4][2] = {{y00, y01}, {y10, y11}, {y20, y21}, {y30, y31}};
+			for (long t = 0; t < m; t++) {
+				for (int v = 0; v < 1 + two; v++) {
+					__m256 y = ys[t][v];
+					if (w)
+						y = _mm256_mul_ps(wa[t], y);
+					float *dp = d[t] + i + 8 * v;
+					_mm256_storeu_ps(dp, _mm256_add_ps(_mm256_loadu_ps(dp), y));
+				}
+			}
+		}
+	}
+}
+
 /* ---------------------------------------------------------------- argmax */
 
 // chorus_argmax: four independent sets of 16 lanes each keep their largest value and its
@@ -1482,6 +1605,8 @@ void chorus_layernorm_backward_rows(float *dx, double *gacc, double *bacc, const
 
 long chorus_argmax(const float *x, long n) { abort(); }
 void chorus_add_rows_indexed(float *dst, const float *src, const int32_t *idx, const float *w, long n, long c) { abort(); }
+void chorus_expert_ffn(float *dst, const float *x, const int32_t *idx, const float *w, long n, long c, long s,
+                       const float *w1t, const float *b1, const float *w2r, float *h) { abort(); }
 
 void chorus_adamw(float *w, float *g, float *m, float *v, long n, const float *k) { abort(); }
 

@@ -74,6 +74,8 @@ void chorus_attn_rows(long rows, long kn, long d, float scale, const float *q, l
 // dst row idx[j] (rows of c values) += w[j]·src row j, for j < n (w NULL: weight 1): the
 // scatter of a sparse expert block's outputs back to its tokens' rows. AVX2.
 void chorus_add_rows_indexed(float *dst, const float *src, const int32_t *idx, const float *w, long n, long c);
+void chorus_expert_ffn(float *dst, const float *x, const int32_t *idx, const float *w, long n, long c, long s,
+                       const float *w1t, const float *b1, const float *w2r, float *h);
 
 // Index of the largest of x[0..n), n < 2^31, the first on ties, NaNs ignored; -1 when no value
 // exceeds -Inf (the caller scans those rare inputs itself). AVX-512 only.

@@ -251,6 +251,23 @@ func addRowsIndexedKernel(dst, src []float32, idx []int32, w []float32, c int) b
 	return true
 }
 
+// expertFFNKernel is chorus_expert_ffn (ExpertFFN, arguments checked).
+func expertFFNKernel(dst, x []float32, idx []int32, w []float32, c, s int, w1t, b1, w2r, h []float32) bool {
+	if simdLevel == 0 {
+		return false
+	}
+	var wp, bp *C.float
+	if w != nil {
+		wp = fptr(w)
+	}
+	if b1 != nil {
+		bp = fptr(b1)
+	}
+	C.chorus_expert_ffn(fptr(dst), fptr(x), (*C.int32_t)(unsafe.Pointer(&idx[0])), wp, C.long(len(idx)), C.long(c), C.long(s),
+		fptr(w1t), bp, fptr(w2r), fptr(h))
+	return true
+}
+
 // adamwKernel: AdamWUpdate on slices of equal, non-zero length.
 func adamwKernel(w, g, m, v []float32, k *AdamWConsts) {
 	if simdLevel == 0 {

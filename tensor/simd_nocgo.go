@@ -80,4 +80,8 @@ func argMaxKernel(x []float32) (int, bool) { return -1, false }
 
 func addRowsIndexedKernel(dst, src []float32, idx []int32, w []float32, c int) bool { return false }
 
+func expertFFNKernel(dst, x []float32, idx []int32, w []float32, c, s int, w1t, b1, w2r, h []float32) bool {
+	return false
+}
+
 func adamwKernel(w, g, m, v []float32, k *AdamWConsts) { adamwGo(w, g, m, v, k) }
