@@ -111,16 +111,30 @@ LM_FLAGS = --manifest corpus/v2/train.jsonl --manifest corpus/v2/real-train.json
 lm: build corpus-v2
 	./$(BIN) lm build --model $(LM_DIR) $(LM_FLAGS) --out $(LM_DIR)/lm.arpa.zst
 
-# moe MoE-fies the embedded default model into runs/chorus-micro-moe: co-activation split
-# into 16 experts per layer, MLP routers trained on the training corpus's first utterances
-# (deterministic for a given corpus and seed). Rerun after the default model is regenerated.
+# moe builds chorus-micro-moe, the MoE default the binary embeds: the embedded default split
+# into 64 experts per layer (co-activation, MLP routers 128 wide trained on 60,000 tokens per
+# layer: runs/chorus-micro-moe64), then fine-tuned for 1500 steps under its routers at
+# k/E = 1/4 in the encoder with logit distillation from the dense default
+# (recipes/chorus-micro-moe64-routed-kd.json) — a full variant folder, its weights its own,
+# serving mlp:0.25/enc unless a request names another router. Rerun after the default model is
+# regenerated: runs of an older default (its weights' checksum in default.sha256) are
+# discarded, an interrupted fine-tune resumes. (16 experts over the unchanged default's
+# weights, as an overlay, is `chorus moe $(MOE_FLAGS) --overlay DIR`.)
 MOE_CLIPS ?= 200
-# It also writes the overlay the binary embeds as chorus-micro-moe (asr/defaultmodel/chorus-micro-moe:
-# the layout and routers over the embedded default's weights).
 MOE_FLAGS = --model asr/defaultmodel/chorus-micro --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
 	--manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
-moe: build
-	nice -n 10 ./$(BIN) moe $(MOE_FLAGS) --overlay asr/defaultmodel/chorus-micro-moe
+MOE_WORK := runs/chorus-micro-moe64-routed-kd
+moe: build corpus-v2
+	@sum=$$(sha256sum asr/defaultmodel/chorus-micro/model.safetensors.zst | cut -d' ' -f1); \
+	if [ -f runs/chorus-micro-moe64/default.sha256 ] && [ "$$(cat runs/chorus-micro-moe64/default.sha256)" != "$$sum" ]; then \
+		echo "discarding runs/chorus-micro-moe64 and $(MOE_WORK): made from another default model"; rm -rf runs/chorus-micro-moe64 $(MOE_WORK); \
+	fi
+	[ -f runs/chorus-micro-moe64/config.json ] || nice -n 10 ./$(BIN) moe $(MOE64_FLAGS)
+	sha256sum asr/defaultmodel/chorus-micro/model.safetensors.zst | cut -d' ' -f1 > runs/chorus-micro-moe64/default.sha256
+	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-moe64-routed-kd.json --work $(MOE_WORK) --resume --matmul auto
+	rm -rf asr/defaultmodel/chorus-micro-moe && cp -r $(MOE_WORK)/variant asr/defaultmodel/chorus-micro-moe
+	./$(BIN) eval --model asr/defaultmodel/chorus-micro-moe --manifest corpus/v1/dev.jsonl --limit $(EVAL_LIMIT) --card
+	$(GO) build -o $(BIN) ./cmd/chorus
 
 # moe-routed fine-tunes the MoE-fied default's experts under their MLP routers at k/E = 1/4
 # (600 steps on corpus/v1: routed, routed with distillation from the dense parent, encoder

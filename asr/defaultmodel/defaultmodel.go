@@ -3,10 +3,12 @@
 // writes (runs/chorus-micro/variant), copied here with its card.json; see its card for the
 // recipe, data, steps, training time and measured WER/CER.
 //
-// It also embeds chorus-micro-moe, the default model MoE-fied (`make moe`): an overlay of a
-// few hundred kilobytes — the expert layout and the MLP routers — over chorus-micro's own
-// weights, read as one variant folder by MoEFS. Opening it needs the experts/moe package
-// linked in (it registers the expert builder with asr).
+// It also embeds chorus-micro-moe, the default model MoE-fied (`make moe`): split into 64
+// experts per layer with MLP routers, then fine-tuned under its routers, so a full variant
+// folder of its own weights. (`chorus moe --overlay` writes the other form, an overlay of a
+// few hundred kilobytes — the expert layout and routers — over the unchanged default's
+// weights, which MoEFS reads as one folder when the embedded folder is one.) Opening it
+// needs the experts/moe package linked in (it registers the expert builder with asr).
 //
 // And chorus-micro-flagship (`make flagship`): the default model pruned to half its encoder
 // and decoder parameters (CoFi with distillation), then MoE-fied — a full variant folder, as
@@ -48,8 +50,8 @@ func Names() []string {
 	return out
 }
 
-// VariantFS is the embedded variant name as one folder (the MoE overlay read over the
-// default's files), or an error naming the embedded ones.
+// VariantFS is the embedded variant name as one folder (a MoE overlay read over the default's
+// files), or an error naming the embedded ones.
 func VariantFS(name string) (fs.FS, error) {
 	switch {
 	case name == MoEName:
@@ -88,11 +90,16 @@ func FS() fs.FS {
 // weights than the embedded default's (regenerate it with `make moe`).
 func OpenMoE(opts asr.OpenOptions) (*asr.Variant, error) { return OpenNamed(MoEName, opts) }
 
-// MoEFS is the embedded MoE variant as one folder: the overlay's config.json,
-// experts.safetensors and card.json over the default's weights and tokenizer. It checks that
-// the overlay's recorded base weights are the embedded default's.
+// MoEFS is the embedded MoE variant as one folder: a full variant folder as it is, or an
+// overlay's config.json, experts.safetensors and card.json over the default's weights and
+// tokenizer, checking that the overlay's recorded base weights are the embedded default's.
 func MoEFS() (fs.FS, error) {
 	top, _ := fs.Sub(files, MoEName)
+	for _, w := range []string{"model.safetensors", "model.safetensors.zst"} {
+		if _, err := fs.Stat(top, w); err == nil {
+			return top, nil
+		}
+	}
 	return Overlay(top, FS())
 }
 

@@ -98,10 +98,11 @@ func TestCardChecksums(t *testing.T) {
 	}
 }
 
-// TestMoEOverlay: the embedded MoE overlay reads as one variant folder whose files all
-// match its card's checksums (overlay files and the default's weights and tokenizer), and an
-// overlay recorded over other weights is refused.
-func TestMoEOverlay(t *testing.T) {
+// TestMoEVariant: the embedded MoE variant reads as one variant folder whose files all match
+// its card's checksums (a full folder's own, or an overlay's with the default's weights and
+// tokenizer), with experts, weights and tokenizer; and an overlay recorded over other weights
+// than the default's is refused.
+func TestMoEVariant(t *testing.T) {
 	fsys, err := MoEFS()
 	if err != nil {
 		t.Fatal(err)
@@ -134,16 +135,34 @@ func TestMoEOverlay(t *testing.T) {
 		delete(card.Files, e.Name())
 	}
 	if len(card.Files) != 0 {
-		t.Errorf("card lists files the merged folder lacks: %v", card.Files)
+		t.Errorf("card lists files the folder lacks: %v", card.Files)
 	}
-	for _, want := range []string{"config.json", asr.ExpertsFile, "model.safetensors.zst", "vocab.json"} {
+	for _, want := range []string{"config.json", "model.safetensors.zst", "vocab.json"} {
 		if _, err := fs.Stat(fsys, want); err != nil {
-			t.Errorf("merged folder lacks %s: %v", want, err)
+			t.Errorf("folder lacks %s: %v", want, err)
 		}
 	}
-	top, _ := fs.Sub(files, MoEName)
-	other := fstest.MapFS{"model.safetensors.zst": {Data: []byte("other weights")}}
-	if _, err := Overlay(top, other); err == nil || !strings.Contains(err.Error(), "regenerate") {
+	top := fstest.MapFS{"card.json": {Data: []byte(`{"base_weights": "model.safetensors.zst", "base_weights_sha256": "0123"}`)}}
+	if _, err := Overlay(top, FS()); err == nil || !strings.Contains(err.Error(), "regenerate") {
 		t.Errorf("overlay over other weights: %v", err)
 	}
+	ov, err := Overlay(fstest.MapFS{"card.json": {Data: mustBaseCard(t)}, "extra.txt": {Data: []byte("x")}}, FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"extra.txt", "model.safetensors.zst", "vocab.json"} {
+		if _, err := fs.Stat(ov, want); err != nil {
+			t.Errorf("overlay folder lacks %s: %v", want, err)
+		}
+	}
+}
+
+// mustBaseCard is an overlay card recording the embedded default's weights.
+func mustBaseCard(t *testing.T) []byte {
+	t.Helper()
+	sum, err := asr.FSFileSHA256(FS(), "model.safetensors.zst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(`{"base_weights": "model.safetensors.zst", "base_weights_sha256": "` + sum + `"}`)
 }
