@@ -26,8 +26,9 @@ type Result struct {
 	// SumLogprob is the sum of the sampled tokens' log-probabilities, EOT's included, under
 	// the filtered distributions; AvgLogprob is SumLogprob / (len(Tokens)+1).
 	SumLogprob, AvgLogprob float64
-	// Score is what the ranker compared: SumLogprob over the length penalty, or under joint
-	// CTC/attention decoding (Options.CTCWeight) the joint score over it.
+	// Score is what the ranker compared: SumLogprob over the length penalty, or, when the
+	// search rescored tokens (joint CTC/attention decoding, Options.CTCWeight; shallow fusion,
+	// Options.LMWeight), the rescored sum over it. SumLogprob stays the decoder's own.
 	Score float64
 	// NoSpeechProb is p(<|nospeech|>) right after SOT; NaN without a nospeech token.
 	NoSpeechProb float64
