@@ -63,7 +63,7 @@ type pageSession struct {
 // --beam 5`; its default is greedy, for capacity). Chromium's capture resampling and Opus
 // coding change the samples, and the utterance the server cuts is not the whole file, so
 // "match" is at most maxFileWER of word errors after the scoring normaliser (one word in this
-// clip's eleven): at beam 5 every one of 15 runs was within one word, and 9 of the 12 logged
+// clip's eleven): at beam 5 every one of 18 runs was within one word, and 10 of the 15 logged
 // equal outright; greedy, they differed in every run tried; at chorus transcribe's default beam of 10 the file's own
 // transcription came out better ("brown", "dog") than the page's, two words apart.
 // The text must equal, exactly, the gRPC finals and the transcription of the audio the

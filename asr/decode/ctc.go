@@ -56,11 +56,13 @@ type ctcScorer struct {
 	frames int
 	blank  int // EOT: the classes are the text tokens 0…blank−1 and blank
 	lambda float64
+	// tsBegin is <|0.00|>: timestamp i is tsBegin+i, i encoder frames into the window.
+	tsBegin int
 }
 
 // newCTCScorer checks the runner's CTC output against the vocabulary and returns a scorer, or
 // nil when the runner has no CTC head.
-func newCTCScorer(r Runner, eot int, lambda float64) (*ctcScorer, error) {
+func newCTCScorer(r Runner, eot, tsBegin int, lambda float64) (*ctcScorer, error) {
 	cr, ok := r.(CTCRunner)
 	if !ok || lambda == 0 {
 		return nil, nil
@@ -72,7 +74,7 @@ func newCTCScorer(r Runner, eot int, lambda float64) (*ctcScorer, error) {
 	if frames <= 0 || len(lp) != frames*(eot+1) {
 		return nil, fmt.Errorf("decode: CTC head gave %d values for %d frames; want %d classes per frame (text tokens below eot %d, and blank)", len(lp), frames, eot+1, eot)
 	}
-	return &ctcScorer{lp: lp, frames: frames, blank: eot, lambda: lambda}, nil
+	return &ctcScorer{lp: lp, frames: frames, blank: eot, lambda: lambda, tsBegin: tsBegin}, nil
 }
 
 // ctcState is the CTC side of one hypothesis: its text prefix g's forward variables
@@ -213,15 +215,32 @@ func (s *ctcScorer) advance(g *ctcState, tok int) *ctcState {
 }
 
 // tokenScore is tok's CTC score from g: the prefix score of a text token, the final score of
-// EOT, 0 for timestamps.
-func (s *ctcScorer) tokenScore(g *ctcState, tok int) float64 {
+// EOT, endScore for a timestamp that closes a segment (after lastText, the hypothesis's last
+// token being text), 0 for other timestamps.
+func (s *ctcScorer) tokenScore(g *ctcState, tok int, lastText bool) float64 {
 	switch {
 	case tok == s.blank:
 		return s.final(g)
 	case tok < s.blank:
 		return s.score(g, tok)
+	case lastText && tok >= s.tsBegin:
+		return s.endScore(g, tok-s.tsBegin)
 	}
 	return 0
+}
+
+// endScore is the CTC score of closing a segment at timestamp f — f encoder frames into the
+// window, as a timestamp step is one frame (30 s / AudioCtx): log(P(frames 0…f−1 collapse to
+// g) / ψ(g)), near 0 when g's text has been spoken by then (the pause after it included) and
+// far below when it has not, or when the next words have already begun. It keeps a small
+// decoder from closing a segment long before its words end.
+func (s *ctcScorer) endScore(g *ctcState, f int) float64 {
+	t := min(f, s.frames) - 1
+	if t < g.lo || t >= g.hi {
+		return logZero
+	}
+	i := t - g.lo
+	return logAdd(g.rn[i], g.rb[i]) - g.psi
 }
 
 // logAdd is log(e^a + e^b).

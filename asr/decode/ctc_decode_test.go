@@ -218,3 +218,69 @@ func (r recordingLM) LogProb(ctx []int, tok int) float64 {
 	*r.contexts = append(*r.contexts, slices.Clone(ctx))
 	return r.LanguageModel.LogProb(ctx, tok)
 }
+
+// TestCTCClosingTimestamp: in timestamp mode the decoder wants to close the segment at
+// <|0.04|>–<|0.14|>, before the CTC output has emitted " world" (frame 9 of the window).
+// Beam search with joint decoding scores every closing timestamp against the CTC forward
+// variables and closes the segment after it (frame 10 or later); greedy decoding, whose
+// pre-beam holds only the decoder's favourites, cannot reach it.
+func TestCTCClosingTimestamp(t *testing.T) {
+	m, v := testModel()
+	sp := m.Specials
+	ts := func(i int) int { return sp.TimestampBegin + i }
+	blank := sp.EOT
+	lp := spell(blank+1, blank, tokHello, blank, blank, blank, blank, blank, blank, blank, tokWorld, blank, blank, blank, blank)
+	script := func(seqs int) *decodetest.Runner {
+		return decodetest.NewRunner(seqs, v, stepScript(v, 3, 1, nil, func(s []int) []float32 {
+			l := decodetest.Fill(v, negInf)
+			last := -1
+			if len(s) > 0 {
+				last = s[len(s)-1]
+			}
+			switch last {
+			case -1:
+				l[ts(0)] = 0
+			case ts(0):
+				l[tokHello] = 0
+			case tokHello:
+				l[tokWorld] = 0
+			case tokWorld:
+				for i := 2; i <= 20; i++ {
+					l[ts(i)] = -4
+					if i <= 7 {
+						l[ts(i)] = -1
+					}
+				}
+				l[ts(2)] = 0
+			default:
+				l[sp.EOT] = 0
+			}
+			return l
+		}))
+	}
+	closing := func(toks []int) int {
+		for i := 1; i < len(toks); i++ {
+			if toks[i] >= sp.TimestampBegin && toks[i-1] < sp.EOT {
+				return toks[i] - sp.TimestampBegin
+			}
+		}
+		return -1
+	}
+	for _, tc := range []struct {
+		name string
+		beam int
+		late bool
+	}{{"beam", 2, true}, {"greedy", 0, false}} {
+		o := decode.DefaultOptions()
+		o.Language, o.CTCWeight, o.BeamSize, o.MaxInitialTimestamp = "en", 0.5, tc.beam, 0
+		r := &ctcRunner{Runner: script(max(1, tc.beam)), lp: lp, frames: len(lp) / (blank + 1)}
+		res, err := decode.Decode(r, m, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := closing(res[0].Tokens)
+		if got := c >= 10; got != tc.late || c < 0 {
+			t.Errorf("%s: tokens %v close the segment at frame %d; want late (≥ 10): %v", tc.name, res[0].Tokens, c, tc.late)
+		}
+	}
+}

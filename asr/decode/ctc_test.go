@@ -245,3 +245,41 @@ func fullForward(lp []float32, frames, classes int, g []int) forward {
 	}
 	return forward{psi: psi, final: logAdd(alpha[n-1], alpha[n-2])}
 }
+
+// TestCTCEndScore: closing a segment after "a b" scores near 0 in the pause after b, and far
+// below before b is spoken or once c has begun; a timestamp past the window's frames closes at
+// its end.
+func TestCTCEndScore(t *testing.T) {
+	const labels = 3 // a, b, c; blank 3
+	classes := labels + 1
+	frames := []int{3, 0, 0, 3, 1, 1, 3, 3, 3, 2, 2, 3}
+	lp := make([]float32, len(frames)*classes)
+	for f, k := range frames {
+		for c := range classes {
+			lp[f*classes+c] = float32(math.Log(0.02))
+		}
+		lp[f*classes+k] = float32(math.Log(0.94))
+	}
+	s := &ctcScorer{lp: lp, frames: len(frames), blank: labels, lambda: 0.5, tsBegin: 100}
+	g := s.extend(s.extend(s.initial(), 0), 1)
+	for _, tc := range []struct {
+		f        int
+		min, max float64
+	}{
+		{3, logZero, -3},  // only "a" spoken
+		{6, -0.5, 0},      // right after b
+		{8, -0.5, 0},      // in the pause
+		{11, logZero, -5}, // c is under way
+	} {
+		got := s.endScore(g, tc.f)
+		if got < tc.min || got > tc.max {
+			t.Errorf("closing at frame %d: %.3f, want in [%g, %g]", tc.f, got, tc.min, tc.max)
+		}
+		if tok := s.tsBegin + tc.f; s.tokenScore(g, tok, true) != got || s.tokenScore(g, tok, false) != 0 {
+			t.Errorf("frame %d: a closing timestamp scores %g, an opening one %g", tc.f, s.tokenScore(g, tok, true), s.tokenScore(g, tok, false))
+		}
+	}
+	if a, b := s.endScore(g, 40), s.endScore(g, len(frames)); a != b {
+		t.Errorf("closing past the window %g, at its end %g", a, b)
+	}
+}

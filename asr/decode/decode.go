@@ -75,7 +75,7 @@ func DecodeContext(ctx context.Context, r Runner, m Model, o Options) ([]Result,
 	if err != nil {
 		return nil, err
 	}
-	if t.ctc, err = newCTCScorer(r, m.Specials.EOT, o.CTCWeight); err != nil {
+	if t.ctc, err = newCTCScorer(r, m.Specials.EOT, m.Specials.TimestampBegin, o.CTCWeight); err != nil {
 		return nil, err
 	}
 	if m.LM != nil && o.LMWeight > 0 && o.BeamSize > 0 {
@@ -274,6 +274,29 @@ type candidate struct {
 	sum, joint float64
 }
 
+// bestClosing adds to the proposals dst[start:] the timestamp that best closes the segment by
+// the joint score, when the pre-beam missed it: the decoder's most probable closing
+// timestamps can all come long before the text's last word is spoken (a small decoder's
+// failure), and only the CTC side knows where it ends, so every allowed timestamp is scored
+// (each an O(1) look-up of the forward variables).
+func (t *task) bestClosing(dst []scored, start int, l []float32, lse, sum, joint float64, g *ctcState, lam float64) []scored {
+	begin := t.m.Specials.TimestampBegin
+	best, bestScore, bestAtt := -1, math.Inf(-1), 0.0
+	for tok := begin; tok < len(l); tok++ {
+		a := float64(l[tok]) - lse
+		if math.IsInf(a, -1) {
+			continue
+		}
+		if sc := joint + (1-lam)*a + lam*t.ctc.endScore(g, tok-begin); sc > bestScore {
+			best, bestScore, bestAtt = tok, sc, a
+		}
+	}
+	if best < 0 || slices.ContainsFunc(dst[start:], func(p scored) bool { return p.tok == best }) {
+		return dst
+	}
+	return append(dst, scored{tok: best, att: sum + bestAtt, joint: bestScore})
+}
+
 // lmContext is the language model's context for a hypothesis that sampled tokens: SOT (the
 // model's sentence start), the forced prefix and the sampled text tokens, of which the last
 // Order()−1 count.
@@ -339,6 +362,9 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 		ctx = t.lmContext(sampled)
 	}
 	eot := t.m.Specials.EOT
+	// A timestamp after text closes a segment (timestamp mode only: without timestamps the
+	// decoder is not asked for any).
+	lastText := !t.o.WithoutTimestamps && len(sampled) > 0 && sampled[len(sampled)-1] < eot
 	for _, tok := range topK(l, ctcPreBeam(n)) {
 		a := float64(l[tok]) - lse
 		if math.IsInf(a, -1) {
@@ -346,7 +372,7 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 		}
 		score := joint + (1-lam)*a
 		if t.ctc != nil {
-			score += lam * t.ctc.tokenScore(g, tok)
+			score += lam * t.ctc.tokenScore(g, tok, lastText)
 		}
 		if t.lm != nil && tok <= eot {
 			score += t.o.LMWeight * t.lm.LogProb(ctx, tok)
@@ -355,6 +381,9 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 			}
 		}
 		dst = append(dst, scored{tok: tok, att: sum + a, joint: score})
+	}
+	if t.ctc != nil && lastText && t.o.BeamSize > 0 {
+		dst = t.bestClosing(dst, start, l, lse, sum, joint, g, lam)
 	}
 	mine := dst[start:]
 	slices.SortStableFunc(mine, func(a, b scored) int { return cmp.Compare(b.joint, a.joint) })
