@@ -117,8 +117,8 @@ lm: build corpus-v2
 # k/E = 1/4 in the encoder with logit distillation from the dense default
 # (recipes/chorus-micro-moe64-routed-kd.json) — a full variant folder, its weights its own,
 # serving mlp:0.25/enc unless a request names another router. Rerun after the default model is
-# regenerated: runs of an older default (its weights' checksum in default.sha256) are
-# discarded, an interrupted fine-tune resumes. (16 experts over the unchanged default's
+# regenerated: runs of an older default (its weights' checksum in default.sha256, a run
+# without that record counting as older) are discarded, an interrupted fine-tune resumes. (16 experts over the unchanged default's
 # weights, as an overlay, is `chorus moe $(MOE_FLAGS) --overlay DIR`.)
 MOE_CLIPS ?= 200
 MOE_FLAGS = --model asr/defaultmodel/chorus-micro --out runs/chorus-micro-moe --experts 16 --method coact --router-hidden 64 \
@@ -126,8 +126,8 @@ MOE_FLAGS = --model asr/defaultmodel/chorus-micro --out runs/chorus-micro-moe --
 MOE_WORK := runs/chorus-micro-moe64-routed-kd
 moe: build corpus-v2
 	@sum=$$(sha256sum asr/defaultmodel/chorus-micro/model.safetensors.zst | cut -d' ' -f1); \
-	if [ -f runs/chorus-micro-moe64/default.sha256 ] && [ "$$(cat runs/chorus-micro-moe64/default.sha256)" != "$$sum" ]; then \
-		echo "discarding runs/chorus-micro-moe64 and $(MOE_WORK): made from another default model"; rm -rf runs/chorus-micro-moe64 $(MOE_WORK); \
+	if [ -d runs/chorus-micro-moe64 ] && [ "$$(cat runs/chorus-micro-moe64/default.sha256 2>/dev/null)" != "$$sum" ]; then \
+		echo "discarding runs/chorus-micro-moe64 and $(MOE_WORK): made from another default model (or one not recorded)"; rm -rf runs/chorus-micro-moe64 $(MOE_WORK); \
 	fi
 	[ -f runs/chorus-micro-moe64/config.json ] || nice -n 10 ./$(BIN) moe $(MOE64_FLAGS)
 	sha256sum asr/defaultmodel/chorus-micro/model.safetensors.zst | cut -d' ' -f1 > runs/chorus-micro-moe64/default.sha256
