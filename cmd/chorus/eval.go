@@ -19,6 +19,7 @@ func evalCmd() *cobra.Command {
 	var (
 		model, manifest, key     string
 		workers, limit, beam     int
+		skip                     int
 		ctcWeight, lmW, lmBonus  float64
 		patience                 float64
 		asJSON, card, timestamps bool
@@ -36,7 +37,7 @@ func evalCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := speech.Evaluate(cmd.Context(), v, m, speech.EvalOptions{Workers: workers, Limit: limit, Timestamps: timestamps,
+			rep, err := speech.Evaluate(cmd.Context(), v, m, speech.EvalOptions{Workers: workers, Limit: limit, Skip: skip, Timestamps: timestamps,
 				CTCWeight: &ctcWeight, Beam: beam, LMWeight: &lmW, LMBonus: &lmBonus, Patience: patience,
 				Bad: func(p string, err error) { fmt.Fprintf(os.Stderr, "chorus: %s: %v\n", p, err) }})
 			if err != nil {
@@ -61,7 +62,8 @@ func evalCmd() *cobra.Command {
 	f.StringVar(&model, "model", "", "model folder or ggml file (default: the embedded default model)")
 	f.StringVar(&manifest, "manifest", "", "JSON-lines manifest (audio_filepath, text, voice, source)")
 	f.IntVar(&workers, "workers", 1, "utterances decoded in parallel")
-	f.IntVar(&limit, "limit", 0, "first N utterances only")
+	f.IntVar(&limit, "limit", 0, "first N utterances only (after --skip)")
+	f.IntVar(&skip, "skip", 0, "skip the first N utterances (e.g. --skip 150 --limit 150: a tuning slice beside the report slice)")
 	f.BoolVar(&timestamps, "timestamps", false, "decode in timestamp mode, as chorus transcribe and the server do (default: text only, <|notimestamps|>)")
 	f.Float64Var(&ctcWeight, "ctc-weight", decode.DefaultCTCWeight, "weight of the CTC head in joint CTC/attention decoding (0: attention only; models without a CTC head ignore it)")
 	f.Float64Var(&lmW, "lm-weight", decode.DefaultLMWeight, "weight of the model's language model ("+asr.LMFile+") in shallow fusion (0: none)")

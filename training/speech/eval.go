@@ -48,7 +48,8 @@ type EvalReport struct {
 // EvalOptions tune Evaluate.
 type EvalOptions struct {
 	Workers int // utterances decoded in parallel (default 1: RTF per stream)
-	Limit   int // first Limit utterances only (0: all)
+	Limit   int // first Limit utterances only (0: all), after Skip
+	Skip    int // utterances skipped at the start (a tuning slice beside a report slice)
 	// Timestamps decodes in timestamp mode, as `chorus transcribe` and the server do (Whisper's
 	// default); without it the decoder is asked for text only (<|notimestamps|>).
 	Timestamps bool
@@ -74,7 +75,7 @@ type scored struct {
 // timestamps unless asked) and scores it with the project's normaliser, overall and per voice
 // and source.
 func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptions) (*EvalReport, error) {
-	entries := m.Entries
+	entries := m.Entries[min(max(o.Skip, 0), len(m.Entries)):]
 	if o.Limit > 0 && o.Limit < len(entries) {
 		entries = entries[:o.Limit]
 	}
