@@ -5,7 +5,7 @@
 GO      ?= go
 BIN     := bin/chorus
 PKGS    := ./...
-APT_PKGS := build-essential pkg-config libopenblas-dev espeak-ng sox flac protobuf-compiler portaudio19-dev opus-tools chromium
+APT_PKGS := build-essential pkg-config libopenblas-dev espeak-ng sox flac protobuf-compiler portaudio19-dev opus-tools chromium zstd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 DATA_PKGS := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes \
@@ -65,25 +65,32 @@ TRAIN_RECIPE ?= recipes/chorus-micro-grow.json
 TRAIN_WORK ?= runs/chorus-micro-grow
 RESUME_DIR := resume/$(notdir $(TRAIN_WORK))
 train: build corpus-v2
-	@if [ ! -d $(TRAIN_WORK)/checkpoints ] && [ -d $(RESUME_DIR) ]; then \
+	@if [ ! -d $(TRAIN_WORK)/checkpoints ] && [ -d $(RESUME_DIR)/checkpoints ]; then \
 		echo "seeding $(TRAIN_WORK) from the committed checkpoint in $(RESUME_DIR)"; \
-		mkdir -p $(TRAIN_WORK) && cp -r $(RESUME_DIR)/. $(TRAIN_WORK)/; \
+		mkdir -p $(TRAIN_WORK)/checkpoints && cp $(RESUME_DIR)/train.csv $(TRAIN_WORK)/ && cp -r $(RESUME_DIR)/tokenizer $(TRAIN_WORK)/ && \
+		for z in $(RESUME_DIR)/checkpoints/*.chk.zst.part-aa; do \
+			[ -e "$$z" ] || continue; base=$${z%.zst.part-aa}; \
+			cat "$$base".zst.part-* | zstd -d -q -o $(TRAIN_WORK)/checkpoints/$$(basename "$$base") || exit 1; \
+		done; \
+		cp $(RESUME_DIR)/checkpoints/*.chk $(TRAIN_WORK)/checkpoints/ 2>/dev/null || true; \
 	fi
 	nice -n 10 ./$(BIN) train --recipe $(TRAIN_RECIPE) --work $(TRAIN_WORK) --resume --matmul auto --memory-limit-mb 12288
 
 # snapshot copies the run's newest checkpoint (the only one kept there), its metrics log and
-# tokenizer into resume/, so that `make train` on a fresh clone continues the run.
+# tokenizer into resume/, so that `make train` on a fresh clone continues the run. The
+# checkpoint is zstd-compressed and cut into parts under 64 MB (the grown model's is 113 MB:
+# over what some Git hosts take in one file); `make train` joins and decompresses them.
 # The trainer writes a checkpoint every few minutes and on SIGTERM; stop it first to lose nothing.
 snapshot:
 	@newest=$$(ls $(TRAIN_WORK)/checkpoints/ckpt-*.chk 2>/dev/null | sort | tail -1); \
 	if [ -z "$$newest" ]; then echo "no checkpoint in $(TRAIN_WORK)/checkpoints"; exit 1; fi; \
-	mkdir -p $(RESUME_DIR)/checkpoints; \
-	cp "$$newest" $(RESUME_DIR)/checkpoints/.tmp && \
-	find $(RESUME_DIR)/checkpoints -name 'ckpt-*.chk' -delete && \
-	mv $(RESUME_DIR)/checkpoints/.tmp $(RESUME_DIR)/checkpoints/$$(basename "$$newest") && \
+	name=$$(basename "$$newest"); \
+	rm -rf $(RESUME_DIR)/.tmp && mkdir -p $(RESUME_DIR)/.tmp && \
+	zstd -q -6 -T0 -c "$$newest" | split -b 60M - $(RESUME_DIR)/.tmp/$$name.zst.part- && \
+	rm -rf $(RESUME_DIR)/checkpoints && mv $(RESUME_DIR)/.tmp $(RESUME_DIR)/checkpoints && \
 	cp $(TRAIN_WORK)/train.csv $(RESUME_DIR)/train.csv && \
 	rm -rf $(RESUME_DIR)/tokenizer && cp -r $(TRAIN_WORK)/tokenizer $(RESUME_DIR)/tokenizer && \
-	echo "$(RESUME_DIR) now holds $$(basename "$$newest")"
+	echo "$(RESUME_DIR) now holds $$name ($$(ls $(RESUME_DIR)/checkpoints | wc -l) parts)"
 
 # embed makes a training run's variant the embedded default model: copies it into
 # asr/defaultmodel/chorus-micro, scores it on the three development splits into its card
