@@ -636,6 +636,9 @@ func (w *streamWorker) send(ctx context.Context, evs []stream.Event) (end bool, 
 			alt := &chorusv1.SpeechRecognitionAlternative{Transcript: ev.Text, Confidence: ev.Confidence}
 			if w.cfg.words() {
 				for _, wd := range ev.Words {
+					if strings.TrimSpace(wd.Word) == "" {
+						continue // a lone space token: no text to time (OpenAI keeps it as " ")
+					}
 					alt.Words = append(alt.Words, w.cfg.wordInfo(wd.Word, wd.Start, wd.End, wd.Probability))
 				}
 			}
@@ -737,6 +740,9 @@ func (r *recognizer) Recognize(ctx context.Context, req *chorusv1.RecognizeReque
 	for _, seg := range res.Segments {
 		alt := &chorusv1.SpeechRecognitionAlternative{Transcript: seg.Text, Confidence: confidence(seg.AvgLogprob)}
 		for _, wd := range seg.Words {
+			if strings.TrimSpace(wd.Word) == "" {
+				continue // a lone space token: no text to time
+			}
 			alt.Words = append(alt.Words, cfg.wordInfo(wd.Word, secondsToDuration(wd.Start), secondsToDuration(wd.End), wd.Probability))
 		}
 		out.Results = append(out.Results, &chorusv1.SpeechRecognitionResult{
