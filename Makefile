@@ -74,7 +74,7 @@ train: build corpus-v2
 		done; \
 		cp $(RESUME_DIR)/checkpoints/*.chk $(TRAIN_WORK)/checkpoints/ 2>/dev/null || true; \
 	fi
-	nice -n 10 ./$(BIN) train --recipe $(TRAIN_RECIPE) --work $(TRAIN_WORK) --resume --matmul auto --memory-limit-mb 12288
+	nice -n 10 ./$(BIN) train --recipe $(TRAIN_RECIPE) --work $(TRAIN_WORK) --resume --matmul auto --memory-limit-mb 12288 --keep-checkpoints 8
 
 # snapshot copies the run's newest checkpoint (the only one kept there), its metrics log and
 # tokenizer into resume/, so that `make train` on a fresh clone continues the run. The

@@ -19,6 +19,7 @@ func trainCmd() *cobra.Command {
 		resume       bool
 		steps        int
 		memLimit     int64
+		keep, avg    int
 	)
 	cmd := &cobra.Command{
 		Use:   "train --recipe FILE --work DIR [--resume]",
@@ -37,7 +38,7 @@ func trainCmd() *cobra.Command {
 			if work == "" {
 				work = "runs/" + r.Name
 			}
-			err = speech.Run(cmd.Context(), r, speech.RunOptions{Work: work, Resume: resume, Steps: steps, Progress: os.Stderr, Publish: publish})
+			err = speech.Run(cmd.Context(), r, speech.RunOptions{Work: work, Resume: resume, Steps: steps, Progress: os.Stderr, Publish: publish, KeepCheckpoints: keep, Average: avg})
 			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
 				// SIGINT/SIGTERM: the trainer wrote a checkpoint first. Still a failure for
 				// scripts (the run did not finish), but say what happened and what next.
@@ -52,6 +53,8 @@ func trainCmd() *cobra.Command {
 	f.BoolVar(&resume, "resume", false, "continue from the newest valid checkpoint")
 	f.StringVar(&publish, "publish", "", "models directory to publish the final variant into (temp name + rename: a watching server hot-swaps it)")
 	f.IntVar(&steps, "steps", 0, "override the recipe's step count (extend a finished run)")
+	f.IntVar(&keep, "keep-checkpoints", 0, "how many of the newest checkpoints to keep (0: 2); more lets `chorus train --average N` average the run's end")
+	f.IntVar(&avg, "average", 0, "train nothing: write the mean of the run's newest N checkpoints as WORK/variant-avg (checkpoint averaging)")
 	f.Int64Var(&memLimit, "memory-limit-mb", 8192, "soft memory limit for the Go heap in MiB (0: none; GOMEMLIMIT wins)")
 	return cmd
 }

@@ -212,6 +212,12 @@ type RunOptions struct {
 	Logger   *slog.Logger
 	// Publish overrides the recipe's publish directory.
 	Publish string
+	// KeepCheckpoints is how many of the newest checkpoints the run keeps (0: the
+	// trainer's default of 2); keeping more lets Average average the end of a run.
+	KeepCheckpoints int
+	// Average > 0 trains nothing: the newest Average checkpoints of the run are averaged
+	// (trainer.AverageCheckpoints) and written as the variant <work>/variant-avg.
+	Average int
 }
 
 func (o RunOptions) logger() *slog.Logger {
@@ -251,6 +257,9 @@ func Run(ctx context.Context, r *Recipe, o RunOptions) error {
 
 func run(ctx context.Context, r *Recipe, o RunOptions) error {
 	if r.Kind == "prune" {
+		if o.Average > 0 {
+			return errors.New("--average: a pruning run's gates sample new masks each step; average a fine-tune of its variant instead")
+		}
 		return runPrune(ctx, r, o)
 	}
 	log := o.logger()
@@ -348,12 +357,20 @@ func run(ctx context.Context, r *Recipe, o RunOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.Average > 0 {
+		steps, err := trainer.AverageCheckpoints(cfg.CheckpointDir, o.Average, task.Params())
+		if err != nil {
+			return err
+		}
+		log.Info("averaged checkpoints", "steps", fmt.Sprint(steps), "variant", o.path(averagedVariant))
+		return saveVariant(r, o, task, time.Since(start), steps)
+	}
 	log.Info("matrix products", "precision", cmp.Or(matmulName(), "f32"), "engine", tensor.MatmulEngine())
 	runErr := trainer.Run(ctx, task, cfg)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
-	if err := saveVariant(r, o, task, time.Since(start)); err != nil {
+	if err := saveVariant(r, o, task, time.Since(start), nil); err != nil {
 		return err
 	}
 	return runErr
@@ -393,7 +410,7 @@ func trainerConfig(r *Recipe, o RunOptions, log *slog.Logger) (trainer.Config, e
 		Optimizer: trainer.AdamWConfig{Beta2: r.Optim.Beta2, WeightDecay: r.Optim.WeightDecay},
 		ClipNorm:  r.Optim.ClipNorm, CheckpointDir: o.path("checkpoints"), CheckpointEvery: every,
 		Resume: o.Resume, EvalEvery: r.EvalEvery, LogCSV: o.path("train.csv"), PlotDir: o.path("plots"),
-		Progress: o.Progress, Logger: log,
+		Progress: o.Progress, Logger: log, KeepCheckpoints: o.KeepCheckpoints,
 	}, nil
 }
 
@@ -467,13 +484,23 @@ type Card struct {
 	Metrics   map[string]any `json:"metrics,omitempty"`
 	// Matmul is "bf16" when the run's matrix products ran in bfloat16 when the variant was
 	// written (chorus train --matmul; tensor.SetMatmulBF16), empty for float32.
-	Matmul  string            `json:"matmul,omitempty"`
-	Files   map[string]string `json:"files_sha256"`
-	Written time.Time         `json:"written"`
+	Matmul string `json:"matmul,omitempty"`
+	// AveragedSteps are the checkpoints whose mean the weights are (chorus train --average).
+	AveragedSteps []int64           `json:"averaged_steps,omitempty"`
+	Files         map[string]string `json:"files_sha256"`
+	Written       time.Time         `json:"written"`
 }
 
-func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error {
+// averagedVariant is the folder, in a run's work folder, of the variant RunOptions.Average writes.
+const averagedVariant = "variant-avg"
+
+// saveVariant writes the task's model as <work>/variant, or as <work>/variant-avg when
+// averaged names the checkpoints its weights are the mean of.
+func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration, averaged []int64) error {
 	dir := o.path("variant")
+	if averaged != nil {
+		dir = o.path(averagedVariant)
+	}
 	cfg := asr.ConfigFromDims(task.Model().Dims)
 	cfg.Chorus, _ = json.Marshal(task.chorusConfig()) // a fine-tuned pruned model keeps its per-layer sizes
 	if err := asr.Save(dir, task.Model(), cfg, task.o.Tokenizer, asr.SaveOptions{Compress: true, F16: true}); err != nil {
@@ -491,7 +518,7 @@ func saveVariant(r *Recipe, o RunOptions, task *Task, wall time.Duration) error 
 		}
 	}
 	step, elapsed := latestStep(o.path("checkpoints"))
-	card := Card{Name: r.Name, Parent: r.From, Recipe: r, Data: r.Data.Train, Steps: step, WallTimeS: elapsed, Written: time.Now().UTC(), Matmul: matmulName()}
+	card := Card{Name: r.Name, Parent: r.From, Recipe: r, Data: r.Data.Train, Steps: step, WallTimeS: elapsed, Written: time.Now().UTC(), Matmul: matmulName(), AveragedSteps: averaged}
 	if card.WallTimeS == 0 {
 		card.WallTimeS = wall.Seconds()
 	}

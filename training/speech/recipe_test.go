@@ -224,3 +224,59 @@ func TestCTCHeadCarried(t *testing.T) {
 		t.Error("a head of the wrong shape fits")
 	}
 }
+
+// TestRunAverage: `chorus train --average 2` writes variant-avg whose weights are the mean of
+// the run's two checkpoints (here the variants of steps 2 and 4, stored in float16) and whose
+// card names them; pruning runs refuse it.
+func TestRunAverage(t *testing.T) {
+	dir := t.TempDir()
+	from, _ := tinyVariant(t, dir, "relu", nil)
+	man := writeToneCorpus(t, dir)
+	r := tinyRecipe("averaged", from, man)
+	work := filepath.Join(dir, "work")
+	open := func(name string) *asr.Variant {
+		t.Helper()
+		v, err := asr.Open(filepath.Join(work, name), asr.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if err := Run(t.Context(), r, RunOptions{Work: work, KeepCheckpoints: 3}); err != nil {
+		t.Fatal(err)
+	}
+	w2 := open("variant").Model.Encoder.Layers[0].MLP.FC1.W.Data
+	if err := Run(t.Context(), r, RunOptions{Work: work, Resume: true, Steps: 4, KeepCheckpoints: 3}); err != nil {
+		t.Fatal(err)
+	}
+	w4 := open("variant").Model.Encoder.Layers[0].MLP.FC1.W.Data
+	if err := Run(t.Context(), r, RunOptions{Work: work, Average: 2}); err != nil {
+		t.Fatal(err)
+	}
+	avg := open(averagedVariant)
+	var worst, moved float64
+	for i, w := range avg.Model.Encoder.Layers[0].MLP.FC1.W.Data {
+		mean := (float64(w2[i]) + float64(w4[i])) / 2
+		worst = max(worst, math.Abs(float64(w)-mean)/(math.Abs(mean)+1e-3))
+		moved = max(moved, math.Abs(float64(w2[i]-w4[i])))
+	}
+	if moved == 0 {
+		t.Fatal("steps 3 and 4 did not change the weights: nothing to average")
+	}
+	if worst > 2e-3 { // float16 storage of all three
+		t.Errorf("averaged weight off the mean of steps 2 and 4 by %g (relative)", worst)
+	}
+	b, err := os.ReadFile(filepath.Join(work, averagedVariant, "card.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card Card
+	if err := json.Unmarshal(b, &card); err != nil || len(card.AveragedSteps) != 2 || card.AveragedSteps[0] != 4 || card.AveragedSteps[1] != 2 {
+		t.Errorf("card averaged_steps %v (%v), want [4 2]", card.AveragedSteps, err)
+	}
+	var pr Recipe
+	pr.Kind = "prune"
+	if err := Run(t.Context(), &pr, RunOptions{Work: t.TempDir(), Average: 2}); err == nil || !strings.Contains(err.Error(), "--average") {
+		t.Errorf("prune with --average: %v", err)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chorus-asr/chorus/tensor"
 )
 
 func sampleCheckpoint() (*CheckpointMeta, []NamedTensor) {
@@ -288,4 +290,64 @@ func FuzzReadCheckpoint(f *testing.F) {
 			t.Fatalf("rewritten checkpoint rejected: %v", err)
 		}
 	})
+}
+
+// TestAverageCheckpoints: the newest n readable checkpoints are averaged (a corrupt one is
+// skipped, older ones beyond n ignored); a missing param or a changed shape is an error that
+// leaves the params as they were.
+func TestAverageCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	write := func(step int64, w []float32, b float32) {
+		t.Helper()
+		meta := &CheckpointMeta{Step: step, Position: step, OptimizerStep: step, RNG: []byte("x")}
+		if _, err := saveCheckpointFile(dir, meta, []NamedTensor{
+			{"param/w", []int{2, 2}, w}, {"param/b", []int{1}, []float32{b}}, {"adamw.m/w", []int{2, 2}, []float32{9, 9, 9, 9}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(10, []float32{100, 100, 100, 100}, 100) // too old for n = 3
+	write(20, []float32{1, 2, 3, 4}, 1)
+	write(30, []float32{3, 2, 1, 0}, 2)
+	write(40, []float32{2, 2, 2, 8}, 6)
+	os.WriteFile(filepath.Join(dir, checkpointName(50)), []byte("CHORUSCK garbage"), 0o644)
+	params := func() []Param {
+		return []Param{{Name: "w", W: tensor.New(2, 2)}, {Name: "b", W: tensor.New(1)}}
+	}
+	p := params()
+	steps, err := AverageCheckpoints(dir, 3, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(steps, []int64{40, 30, 20}) {
+		t.Errorf("averaged steps %v, want [40 30 20]", steps)
+	}
+	if want := []float32{2, 2, 2, 4}; !slices.Equal(p[0].W.Data, want) {
+		t.Errorf("w = %v, want %v", p[0].W.Data, want)
+	}
+	if p[1].W.Data[0] != 3 {
+		t.Errorf("b = %v, want 3", p[1].W.Data[0])
+	}
+	// More than there are: all readable ones.
+	p = params()
+	if steps, err = AverageCheckpoints(dir, 10, p); err != nil || len(steps) != 4 || p[1].W.Data[0] != 109.0/4 {
+		t.Errorf("n = 10: steps %v, b %v, err %v", steps, p[1].W.Data[0], err)
+	}
+	for name, ps := range map[string][]Param{
+		"missing param": append(params(), Param{Name: "extra", W: tensor.New(3)}),
+		"changed shape": {{Name: "w", W: tensor.New(4)}},
+	} {
+		before := slices.Clone(ps[0].W.Data)
+		if _, err := AverageCheckpoints(dir, 2, ps); err == nil {
+			t.Errorf("%s: no error", name)
+		} else if !slices.Equal(ps[0].W.Data, before) {
+			t.Errorf("%s: params changed on error", name)
+		}
+	}
+	if _, err := AverageCheckpoints(t.TempDir(), 2, params()); err == nil {
+		t.Error("empty folder: no error")
+	}
+	if _, err := AverageCheckpoints(dir, 0, params()); err == nil {
+		t.Error("n = 0: no error")
+	}
 }
