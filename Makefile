@@ -162,23 +162,26 @@ moe-routed: build corpus-v2
 	done
 
 # flagship prunes the embedded default model to half its encoder and decoder parameters
-# (CoFi with distillation from it, FFN widths kept multiples of 16: recipes/chorus-micro-flagship.json),
-# then MoE-fies the pruned model into 16 experts per layer, its MLP routers there for any request
-# that names them (`--router mlp:0.5/enc`); by default it runs its pruned blocks dense, because
-# on the pruned model routing at k/E = 1/4 cost 25–29 WER points for no gain in speed
-# (docs/BENCHMARKS.md, session 8): the variant the binary embeds as
-# chorus-micro-flagship. Rerun after the default model is regenerated; a pruning run of an
-# older default (its weights' checksum in teacher.sha256) is discarded, an interrupted one resumes.
-# The pruning recipe is the sweep's (recipes/chorus-micro-prune-50.json) but for its name, so a
-# finished sweep's runs/prune-sweep/cofi-50 copied to $(FLAGSHIP_WORK) is taken as done.
+# (CoFi with distillation from it, 1500 steps, FFN widths kept multiples of 16:
+# recipes/chorus-micro-flagship.json), fine-tunes the materialised model for 2000 steps with
+# logit distillation from the default (recipes/chorus-micro-flagship-ft.json: CoFi's second
+# phase, the masks fixed; the pruned model is dense and small, so these steps are cheap), then
+# MoE-fies it into 16 experts per layer, its MLP routers there for any request that names them
+# (`--router mlp:0.5/enc`); by default it runs its pruned blocks dense, because on the pruned
+# model routing at k/E = 1/4 cost 25–29 WER points for no gain in speed (docs/BENCHMARKS.md,
+# session 8): the variant the binary embeds as chorus-micro-flagship. Rerun after the default
+# model is regenerated: runs of an older default (its weights' checksum in teacher.sha256) are
+# discarded, an interrupted one resumes.
 FLAGSHIP_WORK := runs/chorus-micro-flagship-pruned
+FLAGSHIP_FT := runs/chorus-micro-flagship-ft
 flagship: build
 	@sum=$$(sha256sum asr/defaultmodel/chorus-micro/model.safetensors.zst | cut -d' ' -f1); \
 	if [ -f $(FLAGSHIP_WORK)/teacher.sha256 ] && [ "$$(cat $(FLAGSHIP_WORK)/teacher.sha256)" != "$$sum" ]; then \
-		echo "discarding $(FLAGSHIP_WORK): pruned from another default model"; rm -rf $(FLAGSHIP_WORK); \
+		echo "discarding $(FLAGSHIP_WORK) and $(FLAGSHIP_FT): pruned from another default model"; rm -rf $(FLAGSHIP_WORK) $(FLAGSHIP_FT); \
 	fi; mkdir -p $(FLAGSHIP_WORK) && echo $$sum > $(FLAGSHIP_WORK)/teacher.sha256
 	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-flagship.json --work $(FLAGSHIP_WORK) --resume --matmul auto
-	nice -n 10 ./$(BIN) moe --model $(FLAGSHIP_WORK)/variant --out runs/chorus-micro-flagship --experts 16 --method coact \
+	nice -n 10 ./$(BIN) train --recipe recipes/chorus-micro-flagship-ft.json --work $(FLAGSHIP_FT) --resume --matmul auto
+	nice -n 10 ./$(BIN) moe --model $(FLAGSHIP_FT)/variant --out runs/chorus-micro-flagship --experts 16 --method coact \
 		--router-hidden 64 --manifest corpus/v1/train.jsonl --limit $(MOE_CLIPS) --max-tokens 12000 --epochs 20 --seed 1
 	rm -rf asr/defaultmodel/chorus-micro-flagship && cp -r runs/chorus-micro-flagship asr/defaultmodel/chorus-micro-flagship
 

@@ -5,7 +5,8 @@ docs/BENCHMARKS.md (issue: training speed at or below PyTorch's step time).
 The model mirrors asr/models/whisper (OpenAI's Whisper layout: conv stem with GELU, fixed
 sinusoidal encoder positions, pre-LayerNorm residual blocks, key projection without bias,
 tied output projection) with chorus-micro's choices from recipes/chorus-micro.json: width 256,
-4 heads, 4 encoder + 2 decoder layers, ReLU feed-forward of 1024, 224 text positions. The
+4 heads, 4 encoder + 2 decoder layers (the grown default: --enc-layers 6 --dec-layers 4), ReLU
+feed-forward of 1024, 224 text positions. The
 objective is the one training/speech uses: 0.7 * label-smoothed (0.1) cross-entropy + 0.3 * CTC
 on the encoder (per-target-length mean), AdamW. Batch: 20 utterances of 4 s (400 mel frames)
 with 16 text tokens each, as BenchmarkTrainStep in training/speech.
@@ -101,10 +102,12 @@ def main():
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--vocab", type=int, default=2022)
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (mixed precision)")
+    ap.add_argument("--enc-layers", type=int, default=4, help="encoder layers (the grown default: 6)")
+    ap.add_argument("--dec-layers", type=int, default=2, help="decoder layers (the grown default: 4)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    m = Micro(a.vocab)
+    m = Micro(a.vocab, enc=a.enc_layers, dec=a.dec_layers)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.98), weight_decay=0.01)
     mel = torch.randn(a.batch, 80, a.frames)
     seq = torch.randint(3, 200, (a.batch, a.tokens + 3))

@@ -2,6 +2,7 @@ package speech
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -131,12 +132,24 @@ func stepLearns(t *testing.T) {
 	}
 }
 
-// BenchmarkTrainStep times one forward+backward step of the default model's architecture on a
-// batch of 20 utterances of 4 s (the shape tools/ref/train_step_bench.py times in PyTorch),
-// with float32 matrix products and, where the CPU has AVX512-BF16, bfloat16 ones
-// (chorus train --matmul bf16).
+// BenchmarkTrainStep times one forward+backward step on a batch of 20 utterances of 4 s (the
+// shape tools/ref/train_step_bench.py times in PyTorch: --enc-layers, --dec-layers) for the
+// 4+2-layer architecture chorus-micro was trained from scratch with ("4+2") and the grown
+// default's 6+4 layers ("6+4"), with float32 matrix products and, where the CPU has
+// AVX512-BF16, bfloat16 ones (chorus train --matmul bf16).
 func BenchmarkTrainStep(b *testing.B) {
-	task := syntheticTask(b, microDims, 20, 400, 16, Options{BatchFrames: 8000, MaxItems: 20, CTCWeight: 0.3, Smoothing: 0.1, Seed: 1})
+	for _, layers := range [][2]int{{4, 2}, {6, 4}} {
+		dims := func(vocab int) whisper.Dims {
+			d := microDims(vocab)
+			d.NAudioLayer, d.NTextLayer = layers[0], layers[1]
+			return d
+		}
+		b.Run(fmt.Sprintf("%d+%d", layers[0], layers[1]), func(b *testing.B) { benchTrainStep(b, dims) })
+	}
+}
+
+func benchTrainStep(b *testing.B, dims func(int) whisper.Dims) {
+	task := syntheticTask(b, dims, 20, 400, 16, Options{BatchFrames: 8000, MaxItems: 20, CTCWeight: 0.3, Smoothing: 0.1, Seed: 1})
 	opt, err := trainer.NewAdamW(task.Params(), trainer.AdamWConfig{}, 2)
 	if err != nil {
 		b.Fatal(err)
