@@ -52,17 +52,19 @@ corpus-v2: corpus
 	@[ -d corpus/v2 ] || { echo "copying corpus/v1 to corpus/v2 (hard links)"; cp -al corpus/v1 corpus/v2; }
 	./$(BIN) data synth --out corpus/v2 --n $(CORPUS2_N) --seed 1
 
-# train grows and trains the default model (recipes/chorus-micro-grow.json: the embedded
-# chorus-micro deepened from 4+2 to 6+4 layers, each new layer a copy of its neighbour with
-# zero output projections so it starts from the default's function, then 12,000 steps on
-# corpus/v2), in the background-friendly way: niced, checkpointing every few minutes,
-# resumable with the same command. On a fresh clone the run starts from the checkpoint
-# committed in resume/ when there is one (see snapshot), else from the embedded model. The
-# runs that made the embedded model: recipes/chorus-micro.json (from scratch, 20,000 steps on
-# corpus/v1), then recipes/chorus-micro-continue.json (corpus/v2, stopped at step 15,067, whose
-# dev WER had flattened at 4+2 layers: TRAIN_RECIPE=… TRAIN_WORK=… selects either).
-TRAIN_RECIPE ?= recipes/chorus-micro-grow.json
-TRAIN_WORK ?= runs/chorus-micro-grow
+# train continues the default model's training (recipes/chorus-micro-polish.json: 5000 more
+# steps on corpus/v2 from the embedded chorus-micro, a second, lower cosine from 2e-4), in the
+# background-friendly way: niced, checkpointing every few minutes (the newest 8 kept, for
+# `chorus train --average`), resumable with the same command. On a fresh clone the run starts
+# from the checkpoint committed in resume/ when there is one (see snapshot), else from the
+# embedded model. The runs that made the embedded model, in order (TRAIN_RECIPE=…
+# TRAIN_WORK=… selects any): recipes/chorus-micro.json (from scratch, 4+2 layers, 20,000 steps
+# on corpus/v1), recipes/chorus-micro-continue.json (corpus/v2, stopped at step 15,067, its dev
+# WER flat at 4+2 layers), recipes/chorus-micro-grow.json (deepened to 6+4 layers, each new
+# layer a copy of its neighbour with zero output projections so it starts from the parent's
+# function, 12,000 steps on corpus/v2), then the polish run.
+TRAIN_RECIPE ?= recipes/chorus-micro-polish.json
+TRAIN_WORK ?= runs/chorus-micro-polish
 RESUME_DIR := resume/$(notdir $(TRAIN_WORK))
 train: build corpus-v2
 	@if [ ! -d $(TRAIN_WORK)/checkpoints ] && [ -d $(RESUME_DIR)/checkpoints ]; then \
