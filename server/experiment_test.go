@@ -134,8 +134,8 @@ func TestExperimentLive(t *testing.T) {
 				t.Errorf("arm %s: shadow %d, experts used %g, want shadowed and 0.25", a.GetArm(), a.GetShadowUtterances(), a.GetExpertsUsed())
 			}
 			if a.GetStreams() > 0 {
-				if len(a.GetLayers()) != 6 {
-					t.Fatalf("arm %s: expert use of %d layers, want 6", a.GetArm(), len(a.GetLayers()))
+				if want := defaultLayers(t); len(a.GetLayers()) != want {
+					t.Fatalf("arm %s: expert use of %d layers, want %d", a.GetArm(), len(a.GetLayers()), want)
 				}
 				for _, l := range a.GetLayers() {
 					sum := 0.0
@@ -218,7 +218,7 @@ func TestPathwayExport(t *testing.T) {
 		t.Fatalf("%d pathways exported for %d finals", len(ps), finals)
 	}
 	for _, p := range ps {
-		if p.Tags["model"] != "chorus-micro-moe" || p.Tags["router"] != "random:4" || p.Tags["time"] == "" || len(p.Layers) != 6 {
+		if p.Tags["model"] != "chorus-micro-moe" || p.Tags["router"] != "random:4" || p.Tags["time"] == "" || len(p.Layers) != defaultLayers(t) {
 			t.Errorf("pathway %s: tags %v, %d layers", p.Request, p.Tags, len(p.Layers))
 		}
 	}

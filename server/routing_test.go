@@ -59,6 +59,14 @@ func TestRoutingChoice(t *testing.T) {
 
 // moeDefault is the default model with its blocks split, unpermuted, into 16 experts each
 // and no learned routers: enough for random and oracle routing.
+// defaultLayers is the number of layers (encoder and decoder) of the embedded default model:
+// the layers a pathway of moeDefault records.
+func defaultLayers(t *testing.T) int {
+	t.Helper()
+	m := loadDefault(t).Model
+	return len(m.Encoder.Layers) + len(m.Decoder.Layers)
+}
+
 func moeDefault(t *testing.T) *asr.Variant {
 	t.Helper()
 	v := *loadDefault(t)
