@@ -245,7 +245,7 @@ func Run(ctx context.Context, r *Recipe, o RunOptions) error {
 	if dir == "" {
 		dir = r.Publish
 	}
-	if dir != "" && err == nil {
+	if dir != "" && err == nil && o.Average == 0 { // an averaged variant is published by hand
 		dst, perr := Publish(o.path("variant"), dir, r.Name)
 		if perr != nil {
 			return perr
