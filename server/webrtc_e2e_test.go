@@ -219,8 +219,7 @@ func TestPageChromium(t *testing.T) {
 // layers × experts heatmap from them (and says how many layers and experts it drew).
 func TestPagePathwayChromium(t *testing.T) {
 	chromium := findChromium(t)
-	mv := moeDefault(t)
-	_, base := startRTC(t, Config{Model: mv, ModelName: "chorus-micro-moe"})
+	_, base := startRTC(t, Config{Model: moeDefault(t), ModelName: "chorus-micro-moe"})
 	clip := speechClip(t)
 	x := make([]float32, 16000+len(clip)+16000)
 	copy(x[16000:], clip)
@@ -263,8 +262,7 @@ func TestPagePathwayChromium(t *testing.T) {
 	if p.State != "ended" || p.Error != "" || p.Router != "random:4" {
 		t.Fatalf("page state %q error %q router %q", p.State, p.Error, p.Router)
 	}
-	layers := len(mv.Model.Encoder.Layers) + len(mv.Model.Decoder.Layers)
-	if want := fmt.Sprintf("%d layers × 16 experts", layers); p.Hidden || !strings.Contains(p.Note, want) {
+	if want := fmt.Sprintf("%d layers × 16 experts", defaultLayers(t)); p.Hidden || !strings.Contains(p.Note, want) {
 		t.Errorf("heatmap hidden %v, note %q; want %s drawn", p.Hidden, p.Note, want)
 	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
