@@ -40,9 +40,9 @@ type ExpertLayout struct {
 // LayerLayout is one feed-forward block's entry.
 type LayerLayout struct {
 	Name    string      `json:"name"`    // the block's checkpoint prefix, e.g. "model.encoder.layers.0"
-	Neurons int         `json:"neurons"` // N
-	Experts int         `json:"experts"` // E; N/E neurons each
-	Method  string      `json:"method"`  // MethodKMeans, MethodCoActivation, MethodIdentity or MethodUpcycled
+	Neurons int         `json:"neurons"` // N (0 for an empty block)
+	Experts int         `json:"experts"` // E; N/E neurons each (0 for an empty block)
+	Method  string      `json:"method"`  // MethodKMeans, MethodCoActivation, MethodIdentity, MethodUpcycled or MethodEmpty
 	Perm    []int       `json:"perm,omitempty"`
 	Router  *RouterDesc `json:"router,omitempty"`
 }
@@ -79,7 +79,15 @@ func (l *ExpertLayout) Validate() error {
 			return fmt.Errorf("expert layout: head router %d (%s): router %+v: want kind mlp, hidden > 0, scale > 0 and a prefix", i, ly.Name, *r)
 		}
 	}
+	split := false
 	for i, ly := range l.Layers {
+		if ly.Method == MethodEmpty {
+			if ly.Neurons != 0 || ly.Experts != 0 || ly.Perm != nil || ly.Router != nil {
+				return fmt.Errorf("expert layout: layer %d (%s): an empty block has no neurons, experts, permutation or router", i, ly.Name)
+			}
+			continue
+		}
+		split = true
 		if err := checkSplit(ly.Neurons, ly.Experts); err != nil {
 			return fmt.Errorf("expert layout: layer %d (%s): %w", i, ly.Name, err)
 		}
@@ -97,7 +105,21 @@ func (l *ExpertLayout) Validate() error {
 			return fmt.Errorf("expert layout: layer %d (%s): router %+v: want kind mlp, hidden > 0, scale > 0 and a prefix", i, ly.Name, *r)
 		}
 	}
+	if len(l.Layers) > 0 && !split {
+		return fmt.Errorf("expert layout: every block is empty; there are no experts to route")
+	}
 	return nil
+}
+
+// Split is the method and expert count of the layout's first block that has experts (the
+// split a MoE-fying run chose; empty blocks — pruned to no units — have neither).
+func (l *ExpertLayout) Split() (method string, experts int) {
+	for _, ly := range l.Layers {
+		if ly.Method != MethodEmpty {
+			return ly.Method, ly.Experts
+		}
+	}
+	return "", 0
 }
 
 // Permutation returns the layer's permutation, the identity when none is stored.

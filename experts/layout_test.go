@@ -94,6 +94,15 @@ func TestLayoutRejects(t *testing.T) {
 		{"unknown router", func(l *ExpertLayout) { l.Layers[0].Router.Kind = "lstm" }},
 		{"router without prefix", func(l *ExpertLayout) { l.Layers[0].Router.Prefix = "" }},
 		{"router scale zero", func(l *ExpertLayout) { l.Layers[0].Router.Scale = 0 }},
+		{"empty block with neurons", func(l *ExpertLayout) { l.Layers[1].Method = MethodEmpty }},
+		{"empty block with a router", func(l *ExpertLayout) {
+			l.Layers[0] = LayerLayout{Name: l.Layers[0].Name, Method: MethodEmpty, Router: l.Layers[0].Router}
+		}},
+		{"every block empty", func(l *ExpertLayout) {
+			for i := range l.Layers {
+				l.Layers[i] = LayerLayout{Name: l.Layers[i].Name, Method: MethodEmpty}
+			}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, _ := testLayout(t)
@@ -106,6 +115,22 @@ func TestLayoutRejects(t *testing.T) {
 	}
 	if _, err := ParseLayout([]byte(`{"layers": 3}`)); err == nil {
 		t.Error("malformed JSON accepted")
+	}
+}
+
+// TestLayoutEmptyBlock: a block pruned to no units is a valid entry with no neurons,
+// experts, permutation or router, and Split reports the first split block's method and count.
+func TestLayoutEmptyBlock(t *testing.T) {
+	l, _ := testLayout(t)
+	l.Layers = append([]LayerLayout{{Name: "model.encoder.layers.0", Method: MethodEmpty}}, l.Layers...)
+	l.Layers[1].Name = "model.encoder.layers.1"
+	b, _ := json.Marshal(l)
+	back, err := ParseLayout(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, e := back.Split(); m != MethodKMeans || e != 4 {
+		t.Errorf("Split = %q, %d; want %q, 4", m, e, MethodKMeans)
 	}
 }
 

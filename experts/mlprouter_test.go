@@ -157,7 +157,7 @@ func evalRouters(t *testing.T, rm *realModel, train [][]float32, tokens int, hel
 		pred := router.Predict(ctx, hx)
 		oracle := selectTopK(mass.Data, heldT, e, k, PerToken)
 		mlp := selectTopK(pred.Data, heldT, e, k, PerToken)
-		rs, _ := NewTopK(Random{Seed: 5, E: []int{e}}, k, PerToken, 1)
+		rs, _ := NewTopK(Random{Seed: 5, E: []int{e}}, k, PerToken, []int{e})
 		rnd := rs.Select(ctx, 0, hx)
 
 		// the co-activation split, learned from the training tokens' activations

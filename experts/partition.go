@@ -21,6 +21,9 @@ const (
 	MethodIdentity     = "identity"     // experts are the model's neurons in order
 	MethodHeads        = "heads"        // an attention layer's heads, each an expert (head routers)
 	MethodUpcycled     = "upcycled"     // gated experts, each a copy of the parent's whole FFN (sparse upcycling)
+	// MethodEmpty marks a block pruned to no units (CoFi can remove a layer's whole FFN):
+	// it has no experts and no router, and computes fc2's bias whatever the router.
+	MethodEmpty = "empty"
 )
 
 // kmeansIters bounds Lloyd iterations; on chorus-micro's layers assignments stop changing

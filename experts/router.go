@@ -102,12 +102,25 @@ type TopK struct {
 	Mode   Mode
 }
 
-// NewTopK checks that k is in 1…E for each of the scorer's layers (0…layers−1).
-func NewTopK(s Scorer, k int, mode Mode, layers int) (*TopK, error) {
-	for l := range layers {
-		if e := s.Experts(l); k < 1 || k > e {
-			return nil, fmt.Errorf("experts: %s router: k %d out of range 1…%d at layer %d", s.Kind(), k, e, l)
+// NewTopK checks the scorer against the model's expert counts per layer, e (0 for a block
+// pruned to no units, which is never routed): every other layer must be one the scorer
+// scores with e[l] experts, k in 1…e[l], and at least one layer must have experts.
+func NewTopK(s Scorer, k int, mode Mode, e []int) (*TopK, error) {
+	routed := false
+	for l, n := range e {
+		if n == 0 {
+			continue
 		}
+		if got := s.Experts(l); got != n {
+			return nil, fmt.Errorf("experts: %s router scores %d experts at layer %d, the model has %d", s.Kind(), got, l, n)
+		}
+		if k < 1 || k > n {
+			return nil, fmt.Errorf("experts: %s router: k %d out of range 1…%d at layer %d", s.Kind(), k, n, l)
+		}
+		routed = true
+	}
+	if !routed {
+		return nil, fmt.Errorf("experts: %s router: none of %d layers has experts", s.Kind(), len(e))
 	}
 	return &TopK{Scorer: s, K: k, Mode: mode}, nil
 }
@@ -204,9 +217,9 @@ type Oracle struct {
 // Kind is "oracle".
 func (Oracle) Kind() string { return "oracle" }
 
-// Experts is FFNs[layer].E.
+// Experts is FFNs[layer].E (0 for a nil block).
 func (o Oracle) Experts(layer int) int {
-	if layer < 0 || layer >= len(o.FFNs) {
+	if layer < 0 || layer >= len(o.FFNs) || o.FFNs[layer] == nil {
 		return 0
 	}
 	return o.FFNs[layer].E

@@ -80,12 +80,22 @@ func TestNewTopKRange(t *testing.T) {
 		k  int
 		ok bool
 	}{{0, false}, {1, true}, {8, true}, {9, false}, {-1, false}} {
-		if _, err := NewTopK(s, tc.k, PerToken, 2); (err == nil) != tc.ok {
+		if _, err := NewTopK(s, tc.k, PerToken, []int{8, 16}); (err == nil) != tc.ok {
 			t.Errorf("k %d: err %v", tc.k, err)
 		}
 	}
-	if _, err := NewTopK(s, 4, PerToken, 3); err == nil {
+	if _, err := NewTopK(s, 4, PerToken, []int{8, 16, 4}); err == nil {
 		t.Error("a layer the scorer does not know was accepted")
+	}
+	if _, err := NewTopK(s, 4, PerToken, []int{8, 8}); err == nil {
+		t.Error("a scorer with another expert count was accepted")
+	}
+	// An empty block (0 experts) is skipped; k is checked against the others only.
+	if _, err := NewTopK(s, 12, PerToken, []int{0, 16}); err != nil {
+		t.Errorf("empty first layer: %v", err)
+	}
+	if _, err := NewTopK(s, 1, PerToken, []int{0, 0}); err == nil {
+		t.Error("a router over no experts was accepted")
 	}
 }
 
@@ -95,8 +105,8 @@ func TestRandomRouter(t *testing.T) {
 	const tt, c, e, k = 4000, 16, 16, 4
 	x := tensor.FromData(randSlice(newRNG(1), tt*c, 1), tt, c)
 	ctx := tensor.NewCtx()
-	ra, _ := NewTopK(Random{Seed: 1, E: []int{e}}, k, PerToken, 1)
-	rb, _ := NewTopK(Random{Seed: 2, E: []int{e}}, k, PerToken, 1)
+	ra, _ := NewTopK(Random{Seed: 1, E: []int{e}}, k, PerToken, []int{e})
+	rb, _ := NewTopK(Random{Seed: 2, E: []int{e}}, k, PerToken, []int{e})
 	a1, a2, b := ra.Select(ctx, 0, x), ra.Select(ctx, 0, x), rb.Select(ctx, 0, x)
 	if !slices.Equal(a1.IDs, a2.IDs) {
 		t.Fatal("same seed and tokens gave different experts")
@@ -131,8 +141,8 @@ func TestOracleAndDense(t *testing.T) {
 	x := tensor.FromData(randSlice(r, 200*32, 2), 200, 32)
 	ctx := tensor.NewCtx()
 	mass := f.ExpertMass(ctx, x)
-	or, _ := NewTopK(Oracle{FFNs: []*FFN{f}}, 3, PerToken, 1)
-	rn, _ := NewTopK(Random{Seed: 3, E: []int{8}}, 3, PerToken, 1)
+	or, _ := NewTopK(Oracle{FFNs: []*FFN{f}}, 3, PerToken, []int{f.E})
+	rn, _ := NewTopK(Random{Seed: 3, E: []int{8}}, 3, PerToken, []int{8})
 	so, sr := or.Select(ctx, 0, x), rn.Select(ctx, 0, x)
 	var mo, mr float64
 	for i := range 200 {
@@ -170,7 +180,7 @@ func TestPinned(t *testing.T) {
 	r := newRNG(6)
 	f := randFFN(t, r, 16, 64, 8, true)
 	g := randFFN(t, r, 16, 64, 8, true)
-	base, _ := NewTopK(Oracle{FFNs: []*FFN{f, g}}, 2, PerToken, 2)
+	base, _ := NewTopK(Oracle{FFNs: []*FFN{f, g}}, 2, PerToken, []int{f.E, g.E})
 	p := NewPinned(base)
 	ctx := tensor.NewCtx()
 	x1 := tensor.FromData(randSlice(r, 10*16, 2), 10, 16)
@@ -199,7 +209,7 @@ func ExampleTopK() {
 	f, _ := NewFFN( // C 2, N 4, E 2
 		[]float32{1, 0, 0, 1, -1, 0, 0, -1}, nil,
 		[]float32{1, 1, 1, 1, 0, 0, 0, 0}, nil, 2, 4, 2)
-	r, _ := NewTopK(Oracle{FFNs: []*FFN{f}}, 1, PerToken, 1)
+	r, _ := NewTopK(Oracle{FFNs: []*FFN{f}}, 1, PerToken, []int{f.E})
 	ctx := tensor.NewCtx()
 	x := tensor.FromData([]float32{1, 2, -3, -1}, 2, 2) // expert 0 fires on the first token, 1 on the second
 	sel := r.Select(ctx, 0, x)

@@ -107,9 +107,10 @@ func moeCmd() *cobra.Command {
 			if parent == "" {
 				parent = defaultmodel.Name
 			}
+			splitMethod, splitExperts := res.Layout.Split()
 			card := map[string]any{
 				"name": filepath.Base(filepath.Clean(out)), "parent": parent, "kind": "moe",
-				"recipe": map[string]any{"method": res.Layout.Layers[0].Method, "experts": res.Layout.Layers[0].Experts, "router_hidden": hidden, "epochs": epochs,
+				"recipe": map[string]any{"method": splitMethod, "experts": splitExperts, "router_hidden": hidden, "epochs": epochs,
 					"seed": seed, "max_tokens": maxTokens, "clips": len(clips), "manifest": manifest, "keep_split": keepSplit},
 				"data":    map[string]any{"clips": rec.Clips, "tokens_per_layer": rec.Tokens},
 				"routers": res.Reports, "head_routers": heads,

@@ -37,9 +37,9 @@ func build(v *asr.Variant, raw json.RawMessage, src nn.Source) (asr.Experts, err
 // shared by every stream, like the model.
 type Set struct {
 	Layout *experts.ExpertLayout
-	FFNs   []*experts.FFN // per block, indexed by whisper.MLP.Layer: the model's weights split
+	FFNs   []*experts.FFN // per block, indexed by whisper.MLP.Layer: the model's weights split; nil for an empty block
 	MLP    *experts.MLP   // learned routers; nil entries for layers without one
-	E      []int          // experts per layer
+	E      []int          // experts per layer (0 for an empty block)
 	model  *whisper.Model // the model the blocks belong to (for its attention heads)
 	// HeadMLP are the learned head routers, one per encoder layer (nil: none).
 	HeadMLP *experts.MLP
@@ -93,6 +93,13 @@ func New(m *whisper.Model, l *experts.ExpertLayout, src nn.Source) (*Set, error)
 		}
 		if ly.Neurons != mlp.FC1.Out {
 			return nil, fmt.Errorf("layout layer %s has %d neurons, the model %d", ly.Name, ly.Neurons, mlp.FC1.Out)
+		}
+		if ly.Method == experts.MethodEmpty {
+			// A block pruned to no units: no experts; Routing.FFN runs it as it is (fc2's bias).
+			if mlp.Gate != nil {
+				return nil, fmt.Errorf("layer %s: layout says empty, the model's block has a gate", ly.Name)
+			}
+			continue
 		}
 		f, err := experts.FromLinear(&mlp.FC1, &mlp.FC2, ly.Experts)
 		if err != nil {
@@ -166,7 +173,7 @@ func (s *Set) Router(c asr.RoutingChoice) (experts.Router, error) {
 			if c.PerRequest {
 				return nil, fmt.Errorf("%w: a gated variant's own routing is per token; name a router (gate, random, …) for a per-request subset", asr.ErrRouting)
 			}
-			tk, err := experts.NewTopK(*s.Gate, k, experts.PerToken, len(s.E))
+			tk, err := experts.NewTopK(*s.Gate, k, experts.PerToken, s.E)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %v", asr.ErrRouting, err)
 			}
@@ -174,8 +181,9 @@ func (s *Set) Router(c asr.RoutingChoice) (experts.Router, error) {
 		}
 		return experts.Dense{E: s.E}, nil
 	}
-	for _, e := range s.E[1:] {
-		if e != s.E[0] {
+	_, e0 := s.Layout.Split()
+	for _, e := range s.E {
+		if e != 0 && e != e0 {
 			return nil, fmt.Errorf("%w: router %q needs the same expert count in every layer (%v)", asr.ErrRouting, c.Router, s.E)
 		}
 	}
@@ -188,7 +196,7 @@ func (s *Set) Router(c asr.RoutingChoice) (experts.Router, error) {
 		sc = experts.Random{Seed: c.Seed, E: s.E}
 	case "mlp":
 		for i, r := range s.MLP.Layers {
-			if r == nil {
+			if r == nil && s.E[i] > 0 {
 				return nil, fmt.Errorf("%w: router \"mlp\": the variant has no learned router for %s", asr.ErrRouting, s.Layout.Layers[i].Name)
 			}
 		}
@@ -203,15 +211,15 @@ func (s *Set) Router(c asr.RoutingChoice) (experts.Router, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown router %q (want one of %s)", asr.ErrRouting, c.Router, strings.Join(Routers, ", "))
 	}
-	k := K(c, s.E[0])
+	k := K(c, e0)
 	if k == 0 {
-		return nil, fmt.Errorf("%w: router %q needs a fraction in (0, 1] or an expert count in 1…%d", asr.ErrRouting, c.Router, s.E[0])
+		return nil, fmt.Errorf("%w: router %q needs a fraction in (0, 1] or an expert count in 1…%d", asr.ErrRouting, c.Router, e0)
 	}
 	mode := experts.PerToken
 	if c.PerRequest {
 		mode = experts.PerRequest
 	}
-	tk, err := experts.NewTopK(sc, k, mode, len(s.E))
+	tk, err := experts.NewTopK(sc, k, mode, s.E)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", asr.ErrRouting, err)
 	}

@@ -63,8 +63,14 @@ func (r *Routing) FFN(ctx *tensor.Ctx, m *whisper.MLP, x *tensor.T) *tensor.T {
 	start := time.Now()
 	layer := m.Layer()
 	f := r.set.FFNs[layer]
-	t := len(x.Data) / f.C
 	var y *tensor.T
+	if f == nil {
+		// An empty block (pruned to no units): fc2's bias, no experts to run or record.
+		y = m.Forward(ctx, x)
+		r.ffnNanos.Add(int64(time.Since(start)))
+		return y
+	}
+	t := len(x.Data) / f.C
 	if r.dense || t < r.minTokens || (r.denseLayer != nil && r.denseLayer[layer]) {
 		y = m.Forward(ctx, x)
 		if r.pathway != nil {

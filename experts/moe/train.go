@@ -36,7 +36,7 @@ func (s *Set) TrainingRoute(c asr.RoutingChoice) (func(ctx *tensor.Ctx, layer in
 	enc := len(s.model.Encoder.Layers)
 	scratch := tensor.NewCtx() // the routers' own arena, off the training tape
 	return func(ctx *tensor.Ctx, layer int, x *tensor.T) *tensor.T {
-		if layer < 0 || layer >= len(s.E) || (c.EncoderOnly && layer >= enc) {
+		if layer < 0 || layer >= len(s.E) || s.E[layer] == 0 || (c.EncoderOnly && layer >= enc) {
 			return nil
 		}
 		cols := x.Shape[len(x.Shape)-1]
@@ -71,6 +71,9 @@ func (s *Set) Over(m *whisper.Model) (*Set, error) {
 	ns.model = m
 	ns.FFNs = make([]*experts.FFN, len(mlps))
 	for i, mlp := range mlps {
+		if s.E[i] == 0 { // an empty block stays nil
+			continue
+		}
 		f, err := experts.FromLinear(&mlp.FC1, &mlp.FC2, s.E[i])
 		if err != nil {
 			return nil, fmt.Errorf("moe: layer %s: %w", s.Layout.Layers[i].Name, err)

@@ -155,7 +155,8 @@ type LayerReport struct {
 }
 
 // Result is a MoE-fied model: the layout (with permutations and router declarations), the
-// permuted blocks and the trained routers.
+// permuted blocks and the trained routers. A block pruned to no units has a nil FFN and
+// router, an empty layout entry and no report.
 type Result struct {
 	Layout  *experts.ExpertLayout
 	FFNs    []*experts.FFN
@@ -185,8 +186,11 @@ func Build(v *asr.Variant, rec *Recording, o Options, progress func(done, total 
 		if len(l.Layers) != len(mlps) {
 			return nil, fmt.Errorf("moefy: the kept layout has %d blocks, the model %d", len(l.Layers), len(mlps))
 		}
-		o.Experts, o.Method = l.Layers[0].Experts, l.Layers[0].Method
+		o.Method, o.Experts = l.Split()
 		for _, ly := range l.Layers {
+			if ly.Method == experts.MethodEmpty {
+				continue
+			}
 			if ly.Method == experts.MethodUpcycled {
 				return nil, fmt.Errorf("moefy: %s is a gated (upcycled) block: its router is the model's gate", ly.Name)
 			}
@@ -212,6 +216,19 @@ func Build(v *asr.Variant, rec *Recording, o Options, progress func(done, total 
 	ctx := tensor.NewCtx()
 	for i, mlp := range mlps {
 		name := moe.LayerName(i, enc)
+		if mlp.FC1.Out == 0 {
+			// A block pruned to no units (CoFi removed its whole FFN): nothing to split or route.
+			res.FFNs = append(res.FFNs, nil)
+			res.Routers.Layers = append(res.Routers.Layers, nil)
+			res.Layout.Layers = append(res.Layout.Layers, experts.LayerLayout{Name: name, Method: experts.MethodEmpty})
+			if progress != nil {
+				progress(i+1, len(mlps))
+			}
+			continue
+		}
+		if o.Keep != nil && o.Keep.Layers[i].Method == experts.MethodEmpty {
+			return nil, fmt.Errorf("moefy: the kept layout says %s is empty; the model's block has %d units", name, mlp.FC1.Out)
+		}
 		t, c := rec.Tokens[i], rec.C
 		held := t / 10
 		train := t - held
@@ -283,7 +300,7 @@ func Build(v *asr.Variant, rec *Recording, o Options, progress func(done, total 
 // evaluate measures router against the oracle top-k of block f on held-out inputs x.
 func evaluate(ctx *tensor.Ctx, f *experts.FFN, router *experts.MLPLayer, x *tensor.T, k int, seed uint64) LayerReport {
 	one := func(s experts.Scorer) experts.Selection {
-		tk, err := experts.NewTopK(s, k, experts.PerToken, 1)
+		tk, err := experts.NewTopK(s, k, experts.PerToken, []int{f.E})
 		if err != nil {
 			panic(err) // k is checked against E by the caller's layout
 		}

@@ -30,6 +30,9 @@ func Save(dir string, v *asr.Variant, res *Result, card any, o SaveOptions) erro
 	ts, order := v.Model.Tensors()
 	for i, ly := range res.Layout.Layers {
 		f := res.FFNs[i]
+		if f == nil { // an empty block: the model's (empty) weights as they are
+			continue
+		}
 		for _, p := range []struct {
 			name  string
 			data  []float32

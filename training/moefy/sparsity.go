@@ -39,7 +39,7 @@ func Sparsity(v *asr.Variant, rec *Recording) ([]LayerSparsity, error) {
 	for l, m := range mlps {
 		t := rec.Tokens[l]
 		s := LayerSparsity{Name: moe.LayerName(l, enc), Tokens: t}
-		if t == 0 {
+		if t == 0 || m.FC1.Out == 0 { // nothing recorded, or a block pruned to no units
 			out[l] = s
 			continue
 		}
