@@ -42,11 +42,7 @@ func TestEmptyBlock(t *testing.T) {
 	if n := pv.Model.Encoder.Layers[empty].MLP.FC1.Out; n != 0 {
 		t.Fatalf("pruned encoder layer %d kept %d units", empty, n)
 	}
-	var clips []Clip
-	for off := range 3 {
-		clips = append(clips, Clip{Samples: ref[off*4000 : off*4000+2*16000], Text: refText})
-	}
-	rec, err := Record(t.Context(), pv, clips, 0, nil)
+	rec, err := Record(t.Context(), pv, refClips(ref, 3), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

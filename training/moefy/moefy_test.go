@@ -43,11 +43,7 @@ func fixture(t *testing.T) (dense, moeV *asr.Variant, ref []float32) {
 		if fixErr != nil {
 			return
 		}
-		var clips []Clip
-		for off := range 4 {
-			clips = append(clips, Clip{Samples: fixRef[off*4000 : off*4000+2*16000], Text: refText})
-		}
-		rec, err := Record(context.Background(), fixDense, clips, 0, nil)
+		rec, err := Record(context.Background(), fixDense, refClips(fixRef, 4), 0, nil)
 		if err != nil {
 			fixErr = err
 			return
@@ -67,6 +63,16 @@ func fixture(t *testing.T) (dense, moeV *asr.Variant, ref []float32) {
 		t.Fatal(fixErr)
 	}
 	return fixDense, fixMoE, fixRef
+}
+
+// refClips are n two-second crops of ref.wav, a quarter second apart, with its text: the
+// recording the tests' MoE-fying runs on.
+func refClips(ref []float32, n int) []Clip {
+	var clips []Clip
+	for off := range n {
+		clips = append(clips, Clip{Samples: ref[off*4000 : off*4000+2*16000], Text: refText})
+	}
+	return clips
 }
 
 // logitsOf encodes samples (content window) and teacher-forces text, returning the
@@ -368,11 +374,7 @@ func TestKeepSplit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var clips []Clip
-	for off := range 4 {
-		clips = append(clips, Clip{Samples: ref[off*4000 : off*4000+2*16000], Text: refText})
-	}
-	rec, err := Record(t.Context(), mv, clips, 0, nil)
+	rec, err := Record(t.Context(), mv, refClips(ref, 4), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
