@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/chorus-asr/chorus/asr/formats"
 )
 
 // WriteCard writes card (any JSON object) as dir/card.json, adding "files_sha256": the SHA-256
@@ -42,11 +44,13 @@ func WriteCard(dir string, card any) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, ".card.json.tmp")
-	if err := os.WriteFile(tmp, append(out, '\n'), 0o644); err != nil {
+	if err := formats.WriteFileAtomic(filepath.Join(dir, "card.json"), func(w io.Writer) error {
+		_, err := w.Write(append(out, '\n'))
+		return err
+	}); err != nil {
 		return fmt.Errorf("card: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(dir, "card.json"))
+	return nil
 }
 
 // FSFileSHA256 is the hex SHA-256 of a file in fsys (a variant folder, possibly embedded).

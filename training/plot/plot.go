@@ -14,9 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
+	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/chorus-asr/chorus/asr/formats"
 
 	gplot "gonum.org/v1/plot"
 	"gonum.org/v1/plot/palette/moreland"
@@ -207,33 +208,11 @@ func render(path string, drawFn func(draw.Canvas)) (err error) {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, vgimg.PngCanvas{Canvas: img})
-}
-
-// writeAtomic writes the PNG to a temporary file beside path and renames it into place.
-func writeAtomic(path string, png vgimg.PngCanvas) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("plot %s: %w", path, err)
-	}
-	tmp := f.Name()
-	if err := f.Chmod(0o644); err != nil { // CreateTemp makes it private; a chart is not
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("plot %s: %w", path, err)
-	}
-	if _, err := png.WriteTo(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("plot %s: write: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("plot %s: close: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	png := vgimg.PngCanvas{Canvas: img}
+	if err := formats.WriteFileAtomic(path, func(w io.Writer) error {
+		_, err := png.WriteTo(w)
+		return err
+	}); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return nil
