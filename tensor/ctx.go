@@ -14,6 +14,7 @@ type Ctx struct {
 	touched map[int]bool        // size classes handed out since the last Reset
 	used    [][]float32         // buffers handed out since the last Reset
 	tape    *Tape               // nil for inference; see tape.go
+	maxFree int                 // the largest class in free (New looks no further up)
 }
 
 // NewCtx returns an empty context.
@@ -24,14 +25,26 @@ func NewCtx() *Ctx { return &Ctx{free: make(map[int][][]float32), touched: make(
 func (c *Ctx) New(shape ...int) *T {
 	n := Numel(shape)
 	cl := sizeClass(n)
-	c.touched[cl] = true
 	var buf []float32
-	if l := c.free[cl]; len(l) > 0 {
-		buf = l[len(l)-1][:n]
-		c.free[cl] = l[:len(l)-1]
-	} else {
+	// A free buffer of n's class, or else the smallest free one of a larger class (up to
+	// borrowRatio times as large, so that a small tensor does not take the buffer a large
+	// one of the same pass needs): a pass
+	// shorter than the last one — the next utterance's shorter window, a streaming window
+	// restarted — reuses the last pass's buffers instead of having the runtime allocate and
+	// zero new ones. (Reset keeps only the classes a pass touched, so the arena still holds
+	// about one pass's buffers.)
+	for try := cl; try <= min(c.maxFree, borrowRatio*cl); try = nextClass(try) {
+		if l := c.free[try]; len(l) > 0 {
+			buf = l[len(l)-1][:n]
+			c.free[try] = l[:len(l)-1]
+			cl = try
+			break
+		}
+	}
+	if buf == nil {
 		buf = make([]float32, n, cl)
 	}
+	c.touched[cl] = true
 	c.used = append(c.used, buf)
 	return &T{Shape: append([]int(nil), shape...), Data: buf}
 }
@@ -60,9 +73,14 @@ func (c *Ctx) Reset() {
 		}
 	}
 	clear(c.touched)
+	c.maxFree = 0
+	for cl := range c.free {
+		c.maxFree = max(c.maxFree, cl)
+	}
 	for _, b := range c.used {
 		cl := cap(b)
 		c.free[cl] = append(c.free[cl], b)
+		c.maxFree = max(c.maxFree, cl)
 	}
 	c.used = c.used[:0]
 }
@@ -77,12 +95,23 @@ func sizeClass(n int) int {
 	}
 	c := 256
 	for c < n {
-		c2 := c + c/4
-		c2 = (c2 + 63) &^ 63
-		c = c2
+		c = nextClass(c)
 	}
 	return c
 }
+
+// borrowRatio bounds how much larger than its own class a buffer New reuses may be.
+const borrowRatio = 8
+
+// nextClass is the size class after class c (c ≥ 256; below, classes step by 64).
+func nextClass(c int) int {
+	if c < 256 {
+		return c + 64
+	}
+	return (c + c/4 + 63) &^ 63
+}
+
+
 
 func rows(x *T) (r, cols int) {
 	cols = x.Shape[len(x.Shape)-1]

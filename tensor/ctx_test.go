@@ -1,6 +1,9 @@
 package tensor
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+)
 
 // TestArenaBoundedUnderVaryingShapes: passes with different shapes (training batches of
 // varying length) must reuse buffers, not accumulate one set per distinct length.
@@ -44,4 +47,37 @@ func TestSizeClass(t *testing.T) {
 		}
 		prev = c
 	}
+}
+
+// TestArenaReusesLargerBuffers: after a pass of long tensors, passes of shorter ones (within
+// a few size classes) take the long pass's buffers — no new tensor storage — and a much
+// shorter tensor still gets a buffer of its own class.
+func TestArenaReusesLargerBuffers(t *testing.T) {
+	c := NewCtx()
+	pass := func(rows int) {
+		for range 3 {
+			c.New(rows, 64)
+		}
+		c.Reset()
+	}
+	allocated := func(f func()) uint64 { // bytes the runtime handed out during f
+		var a, b runtime.MemStats
+		runtime.ReadMemStats(&a)
+		f()
+		runtime.ReadMemStats(&b)
+		return b.TotalAlloc - a.TotalAlloc
+	}
+	pass(1000)
+	for _, rows := range []int{900, 700, 500} {
+		pass(1000) // the long pass again: its buffers are what the shorter one may borrow
+		if got := allocated(func() { pass(rows) }); got > 4096 {
+			t.Errorf("a pass of %d rows after one of 1000 allocated %d bytes: it did not reuse the long pass's buffers", rows, got)
+		}
+	}
+	pass(1000)
+	c.New(10, 64)
+	if b := c.used[len(c.used)-1]; cap(b) != sizeClass(640) {
+		t.Errorf("a 640-float tensor took a buffer of capacity %d, want its own class %d", cap(b), sizeClass(640))
+	}
+	c.Reset()
 }

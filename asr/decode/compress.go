@@ -3,6 +3,7 @@ package decode
 import (
 	"bytes"
 	"compress/zlib"
+	"sync"
 )
 
 // CompressionRatio is len(text) / len(zlib(text)) over the UTF-8 bytes, OpenAI's repetition
@@ -20,13 +21,29 @@ func CompressionRatio(text string) float64 {
 	if text == "" {
 		return 0
 	}
-	var buf bytes.Buffer
-	w, err := zlib.NewWriterLevel(&buf, 6)
-	if err != nil {
-		return 0 // unreachable: 6 is a valid level
-	}
+	z := zlibWriters.Get().(*zlibWriter)
+	defer zlibWriters.Put(z)
+	z.buf.Reset()
+	z.w.Reset(&z.buf)
 	// Writes to a bytes.Buffer cannot fail.
-	_, _ = w.Write([]byte(text))
-	_ = w.Close()
-	return float64(len(text)) / float64(buf.Len())
+	_, _ = z.w.Write([]byte(text))
+	_ = z.w.Close()
+	return float64(len(text)) / float64(z.buf.Len())
 }
+
+// zlibWriter is a compressor and its output, reused: a zlib writer at level 6 allocates
+// about 1 MB of tables, and every decoded window is checked.
+type zlibWriter struct {
+	buf bytes.Buffer
+	w   *zlib.Writer
+}
+
+var zlibWriters = sync.Pool{New: func() any {
+	z := &zlibWriter{}
+	w, err := zlib.NewWriterLevel(&z.buf, 6)
+	if err != nil {
+		panic(err) // unreachable: 6 is a valid level
+	}
+	z.w = w
+	return z
+}}

@@ -207,6 +207,7 @@ func ReadARPA(r io.Reader, bos, eos, vocab int) (*NGram, error) {
 			}
 		}
 	}
+	m.closed = m.suffixClosed()
 	return m, nil
 }
 

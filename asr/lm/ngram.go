@@ -25,6 +25,9 @@ type NGram struct {
 	// back-off weight of the n-gram as a context (0 when it is none).
 	grams []map[string]entry
 	floor float64 // log p of a token the model never saw
+	// closed: every stored n-gram's suffix is stored too (suffixClosed), so LogProb may
+	// search from short to long.
+	closed bool
 }
 
 type entry struct {
@@ -59,18 +62,63 @@ func key(ids []int) string {
 // LogProb returns ln p(tok | context), reading the last Order()−1 ids of context (the ids
 // before tok, starting with BOS at a sentence start): the longest stored n-gram ending in tok,
 // times the back-off weights of the longer contexts that had no such n-gram.
+//
+// Beam search asks it for every candidate of every hypothesis at every step, so it matters
+// that it is quick. In a suffix-closed model (every model Estimate makes; ReadARPA checks
+// files) the searches for the longest stored context and the longest n-gram go from short to
+// long and stop at the first miss, a few lookups where the longest-first search of the
+// definition (logProbNaive) tries every length: an 8-gram model's long contexts are mostly
+// unseen.
 func (m *NGram) LogProb(context []int, tok int) float64 {
 	if n := m.order - 1; len(context) > n {
 		context = context[len(context)-n:]
 	}
-	// The packed ids of context and tok; map lookups index it with string(b[i:j]), which
-	// does not allocate.
-	var buf [2 * 13]byte
-	b := buf[:2*(len(context)+1)]
-	for i, id := range context {
-		binary.BigEndian.PutUint16(b[2*i:], uint16(id))
+	if !m.closed {
+		return m.logProbNaive(context, tok)
 	}
-	binary.BigEndian.PutUint16(b[2*len(context):], uint16(tok))
+	// The packed ids of context and tok; map lookups index it with string(b[i:j]), which
+	// does not allocate. The context suffix of length k is b[end-2k:end-2], and with tok
+	// b[end-2k-2:].
+	var buf [2 * 13]byte
+	b := pack(buf[:2*(len(context)+1)], context, tok)
+	end := len(b)
+	// Contexts: the back-off weights of the stored suffixes of lengths 1…lc.
+	var bow [12]float32
+	lc := 0
+	for k := 1; k <= len(context); k++ {
+		e, ok := m.grams[k-1][string(b[end-2*k-2:end-2])]
+		if !ok {
+			break
+		}
+		bow[k-1], lc = e.backoff, k
+	}
+	// The longest stored n-gram ending in tok: its context is one of the stored ones.
+	found, logp := -1, float32(0)
+	for k := 0; k <= lc; k++ {
+		e, ok := m.grams[k][string(b[end-2*k-2:])]
+		if !ok {
+			break
+		}
+		found, logp = k, e.logp
+	}
+	// The back-offs of the contexts longer than the n-gram's, added longest first as
+	// logProbNaive adds them (so the two agree to the last bit).
+	var bo float64
+	for k := lc; k > found && k >= 1; k-- {
+		bo += float64(bow[k-1])
+	}
+	if found < 0 {
+		return bo + m.floor
+	}
+	return bo + float64(logp)
+}
+
+// logProbNaive is LogProb by its definition, longest n-gram first, for a context already cut
+// to Order()−1 ids: the reference the fast search is tested against, and the search for a
+// model read from a file that is not suffix-closed.
+func (m *NGram) logProbNaive(context []int, tok int) float64 {
+	var buf [2 * 13]byte
+	b := pack(buf[:2*(len(context)+1)], context, tok)
 	var bo float64
 	for start := 0; start <= len(context); start++ {
 		n := len(context) + 1 - start // the n-gram context[start:] + tok
@@ -84,6 +132,32 @@ func (m *NGram) LogProb(context []int, tok int) float64 {
 		}
 	}
 	return bo + m.floor
+}
+
+// pack writes context's ids and then tok into b (two bytes each, big-endian, as key packs).
+func pack(b []byte, context []int, tok int) []byte {
+	for i, id := range context {
+		binary.BigEndian.PutUint16(b[2*i:], uint16(id))
+	}
+	binary.BigEndian.PutUint16(b[2*len(context):], uint16(tok))
+	return b
+}
+
+// suffixClosed reports whether every stored n-gram's suffix (it without its first id) is
+// stored too, which LogProb's short-to-long searches rely on, together with every n-gram's
+// context being stored (Estimate stores them; ReadARPA refuses a file without). Estimate's
+// models are suffix-closed: lower
+// orders hold every suffix's continuation count, and pruning by raw count never removes a
+// suffix of a kept n-gram (the suffix occurs at least as often).
+func (m *NGram) suffixClosed() bool {
+	for n := 2; n <= m.order; n++ {
+		for g := range m.grams[n-1] {
+			if _, ok := m.grams[n-2][g[2:]]; !ok {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // EstimateOptions tune Estimate.
@@ -255,5 +329,6 @@ func Estimate(sentences [][]int, o EstimateOptions) (*NGram, error) {
 			}
 		}
 	}
+	m.closed = m.suffixClosed()
 	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 )
@@ -219,5 +220,129 @@ func TestLoadCompressed(t *testing.T) {
 	}
 	if _, err := Load(bytes.NewReader(append([]byte{0x28, 0xb5, 0x2f, 0xfd}, "junk"...)), testBOS, testEOS, testVocab); err == nil {
 		t.Error("a corrupt zstd stream loaded")
+	}
+}
+
+// TestLogProbFast: the short-to-long search gives exactly the definition's value
+// (logProbNaive) for every context of every length up to the order, pruned or not, and for a
+// model read back from ARPA; a file that is not suffix-closed falls back to the definition.
+func TestLogProbFast(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, min := range []int{1, 2, 3} {
+		m, err := Estimate(randomSentences(3, 400), EstimateOptions{Order: 5, BOS: testBOS, EOS: testEOS, Vocab: testVocab, MinCount: min})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.closed {
+			t.Fatalf("min count %d: an estimated model is not suffix-closed", min)
+		}
+		var arpa bytes.Buffer
+		if err := m.WriteARPA(&arpa); err != nil {
+			t.Fatal(err)
+		}
+		back, err := ReadARPA(&arpa, testBOS, testEOS, testVocab)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mm := range []*NGram{m, back} {
+			if !mm.closed {
+				t.Fatal("read back: not suffix-closed")
+			}
+			for range 3000 {
+				ctx := make([]int, rng.IntN(7))
+				for i := range ctx {
+					ctx[i] = rng.IntN(10)
+				}
+				if len(ctx) > 0 && rng.IntN(3) == 0 {
+					ctx[0] = testBOS
+				}
+				tok := rng.IntN(testVocab)
+				got := mm.LogProb(ctx, tok)
+				cut := ctx
+				if len(cut) > mm.order-1 {
+					cut = cut[len(cut)-(mm.order-1):]
+				}
+				if want := mm.logProbNaive(cut, tok); got != want {
+					t.Fatalf("min count %d: LogProb(%v, %d) = %v, the definition %v", min, ctx, tok, got, want)
+				}
+			}
+		}
+	}
+	// A model whose bigram "3 4" has no unigram "4" stored is not suffix-closed.
+	m, err := Estimate(randomSentences(3, 50), EstimateOptions{Order: 3, BOS: testBOS, EOS: testEOS, Vocab: testVocab})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g := range m.grams[0] {
+		if g == key([]int{4}) {
+			delete(m.grams[0], g)
+		}
+	}
+	if m.suffixClosed() {
+		t.Error("a model missing a bigram's suffix counts as suffix-closed")
+	}
+}
+
+// BenchmarkLogProb: the embedded default model's language model (an 8-gram over its 2022
+// tokens) asked as beam search asks it: contexts of up to 7 tokens from sentences sampled
+// from the model itself, each with its sampled next token and 15 other candidates; "naive" is
+// the definition's longest-first search.
+func BenchmarkLogProb(b *testing.B) {
+	const bos, eos, vocab = 513, 512, 2022 // chorus-micro's <|startoftranscript|>, <|endoftext|> (text tokens are below it), size
+	f, err := os.Open("../defaultmodel/chorus-micro/lm.arpa.zst")
+	if err != nil {
+		b.Skip(err)
+	}
+	defer f.Close()
+	m, err := Load(f, bos, eos, vocab)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type query struct {
+		ctx []int
+		tok int
+	}
+	var qs []query
+	rng := rand.New(rand.NewPCG(1, 1))
+	p := make([]float64, eos+1)
+	for range 40 {
+		seq := []int{bos}
+		for len(seq) < 40 {
+			ctx := seq[max(0, len(seq)-7):]
+			var sum float64
+			for tok := range p { // the text tokens and eos
+				p[tok] = math.Exp(m.LogProb(ctx, tok))
+				sum += p[tok]
+			}
+			next, u := eos, rng.Float64()*sum
+			for tok, q := range p {
+				if u -= q; u < 0 {
+					next = tok
+					break
+				}
+			}
+			qs = append(qs, query{ctx, next})
+			for range 15 {
+				qs = append(qs, query{ctx, rng.IntN(eos)})
+			}
+			if next == eos {
+				break
+			}
+			seq = append(seq, next)
+		}
+	}
+	for _, mode := range []string{"fast", "naive"} {
+		b.Run(mode, func(b *testing.B) {
+			var sum float64
+			for i := 0; b.Loop(); i++ {
+				q := qs[i%len(qs)]
+				if mode == "fast" {
+					sum += m.LogProb(q.ctx, q.tok)
+				} else {
+					sum += m.logProbNaive(q.ctx, q.tok)
+				}
+			}
+			_ = sum
+		})
 	}
 }
