@@ -111,8 +111,6 @@ func nextClass(c int) int {
 	return (c + c/4 + 63) &^ 63
 }
 
-
-
 func rows(x *T) (r, cols int) {
 	cols = x.Shape[len(x.Shape)-1]
 	return len(x.Data) / cols, cols
