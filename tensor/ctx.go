@@ -28,11 +28,10 @@ func (c *Ctx) New(shape ...int) *T {
 	var buf []float32
 	// A free buffer of n's class, or else the smallest free one of a larger class (up to
 	// borrowRatio times as large, so that a small tensor does not take the buffer a large
-	// one of the same pass needs): a pass
-	// shorter than the last one — the next utterance's shorter window, a streaming window
-	// restarted — reuses the last pass's buffers instead of having the runtime allocate and
-	// zero new ones. (Reset keeps only the classes a pass touched, so the arena still holds
-	// about one pass's buffers.)
+	// one of the same pass needs): a pass shorter than the last one — the next utterance's
+	// shorter window, a streaming window restarted — reuses the last pass's buffers instead
+	// of having the runtime allocate and zero new ones. (Reset keeps only the classes a pass
+	// touched, so the arena still holds about one pass's buffers.)
 	for try := cl; try <= min(c.maxFree, borrowRatio*cl); try = nextClass(try) {
 		if l := c.free[try]; len(l) > 0 {
 			buf = l[len(l)-1][:n]

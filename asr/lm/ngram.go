@@ -146,9 +146,8 @@ func pack(b []byte, context []int, tok int) []byte {
 // suffixClosed reports whether every stored n-gram's suffix (it without its first id) is
 // stored too, which LogProb's short-to-long searches rely on, together with every n-gram's
 // context being stored (Estimate stores them; ReadARPA refuses a file without). Estimate's
-// models are suffix-closed: lower
-// orders hold every suffix's continuation count, and pruning by raw count never removes a
-// suffix of a kept n-gram (the suffix occurs at least as often).
+// models are suffix-closed: lower orders hold every suffix's continuation count, and pruning
+// by raw count never removes a suffix of a kept n-gram (the suffix occurs at least as often).
 func (m *NGram) suffixClosed() bool {
 	for n := 2; n <= m.order; n++ {
 		for g := range m.grams[n-1] {
