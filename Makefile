@@ -168,7 +168,8 @@ moe-routed: build corpus-v2
 # recipes/chorus-micro-flagship.json), fine-tunes the materialised model for 2000 steps with
 # logit distillation from the default (recipes/chorus-micro-flagship-ft.json: CoFi's second
 # phase, the masks fixed; the pruned model is dense and small, so these steps are cheap), then
-# MoE-fies it into 16 experts per layer, its MLP routers there for any request that names them
+# MoE-fies it into 16 experts per layer (a block CoFi emptied becomes an empty block, no
+# experts and no router), its MLP routers there for any request that names them
 # (`--router mlp:0.5/enc`); by default it runs its pruned blocks dense, because on the pruned
 # model routing at k/E = 1/4 cost 25–29 WER points for no gain in speed (docs/BENCHMARKS.md,
 # session 8): the variant the binary embeds as chorus-micro-flagship. Rerun after the default
