@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/chorus-asr/chorus/asr/decode"
+	"github.com/chorus-asr/chorus/asr/lm"
 	"github.com/chorus-asr/chorus/asr/mel"
 	"github.com/chorus-asr/chorus/asr/models/whisper"
 	"github.com/chorus-asr/chorus/asr/transcribe"
@@ -112,6 +113,9 @@ func (v *Variant) DecodeModel() (decode.Model, error) {
 	}
 	return m, nil
 }
+
+// The variants' n-gram scores a pre-beam of tokens per context in one call.
+var _ decode.BatchLanguageModel = (*lm.NGram)(nil)
 
 // Transcribe runs long-form transcription of 16-kHz mono samples (OpenAI's transcribe loop:
 // 30-s windows, timestamps, temperature fallback).

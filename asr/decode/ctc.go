@@ -58,6 +58,9 @@ type ctcScorer struct {
 	lambda float64
 	// tsBegin is <|0.00|>: timestamp i is tsBegin+i, i encoder frames into the window.
 	tsBegin int
+	cols    []expCol // per class, e^{y} over the window's frames (expCol)
+	// scratchN and scratchB are extend's working rows, reused across extensions.
+	scratchN, scratchB []float64
 }
 
 // newCTCScorer checks the runner's CTC output against the vocabulary and returns a scorer, or
@@ -77,23 +80,27 @@ func newCTCScorer(r Runner, eot, tsBegin int, lambda float64) (*ctcScorer, error
 	return &ctcScorer{lp: lp, frames: frames, blank: eot, lambda: lambda, tsBegin: tsBegin}, nil
 }
 
-// ctcState is the CTC side of one hypothesis: its text prefix g's forward variables
-// rn[t-lo], rb[t-lo] — the log-probabilities that frames 0…t collapse to g with frame t a
-// non-blank (rn) or blank (rb) — for frames lo ≤ t < hi (log 0 elsewhere), ψ = log ψ(g), and
-// g's last token (-1 for the empty prefix). States are immutable once built: beams that share
-// a prefix share its state.
+// ctcState is the CTC side of one hypothesis: its text prefix g's forward variables — the
+// probabilities that frames 0…t collapse to g with frame t a non-blank (n) or a blank (b) —
+// for frames lo ≤ t < hi (0 elsewhere), held in the linear domain as n[t−lo]·e^scale and
+// b[t−lo]·e^scale (scale their largest sum's log, so the values lie in [0, 1] and keep float64's
+// relative precision), ψ = log ψ(g), and g's last token (-1 for the empty prefix). Beam search
+// scores ~20 candidates per state and extends ~1, so the state is kept in the form both want:
+// multiply-adds against e^{y}, no exp or log per frame. States are immutable once built:
+// beams that share a prefix share its state.
 type ctcState struct {
-	rn, rb []float64
+	n, b   []float64
 	lo, hi int
+	scale  float64
 	psi    float64
 	last   int
-	sum    []float64 // log(e^rn + e^rb) per frame, made by the first score call
+	nb     []float64 // n + b per frame: φ for a token other than last (made on first use)
 }
 
 // y is log p(class k at frame t).
 func (s *ctcScorer) y(t, k int) float64 { return float64(s.lp[t*(s.blank+1)+k]) }
 
-// initial is the state of the empty prefix: blanks only, ψ = 1.
+// initial is the state of the empty prefix: blanks only, ψ = 1, scale 0.
 func (s *ctcScorer) initial() *ctcState {
 	st := &ctcState{last: -1}
 	var rb float64
@@ -102,61 +109,112 @@ func (s *ctcScorer) initial() *ctcState {
 		if rb < -ctcPrune {
 			break
 		}
-		st.rb = append(st.rb, rb)
-		st.rn = append(st.rn, logZero)
+		st.b = append(st.b, math.Exp(rb))
+		st.n = append(st.n, 0)
 	}
-	st.hi = len(st.rb)
+	st.hi = len(st.b)
 	return st
 }
 
-// phi is the probability mass from which g·c starts at frame t+1: frames 0…t collapsed to g,
-// and — when c repeats g's last token — ending in a blank between the two.
-func (g *ctcState) phi(t, c int) float64 {
+// phiLin returns φ per frame of g (frame lo+i at index i), scaled by e^−scale: the mass from
+// which g·c starts at the next frame — frames collapsed to g, and, when c repeats g's last
+// token, ending in a blank between the two.
+func (g *ctcState) phiLin(c int) []float64 {
+	if c == g.last {
+		return g.b
+	}
+	if g.nb == nil {
+		g.nb = make([]float64, len(g.n))
+		for i := range g.n {
+			g.nb[i] = g.n[i] + g.b[i]
+		}
+	}
+	return g.nb
+}
+
+// logAt is the log of g's forward probability at frame t, non-blank and blank ending
+// together (log 0 outside lo…hi).
+func (g *ctcState) logAt(t int) float64 {
 	if t < g.lo || t >= g.hi {
 		return logZero
 	}
-	i := t - g.lo
-	if c == g.last {
-		return g.rb[i]
+	return logOf(g.n[t-g.lo]+g.b[t-g.lo]) + g.scale
+}
+
+// logOf is log v, logZero for 0.
+func logOf(v float64) float64 {
+	if v > 0 {
+		return math.Log(v)
 	}
-	return logAdd(g.rb[i], g.rn[i])
+	return logZero
 }
 
 // score returns log ψ(g·c) − log ψ(g) for a text token c: the log of Σ_t φ_{t−1}·y_t(c) over
-// the frames where g has mass, summed as exponentials scaled by their largest term (one exp
-// per frame; beam search scores every candidate of every beam this way).
+// the frames where g has mass — g's linear φ dotted with the window's e^{y(c)} (made once per
+// class and window), a multiply-add per frame. scoreLog (ctc_test.go) is the log-domain
+// definition it is tested against.
 func (s *ctcScorer) score(g *ctcState, c int) float64 {
-	phi := g.rb // c repeats g's last token: a blank must come between
-	if c != g.last {
-		if g.sum == nil {
-			g.sum = make([]float64, len(g.rn))
-			for i := range g.rn {
-				g.sum[i] = logAdd(g.rn[i], g.rb[i])
-			}
-		}
-		phi = g.sum
-	}
-	first := logZero // the empty prefix: c may start at frame 0
-	if g.last < 0 {
-		first = s.y(0, c)
-	}
-	stride := s.blank + 1
+	phi := g.phiLin(c)
 	t0, t1 := g.lo+1, min(g.hi, s.frames-1)
-	best := first
-	for t := t0; t <= t1; t++ {
-		best = max(best, phi[t-1-g.lo]+float64(s.lp[t*stride+c]))
+	var sum float64
+	if t1 >= t0 {
+		y := s.expCol(c, t0, t1+1)[t0 : t1+1]
+		sum = dot64(phi, y)
 	}
-	if best <= logZero {
+	if g.last < 0 { // the empty prefix: c may start at frame 0, φ_{−1} = 1
+		sum += math.Exp(-g.scale) * s.expCol(c, 0, 1)[0]
+	}
+	if !(sum > 0) {
 		return logZero - g.psi
 	}
-	var sum float64
-	if first > logZero {
-		sum = math.Exp(first - best)
+	return g.scale + math.Log(sum) - g.psi
+}
+
+// dot64 is Σ a[i]·b[i] (len(a) ≥ len(b)), four sums at a time so that the adds pipeline.
+func dot64(a, b []float64) float64 {
+	a = a[:len(b)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(b); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
 	}
-	for t := t0; t <= t1; t++ {
-		sum += math.Exp(phi[t-1-g.lo] + float64(s.lp[t*stride+c]) - best)
+	for ; i < len(b); i++ {
+		s0 += a[i] * b[i]
 	}
-	return best + math.Log(sum) - g.psi
+	return (s0 + s1) + (s2 + s3)
+}
+
+// expCol returns e^{y(t, c)} for the window's frames, valid on [a, b) at least: each class's
+// column (the blank's too) is filled on demand and kept for the window, so a frame's
+// exponential is taken once however many hypotheses propose c.
+func (s *ctcScorer) expCol(c, a, b int) []float64 {
+	if s.cols == nil {
+		s.cols = make([]expCol, s.blank+1)
+	}
+	col := &s.cols[c]
+	if col.v == nil {
+		col.v = make([]float64, s.frames)
+		col.lo, col.hi = a, a
+	}
+	stride := s.blank + 1
+	for t := a; t < col.lo; t++ {
+		col.v[t] = math.Exp(float64(s.lp[t*stride+c]))
+	}
+	col.lo = min(col.lo, a)
+	for t := col.hi; t < b; t++ {
+		col.v[t] = math.Exp(float64(s.lp[t*stride+c]))
+	}
+	col.hi = max(col.hi, b)
+	return col.v
+}
+
+// expCol is one class's e^{y} over a window, filled on [lo, hi).
+type expCol struct {
+	v      []float64
+	lo, hi int
 }
 
 // final returns log P(output = g) − log ψ(g): EOT's CTC score.
@@ -164,44 +222,134 @@ func (s *ctcScorer) final(g *ctcState) float64 {
 	if g.hi < s.frames || g.hi == g.lo {
 		return logZero
 	}
-	i := g.hi - 1 - g.lo
-	return logAdd(g.rn[i], g.rb[i]) - g.psi
+	return g.logAt(g.hi-1) - g.psi
 }
 
-// extend builds the state of g·c (Watanabe et al. Algorithm 2), dropping frames below the
-// prune threshold at both ends.
+// extend builds the state of g·c (Watanabe et al. Algorithm 2) in the linear domain at g's
+// scale, dropping frames below the prune threshold at both ends, then rescales to its own.
+// Where g·c's mass is too small for g's scale (below e^−600 of it: a token the window rules
+// out, forced by a prompt) the log-domain recursion, extendLog, builds it instead.
 func (s *ctcScorer) extend(g *ctcState, c int) *ctcState {
-	h := &ctcState{last: c, psi: logZero}
-	rnPrev, rbPrev := float64(logZero), float64(logZero)
+	h := &ctcState{last: c}
+	phi := g.phiLin(c)
+	var rnPrev, rbPrev, psi float64
+	n, b := s.scratchN[:0], s.scratchB[:0]
 	t0 := g.lo + 1
 	if g.last < 0 {
-		rnPrev = s.y(0, c)
-		h.psi = rnPrev
-		h.rn, h.rb = append(h.rn, rnPrev), append(h.rb, logZero)
+		rnPrev = math.Exp(-g.scale) * s.expCol(c, 0, 1)[0]
+		psi = rnPrev
+		n, b = append(n, rnPrev), append(b, 0)
 		t0 = 1
 	} else {
 		h.lo = t0 // frames up to g.lo cannot have emitted c yet
 	}
+	cut := math.Exp(-ctcPrune)
+	var yc, yb []float64
+	filled := t0
 	for t := t0; t < s.frames; t++ {
-		phi := g.phi(t-1, c)
-		rn := logAdd(rnPrev, phi) + s.y(t, c)
-		rb := logAdd(rbPrev, rnPrev) + s.y(t, s.blank)
-		h.psi = logAdd(h.psi, phi+s.y(t, c))
-		h.rn, h.rb = append(h.rn, rn), append(h.rb, rb)
+		if t >= filled { // the columns in chunks: the loop usually stops soon after g.hi
+			filled = min(s.frames, max(t, g.hi)+16)
+			yc, yb = s.expCol(c, t, filled), s.expCol(s.blank, t, filled)
+		}
+		var ph float64
+		if i := t - 1 - g.lo; i >= 0 && i < len(phi) {
+			ph = phi[i]
+		}
+		rn := (rnPrev + ph) * yc[t]
+		rb := (rbPrev + rnPrev) * yb[t]
+		psi += ph * yc[t]
+		n, b = append(n, rn), append(b, rb)
 		rnPrev, rbPrev = rn, rb
 		// Past g's frames nothing flows in any more and the forward mass only falls: stop
 		// once it is negligible against ψ(h).
-		if t >= g.hi && logAdd(rn, rb) < h.psi-ctcPrune {
+		if t >= g.hi && rn+rb < psi*cut {
 			break
 		}
 	}
-	h.hi = h.lo + len(h.rn)
+	s.scratchN, s.scratchB = n, b
+	if !(psi > 1e-260) {
+		return s.extendLog(g, c)
+	}
 	// Trim leading frames whose mass is negligible, so that extensions of h skip them.
 	k := 0
-	for k < len(h.rn)-1 && logAdd(h.rn[k], h.rb[k]) < h.psi-ctcPrune {
+	for k < len(n)-1 && n[k]+b[k] < psi*cut {
 		k++
 	}
-	h.rn, h.rb, h.lo = h.rn[k:], h.rb[k:], h.lo+k
+	n, b = n[k:], b[k:]
+	h.lo += k
+	h.hi = h.lo + len(n)
+	var m float64
+	for i := range n {
+		m = max(m, n[i]+b[i])
+	}
+	if !(m > 0) {
+		return s.extendLog(g, c)
+	}
+	h.n, h.b = make([]float64, len(n)), make([]float64, len(n))
+	inv := 1 / m
+	for i := range n {
+		h.n[i], h.b[i] = n[i]*inv, b[i]*inv
+	}
+	h.scale = g.scale + math.Log(m)
+	h.psi = g.scale + math.Log(psi)
+	return h
+}
+
+// extendLog is extend in the log domain: the recursion as Watanabe et al. write it, one exp
+// and log per term, for an extension whose mass underflows at its parent's scale.
+func (s *ctcScorer) extendLog(g *ctcState, c int) *ctcState {
+	phi := func(t int) float64 { // log φ at frame t
+		if t < g.lo || t >= g.hi {
+			return logZero
+		}
+		i := t - g.lo
+		if c == g.last {
+			return logOf(g.b[i]) + g.scale
+		}
+		return logOf(g.n[i]+g.b[i]) + g.scale
+	}
+	lo, psi := 0, float64(logZero)
+	var rn, rb []float64
+	rnPrev, rbPrev := float64(logZero), float64(logZero)
+	t0 := g.lo + 1
+	if g.last < 0 {
+		rnPrev = s.y(0, c)
+		psi = rnPrev
+		rn, rb = append(rn, rnPrev), append(rb, logZero)
+		t0 = 1
+	} else {
+		lo = t0
+	}
+	for t := t0; t < s.frames; t++ {
+		ph := phi(t - 1)
+		n := logAdd(rnPrev, ph) + s.y(t, c)
+		b := logAdd(rbPrev, rnPrev) + s.y(t, s.blank)
+		psi = logAdd(psi, ph+s.y(t, c))
+		rn, rb = append(rn, n), append(rb, b)
+		rnPrev, rbPrev = n, b
+		if t >= g.hi && logAdd(n, b) < psi-ctcPrune {
+			break
+		}
+	}
+	k := 0
+	for k < len(rn)-1 && logAdd(rn[k], rb[k]) < psi-ctcPrune {
+		k++
+	}
+	rn, rb = rn[k:], rb[k:]
+	h := &ctcState{last: c, lo: lo + k, psi: psi, scale: logZero}
+	h.hi = h.lo + len(rn)
+	for i := range rn {
+		h.scale = max(h.scale, logAdd(rn[i], rb[i]))
+	}
+	h.n, h.b = make([]float64, len(rn)), make([]float64, len(rn))
+	for i := range rn {
+		if rn[i] > logZero {
+			h.n[i] = math.Exp(rn[i] - h.scale)
+		}
+		if rb[i] > logZero {
+			h.b[i] = math.Exp(rb[i] - h.scale)
+		}
+	}
 	return h
 }
 
@@ -239,8 +387,7 @@ func (s *ctcScorer) endScore(g *ctcState, f int) float64 {
 	if t < g.lo || t >= g.hi {
 		return logZero
 	}
-	i := t - g.lo
-	return logAdd(g.rn[i], g.rb[i]) - g.psi
+	return g.logAt(t) - g.psi
 }
 
 // logAdd is log(e^a + e^b).

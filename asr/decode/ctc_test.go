@@ -283,3 +283,236 @@ func TestCTCEndScore(t *testing.T) {
 		t.Errorf("closing past the window %g, at its end %g", a, b)
 	}
 }
+
+// phiLog is log φ at frame t for a token c (log 0 outside g's frames).
+func (g *ctcState) phiLog(t, c int) float64 {
+	if t < g.lo || t >= g.hi {
+		return logZero
+	}
+	return logOf(g.phiLin(c)[t-g.lo]) + g.scale
+}
+
+// scoreLog is score by its definition in the log domain: log Σ_t φ_{t−1}·y_t(c) over g's
+// frames, each term an exponential scaled by the largest (the reference score is tested
+// against).
+func (s *ctcScorer) scoreLog(g *ctcState, c int) float64 {
+	first := logZero // the empty prefix: c may start at frame 0
+	if g.last < 0 {
+		first = s.y(0, c)
+	}
+	t0, t1 := g.lo+1, min(g.hi, s.frames-1)
+	best := first
+	for t := t0; t <= t1; t++ {
+		best = max(best, g.phiLog(t-1, c)+s.y(t, c))
+	}
+	if best <= logZero {
+		return logZero - g.psi
+	}
+	var sum float64
+	if first > logZero {
+		sum = math.Exp(first - best)
+	}
+	for t := t0; t <= t1; t++ {
+		sum += math.Exp(g.phiLog(t-1, c) + s.y(t, c) - best)
+	}
+	return best + math.Log(sum) - g.psi
+}
+
+// peakyWindow is a window spelling a random token sequence as a trained head does: each
+// token for two frames, then two blanks; every other class at −8…−9 (with −200 mixed in, a
+// class the head rules out).
+func peakyWindow(seed uint64, frames, labels int) (lp []float32, spelled []int) {
+	classes := labels + 1
+	rng := rand.New(rand.NewPCG(seed, 5))
+	lp = make([]float32, frames*classes)
+	for t := 0; t < frames; {
+		tok := rng.IntN(labels)
+		if len(spelled) > 0 && tok == spelled[len(spelled)-1] {
+			continue
+		}
+		spelled = append(spelled, tok)
+		for d := 0; d < 4 && t < frames; d, t = d+1, t+1 {
+			k := tok
+			if d >= 2 {
+				k = labels
+			}
+			for c := range classes {
+				lp[t*classes+c] = -8 - float32(rng.Float64())
+				if rng.IntN(10) == 0 {
+					lp[t*classes+c] = -200
+				}
+			}
+			lp[t*classes+k] = -0.01
+		}
+	}
+	return lp, spelled
+}
+
+// TestCTCScoreLinear checks the linear-domain score against the log-domain definition for
+// every token from every state along spelled and random windows: the empty prefix, repeats
+// (blank-only φ), tokens the window rules out, a window whose first frames carry no blank.
+func TestCTCScoreLinear(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		lp     []float32
+		frames int
+		labels int
+		path   []int
+	}{
+		{name: "flat", lp: randomCTC(9, 40, 6, 0.7), frames: 40, labels: 5, path: []int{1, 1, 3, 0, 2, 2}},
+		{name: "sharp", lp: randomCTC(10, 60, 8, 4), frames: 60, labels: 7, path: []int{6, 0, 0, 5, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLinear(t, tc.lp, tc.frames, tc.labels, tc.path)
+		})
+	}
+	lp, spelled := peakyWindow(3, 200, 30)
+	t.Run("peaky", func(t *testing.T) { checkLinear(t, lp, 200, 30, spelled) })
+	// No blank mass early: the empty prefix's state is empty (its first blank is below the
+	// prune bound) and only φ_{−1} = 1 lets a token start.
+	lp, spelled = peakyWindow(4, 30, 5)
+	for c := range 6 {
+		lp[c] = -0.01
+		if c == 5 {
+			lp[c] = -60
+		}
+	}
+	t.Run("no-blank-start", func(t *testing.T) { checkLinear(t, lp, 30, 5, spelled) })
+}
+
+func checkLinear(t *testing.T, lp []float32, frames, labels int, path []int) {
+	t.Helper()
+	s := &ctcScorer{lp: lp, frames: frames, blank: labels, lambda: 0.3}
+	st := s.initial()
+	checked := 0
+	for i := 0; ; i++ {
+		for c := range labels {
+			want := s.scoreLog(st, c)
+			got := s.score(st, c)
+			if want <= logZero/2 {
+				if got > logZero/2 {
+					t.Fatalf("step %d token %d: score %.12g, want log 0 (%.12g)", i, c, got, want)
+				}
+				continue
+			}
+			if math.Abs(got-want) > 1e-9*max(1, math.Abs(want)) {
+				t.Fatalf("step %d token %d (last %d): score %.15g, log-domain %.15g", i, c, st.last, got, want)
+			}
+			checked++
+		}
+		if i == len(path) {
+			break
+		}
+		st = s.extend(st, path[i])
+	}
+	if checked < labels*len(path)/2 {
+		t.Fatalf("only %d scores checked", checked)
+	}
+}
+
+// BenchmarkCTCScore is beam search's CTC work on one window: at each of a spelled sequence's
+// tokens, 10 beams' worth of states each score 22 candidates (the pre-beam of beam 10: the
+// text's tokens around the position, as a decoder proposes plausible words) and one
+// extension is kept per beam. The log-domain sub-benchmark is the definition.
+func BenchmarkCTCScore(b *testing.B) {
+	const frames, labels = 250, 2021
+	lp, spelled := peakyWindow(7, frames, labels)
+	for _, mode := range []string{"linear", "log"} {
+		b.Run(mode, func(b *testing.B) {
+			for b.Loop() {
+				s := &ctcScorer{lp: lp, frames: frames, blank: labels, lambda: 0.3}
+				st := s.initial()
+				extend := s.extend
+				if mode == "log" {
+					extend = s.extendLog
+				}
+				var sink float64
+				for i, tok := range spelled {
+					for beam := range 10 {
+						g := st
+						if beam > 0 { // a sibling state: same prefix, its own caches
+							g = &ctcState{n: st.n, b: st.b, lo: st.lo, hi: st.hi, scale: st.scale, psi: st.psi, last: st.last}
+						}
+						for k := range 22 {
+							c := spelled[(i+k*7)%len(spelled)]
+							if mode == "linear" {
+								sink += s.score(g, c)
+							} else {
+								sink += s.scoreLog(g, c)
+							}
+						}
+						if beam == 0 {
+							_ = extend(g, spelled[(i+1)%len(spelled)])
+						}
+					}
+					st = extend(st, tok)
+				}
+				if math.IsNaN(sink) {
+					b.Fatal("NaN score")
+				}
+			}
+		})
+	}
+}
+
+// TestCTCExtendLinear checks extend (linear domain at the parent's scale) against extendLog
+// (the log-domain recursion) along spelled and random windows and for every token at each
+// step: the same ψ, frames kept and forward variables; and that a token the window rules out
+// (mass below e^−600 of its parent, as a prompt can force) is built by the log-domain
+// recursion and still scores.
+func TestCTCExtendLinear(t *testing.T) {
+	lp, spelled := peakyWindow(11, 160, 12)
+	for _, tc := range []struct {
+		name           string
+		lp             []float32
+		frames, labels int
+		path           []int
+	}{
+		{"flat", randomCTC(12, 30, 5, 0.7), 30, 4, []int{1, 1, 3, 0, 2}},
+		{"sharp", randomCTC(13, 50, 7, 4), 50, 6, []int{5, 0, 0, 4, 1, 3}},
+		{"peaky", lp, 160, 12, spelled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &ctcScorer{lp: tc.lp, frames: tc.frames, blank: tc.labels, lambda: 0.3}
+			st := s.initial()
+			for i := 0; i <= len(tc.path); i++ {
+				for c := range tc.labels {
+					got, want := s.extend(st, c), s.extendLog(st, c)
+					if want.psi < st.psi-30 {
+						continue // ruled out: pruning bounds differ below e^-30
+					}
+					if math.Abs(got.psi-want.psi) > 1e-9*max(1, math.Abs(want.psi)) {
+						t.Fatalf("step %d token %d: ψ %.15g, log domain %.15g", i, c, got.psi, want.psi)
+					}
+					if got.lo != want.lo || got.hi != want.hi {
+						t.Fatalf("step %d token %d: frames [%d, %d), log domain [%d, %d)", i, c, got.lo, got.hi, want.lo, want.hi)
+					}
+					for f := got.lo; f < got.hi; f++ {
+						a, b := got.logAt(f), want.logAt(f)
+						if b > want.psi-30 && math.Abs(a-b) > 1e-9*max(1, math.Abs(b)) {
+							t.Fatalf("step %d token %d frame %d: log α %.15g, log domain %.15g", i, c, f, a, b)
+						}
+					}
+				}
+				if i < len(tc.path) {
+					st = s.extend(st, tc.path[i])
+				}
+			}
+		})
+	}
+	// Class 0 at e^-740 in every frame: its extension of the empty prefix underflows at scale
+	// 0, so the log-domain recursion builds it; a following token still scores against it.
+	lp = randomCTC(14, 20, 4, 1)
+	for f := range 20 {
+		lp[f*4] = -740
+	}
+	s := &ctcScorer{lp: lp, frames: 20, blank: 3, lambda: 0.3}
+	h := s.extend(s.initial(), 0)
+	ref := s.extendLog(s.initial(), 0)
+	if h.psi > -730 || math.Abs(h.psi-ref.psi) > 1e-9*math.Abs(ref.psi) {
+		t.Fatalf("ruled-out token: ψ %g, log domain %g", h.psi, ref.psi)
+	}
+	if got, want := s.score(h, 1), s.scoreLog(h, 1); math.Abs(got-want) > 1e-9*max(1, math.Abs(want)) {
+		t.Fatalf("after a ruled-out token: score %g, log domain %g", got, want)
+	}
+}

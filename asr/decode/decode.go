@@ -130,6 +130,9 @@ type task struct {
 	rng       *rand.Rand
 	ctc       *ctcScorer    // joint CTC/attention decoding; nil when off
 	lm        LanguageModel // shallow fusion with Model.LM; nil when off
+	// lmToks and lmBuf are proposals' scratch for a BatchLanguageModel's calls.
+	lmToks []int
+	lmBuf  []float64
 }
 
 // rescores reports whether candidates are rescored beyond the decoder's log-probabilities.
@@ -365,7 +368,27 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 	// A timestamp after text closes a segment (timestamp mode only: without timestamps the
 	// decoder is not asked for any).
 	lastText := !t.o.WithoutTimestamps && len(sampled) > 0 && sampled[len(sampled)-1] < eot
-	for _, tok := range topK(l, ctcPreBeam(n)) {
+	cands := topK(l, ctcPreBeam(n))
+	// The LM's log-probs of the candidates' text tokens, in one call where the LM batches.
+	batch, batched := t.lm.(BatchLanguageModel)
+	var lmp []float64
+	if batched {
+		text := t.lmToks[:0]
+		for _, tok := range cands {
+			if tok <= eot {
+				text = append(text, tok)
+			}
+		}
+		lmp = slices.Grow(t.lmBuf[:0], len(text))[:len(text)]
+		batch.LogProbs(ctx, text, lmp)
+		t.lmBuf, t.lmToks = lmp, text
+	}
+	for _, tok := range cands {
+		fuse := t.lm != nil && tok <= eot
+		var p float64 // tok's LM log-prob when fuse
+		if fuse && batched {
+			p, lmp = lmp[0], lmp[1:]
+		}
 		a := float64(l[tok]) - lse
 		if math.IsInf(a, -1) {
 			continue // masked: topK ran out of allowed tokens
@@ -374,8 +397,11 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 		if t.ctc != nil {
 			score += lam * t.ctc.tokenScore(g, tok, lastText)
 		}
-		if t.lm != nil && tok <= eot {
-			score += t.o.LMWeight * t.lm.LogProb(ctx, tok)
+		if fuse {
+			if !batched {
+				p = t.lm.LogProb(ctx, tok)
+			}
+			score += t.o.LMWeight * p
 			if tok < eot {
 				score += t.o.LMBonus
 			}
@@ -714,8 +740,9 @@ func argmax(l []float32) int { return max(0, tensor.ArgMax(l)) }
 func topK(l []float32, k int) []int {
 	k = min(k, len(l))
 	top := make([]int, 0, k)
+	thr := float32(math.Inf(-1)) // the k-th largest so far, once there are k
 	for i, v := range l {
-		if len(top) == k && v <= l[top[k-1]] {
+		if len(top) == k && v <= thr {
 			continue
 		}
 		if len(top) < k {
@@ -725,6 +752,9 @@ func topK(l []float32, k int) []int {
 		}
 		for j := len(top) - 1; j > 0 && l[top[j]] > l[top[j-1]]; j-- {
 			top[j], top[j-1] = top[j-1], top[j]
+		}
+		if len(top) == k {
+			thr = l[top[k-1]]
 		}
 	}
 	return top

@@ -109,6 +109,14 @@ type LanguageModel interface {
 	LogProb(context []int, tok int) float64
 }
 
+// BatchLanguageModel is a LanguageModel that scores many next tokens after one context at
+// once (out[i] = LogProb(context, toks[i])); beam search uses it when the model has it, as
+// every hypothesis asks for a pre-beam of tokens after its context.
+type BatchLanguageModel interface {
+	LanguageModel
+	LogProbs(context []int, toks []int, out []float64)
+}
+
 // chunkSeconds is the length of one Whisper window (ref: openai/whisper audio.py CHUNK_LENGTH).
 const chunkSeconds = 30
 

@@ -70,17 +70,29 @@ func key(ids []int) string {
 // definition (logProbNaive) tries every length: an 8-gram model's long contexts are mostly
 // unseen.
 func (m *NGram) LogProb(context []int, tok int) float64 {
+	var out [1]float64
+	m.LogProbs(context, []int{tok}, out[:])
+	return out[0]
+}
+
+// LogProbs sets out[i] to LogProb(context, toks[i]): beam search asks for up to a pre-beam's
+// worth of tokens after each hypothesis's context, and the walk over the context's stored
+// suffixes (its back-off weights) is the same for all of them, so it is done once.
+func (m *NGram) LogProbs(context []int, toks []int, out []float64) {
 	if n := m.order - 1; len(context) > n {
 		context = context[len(context)-n:]
 	}
 	if !m.closed {
-		return m.logProbNaive(context, tok)
+		for i, tok := range toks {
+			out[i] = m.logProbNaive(context, tok)
+		}
+		return
 	}
-	// The packed ids of context and tok; map lookups index it with string(b[i:j]), which
-	// does not allocate. The context suffix of length k is b[end-2k:end-2], and with tok
-	// b[end-2k-2:].
+	// The packed ids of context and a token; map lookups index it with string(b[i:j]), which
+	// does not allocate. The context suffix of length k is b[end-2k:end-2], and with the
+	// token b[end-2k-2:].
 	var buf [2 * 13]byte
-	b := pack(buf[:2*(len(context)+1)], context, tok)
+	b := pack(buf[:2*(len(context)+1)], context, 0)
 	end := len(b)
 	// Contexts: the back-off weights of the stored suffixes of lengths 1…lc.
 	var bow [12]float32
@@ -92,25 +104,29 @@ func (m *NGram) LogProb(context []int, tok int) float64 {
 		}
 		bow[k-1], lc = e.backoff, k
 	}
-	// The longest stored n-gram ending in tok: its context is one of the stored ones.
-	found, logp := -1, float32(0)
-	for k := 0; k <= lc; k++ {
-		e, ok := m.grams[k][string(b[end-2*k-2:])]
-		if !ok {
-			break
+	for i, tok := range toks {
+		binary.BigEndian.PutUint16(b[end-2:], uint16(tok))
+		// The longest stored n-gram ending in tok: its context is one of the stored ones.
+		found, logp := -1, float32(0)
+		for k := 0; k <= lc; k++ {
+			e, ok := m.grams[k][string(b[end-2*k-2:])]
+			if !ok {
+				break
+			}
+			found, logp = k, e.logp
 		}
-		found, logp = k, e.logp
+		// The back-offs of the contexts longer than the n-gram's, added longest first as
+		// logProbNaive adds them (so the two agree to the last bit).
+		var bo float64
+		for k := lc; k > found && k >= 1; k-- {
+			bo += float64(bow[k-1])
+		}
+		if found < 0 {
+			out[i] = bo + m.floor
+		} else {
+			out[i] = bo + float64(logp)
+		}
 	}
-	// The back-offs of the contexts longer than the n-gram's, added longest first as
-	// logProbNaive adds them (so the two agree to the last bit).
-	var bo float64
-	for k := lc; k > found && k >= 1; k-- {
-		bo += float64(bow[k-1])
-	}
-	if found < 0 {
-		return bo + m.floor
-	}
-	return bo + float64(logp)
 }
 
 // logProbNaive is LogProb by its definition, longest n-gram first, for a context already cut

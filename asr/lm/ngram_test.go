@@ -346,3 +346,42 @@ func BenchmarkLogProb(b *testing.B) {
 		})
 	}
 }
+
+// TestLogProbsBatch: LogProbs gives, token by token, exactly the definition's values
+// (logProbNaive), for suffix-closed models and one that is not: the context walk it shares
+// between tokens leaks nothing from one token to the next.
+func TestLogProbsBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	closed, err := Estimate(randomSentences(4, 400), EstimateOptions{Order: 5, BOS: testBOS, EOS: testEOS, Vocab: testVocab, MinCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := Estimate(randomSentences(4, 400), EstimateOptions{Order: 4, BOS: testBOS, EOS: testEOS, Vocab: testVocab})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open.closed = false // the definition's search
+	for _, m := range []*NGram{closed, open} {
+		for range 500 {
+			ctx := make([]int, rng.IntN(8))
+			for i := range ctx {
+				ctx[i] = rng.IntN(10)
+			}
+			toks := make([]int, 1+rng.IntN(20))
+			for i := range toks {
+				toks[i] = rng.IntN(testVocab)
+			}
+			out := make([]float64, len(toks))
+			m.LogProbs(ctx, toks, out)
+			cut := ctx
+			if len(cut) > m.order-1 {
+				cut = cut[len(cut)-(m.order-1):]
+			}
+			for i, tok := range toks {
+				if want := m.logProbNaive(cut, tok); out[i] != want {
+					t.Fatalf("closed %v: LogProbs(%v)[%d] = %v, the definition for %d %v", m.closed, ctx, i, out[i], tok, want)
+				}
+			}
+		}
+	}
+}
