@@ -516,3 +516,71 @@ func TestCTCExtendLinear(t *testing.T) {
 		t.Fatalf("after a ruled-out token: score %g, log domain %g", got, want)
 	}
 }
+
+// TestBestClosingWindow: bestClosing, which scans the timestamps inside the hypothesis's CTC
+// frames first, picks what a scan of every timestamp picks (the definition), for states
+// along a spelled window — early ones whose frames end mid-window and late ones that reach
+// its end — with random decoder logits, some timestamps masked, one favouring the frames'
+// last, and with every timestamp in the frames masked (the fallback scan).
+func TestBestClosingWindow(t *testing.T) {
+	const labels, frames, stamps = 8, 60, 80
+	lp, spelled := peakyWindow(21, frames, labels)
+	s := &ctcScorer{lp: lp, frames: frames, blank: labels, lambda: 0.3}
+	begin := labels + 1 // EOT is the blank; timestamps follow it
+	tk := &task{ctc: s}
+	tk.m.Specials.TimestampBegin = begin
+	rng := rand.New(rand.NewPCG(3, 3))
+	full := func(l []float32, lse, joint float64, g *ctcState) (int, float64) {
+		best, bestScore := -1, math.Inf(-1)
+		for tok := begin; tok < len(l); tok++ {
+			a := float64(l[tok]) - lse
+			if math.IsInf(a, -1) {
+				continue
+			}
+			if sc := joint + 0.7*a + 0.3*s.endScore(g, tok-begin); sc > bestScore {
+				best, bestScore = tok, sc
+			}
+		}
+		return best, bestScore
+	}
+	st := s.initial()
+	checked := 0
+	for i, tok := range spelled {
+		st = s.extend(st, tok)
+		for trial := range 6 {
+			l := make([]float32, begin+stamps)
+			for j := range l {
+				l[j] = float32(rng.NormFloat64() * 3)
+				if j >= begin && rng.IntN(4) == 0 {
+					l[j] = float32(math.Inf(-1))
+				}
+			}
+			if trial == 4 && st.hi < stamps { // the decoder wants the frames' last one
+				l[begin+st.hi] = 30
+			}
+			if trial == 5 { // nothing allowed within the frames: the fallback scan
+				for f := st.lo + 1; f < stamps; f++ {
+					if f <= st.hi || st.hi >= frames {
+						l[begin+f] = float32(math.Inf(-1))
+					}
+				}
+			}
+			lse := logSumExp(l)
+			want, wantScore := full(l, lse, -2, st)
+			got := tk.bestClosing(nil, 0, l, lse, -5, -2, st, 0.3)
+			if want < 0 {
+				if len(got) != 0 {
+					t.Fatalf("token %d trial %d: proposed %v, the full scan nothing", i, trial, got)
+				}
+				continue
+			}
+			if len(got) != 1 || got[0].tok != want || got[0].joint != wantScore {
+				t.Fatalf("token %d trial %d (frames %d–%d): proposed %v, the full scan %d (%g)", i, trial, st.lo, st.hi, got, want, wantScore)
+			}
+			checked++
+		}
+	}
+	if checked < len(spelled)*4 {
+		t.Fatalf("only %d closings checked", checked)
+	}
+}

@@ -130,9 +130,9 @@ type task struct {
 	rng       *rand.Rand
 	ctc       *ctcScorer    // joint CTC/attention decoding; nil when off
 	lm        LanguageModel // shallow fusion with Model.LM; nil when off
-	// lmToks and lmBuf are proposals' scratch for a BatchLanguageModel's calls.
-	lmToks []int
-	lmBuf  []float64
+	// Scratch of proposals and fuseLM.
+	lmToks, lmBufToks []int
+	lmBuf, lmBest     []float64
 }
 
 // rescores reports whether candidates are rescored beyond the decoder's log-probabilities.
@@ -281,18 +281,32 @@ type candidate struct {
 // the joint score, when the pre-beam missed it: the decoder's most probable closing
 // timestamps can all come long before the text's last word is spoken (a small decoder's
 // failure), and only the CTC side knows where it ends, so every allowed timestamp is scored
-// (each an O(1) look-up of the forward variables).
+// (each an O(1) look-up of the forward variables). Timestamps within g's frames come first:
+// any allowed one there beats every one outside, whose CTC score is log 0, so the rest are
+// scanned only when none there is allowed.
 func (t *task) bestClosing(dst []scored, start int, l []float32, lse, sum, joint float64, g *ctcState, lam float64) []scored {
 	begin := t.m.Specials.TimestampBegin
 	best, bestScore, bestAtt := -1, math.Inf(-1), 0.0
-	for tok := begin; tok < len(l); tok++ {
-		a := float64(l[tok]) - lse
-		if math.IsInf(a, -1) {
-			continue
+	scan := func(from, to int) {
+		for tok := max(from, begin); tok < min(to, len(l)); tok++ {
+			a := float64(l[tok]) - lse
+			if math.IsInf(a, -1) {
+				continue
+			}
+			if sc := joint + (1-lam)*a + lam*t.ctc.endScore(g, tok-begin); sc > bestScore {
+				best, bestScore, bestAtt = tok, sc, a
+			}
 		}
-		if sc := joint + (1-lam)*a + lam*t.ctc.endScore(g, tok-begin); sc > bestScore {
-			best, bestScore, bestAtt = tok, sc, a
-		}
+	}
+	// endScore(g, f) reads frame min(f, frames)−1: inside g's frames for lo < f ≤ hi, and
+	// for every later f too when g reaches the window's end.
+	to := begin + g.hi + 1
+	if g.hi >= t.ctc.frames {
+		to = len(l)
+	}
+	scan(begin+g.lo+1, to)
+	if best < 0 {
+		scan(begin, len(l))
 	}
 	if best < 0 || slices.ContainsFunc(dst[start:], func(p scored) bool { return p.tok == best }) {
 		return dst
@@ -360,35 +374,12 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 	if t.ctc != nil {
 		lam = t.ctc.lambda
 	}
-	var ctx []int
-	if t.lm != nil {
-		ctx = t.lmContext(sampled)
-	}
 	eot := t.m.Specials.EOT
 	// A timestamp after text closes a segment (timestamp mode only: without timestamps the
 	// decoder is not asked for any).
 	lastText := !t.o.WithoutTimestamps && len(sampled) > 0 && sampled[len(sampled)-1] < eot
-	cands := topK(l, ctcPreBeam(n))
-	// The LM's log-probs of the candidates' text tokens, in one call where the LM batches.
-	batch, batched := t.lm.(BatchLanguageModel)
-	var lmp []float64
-	if batched {
-		text := t.lmToks[:0]
-		for _, tok := range cands {
-			if tok <= eot {
-				text = append(text, tok)
-			}
-		}
-		lmp = slices.Grow(t.lmBuf[:0], len(text))[:len(text)]
-		batch.LogProbs(ctx, text, lmp)
-		t.lmBuf, t.lmToks = lmp, text
-	}
-	for _, tok := range cands {
-		fuse := t.lm != nil && tok <= eot
-		var p float64 // tok's LM log-prob when fuse
-		if fuse && batched {
-			p, lmp = lmp[0], lmp[1:]
-		}
+	pending := t.lmToks[:0] // indices into dst of text tokens and EOT still without their LM term
+	for _, tok := range topK(l, ctcPreBeam(n)) {
 		a := float64(l[tok]) - lse
 		if math.IsInf(a, -1) {
 			continue // masked: topK ran out of allowed tokens
@@ -397,23 +388,80 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 		if t.ctc != nil {
 			score += lam * t.ctc.tokenScore(g, tok, lastText)
 		}
-		if fuse {
-			if !batched {
-				p = t.lm.LogProb(ctx, tok)
-			}
-			score += t.o.LMWeight * p
+		if t.lm != nil && tok <= eot {
 			if tok < eot {
 				score += t.o.LMBonus
 			}
+			pending = append(pending, len(dst))
 		}
 		dst = append(dst, scored{tok: tok, att: sum + a, joint: score})
 	}
+	if len(pending) > 0 {
+		t.fuseLM(dst, start, pending, t.lmContext(sampled), n)
+	}
+	t.lmToks = pending[:0]
 	if t.ctc != nil && lastText && t.o.BeamSize > 0 {
 		dst = t.bestClosing(dst, start, l, lse, sum, joint, g, lam)
 	}
 	mine := dst[start:]
 	slices.SortStableFunc(mine, func(a, b scored) int { return cmp.Compare(b.joint, a.joint) })
 	return dst[:start+min(n, len(mine))]
+}
+
+// fuseLM adds β·log p_lm(tok | ctx) to the proposals dst[pending[i]], except to those that
+// cannot be among the n best of dst[start:]. The LM is the costly part of rescoring (a few
+// hash lookups per token, each likely a cache miss), and its term is at most 0 for β ≥ 0, so
+// proposals are scored in order of their score without it, n at a time, until the next one's
+// score — a bound on its complete one — is below the n-th best complete score: the rest rank
+// below n with the LM's term or without it, so the n best, and their scores, are what
+// scoring every one gives.
+func (t *task) fuseLM(dst []scored, start int, pending []int, ctx []int, n int) {
+	w := t.o.LMWeight
+	batch, batched := t.lm.(BatchLanguageModel)
+	if w > 0 {
+		slices.SortStableFunc(pending, func(i, j int) int { return cmp.Compare(dst[j].joint, dst[i].joint) })
+	}
+	toks, lp := t.lmBufToks[:0], t.lmBuf[:0]
+	done := 0
+	for done < len(pending) {
+		if w > 0 && done > 0 {
+			// The n-th best complete score: proposals not pending, and pending ones done.
+			best := t.lmBest[:0]
+			for i := start; i < len(dst); i++ {
+				if !slices.Contains(pending[done:], i) {
+					best = append(best, dst[i].joint)
+				}
+			}
+			t.lmBest = best
+			if len(best) >= n {
+				slices.SortFunc(best, func(a, b float64) int { return cmp.Compare(b, a) })
+				if dst[pending[done]].joint < best[n-1] {
+					break
+				}
+			}
+		}
+		chunk := pending[done:]
+		if w > 0 {
+			chunk = chunk[:min(n, len(chunk))]
+		}
+		toks = toks[:0]
+		for _, i := range chunk {
+			toks = append(toks, dst[i].tok)
+		}
+		lp = slices.Grow(lp[:0], len(toks))[:len(toks)]
+		if batched {
+			batch.LogProbs(ctx, toks, lp)
+		} else {
+			for k, tok := range toks {
+				lp[k] = t.lm.LogProb(ctx, tok)
+			}
+		}
+		for k, i := range chunk {
+			dst[i].joint += w * lp[k]
+		}
+		done += len(chunk)
+	}
+	t.lmBufToks, t.lmBuf = toks, lp
 }
 
 // sample is OpenAI's GreedyDecoder over a group of independent hypotheses: argmax at
