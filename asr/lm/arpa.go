@@ -207,7 +207,7 @@ func ReadARPA(r io.Reader, bos, eos, vocab int) (*NGram, error) {
 			}
 		}
 	}
-	m.closed = m.suffixClosed()
+	m.index()
 	return m, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // NGram is a back-off n-gram model over token ids. Sentences start with BOS (never predicted)
@@ -25,13 +26,16 @@ type NGram struct {
 	// back-off weight of the n-gram as a context (0 when it is none).
 	grams []map[string]entry
 	floor float64 // log p of a token the model never saw
-	// closed: every stored n-gram's suffix is stored too (suffixClosed), so LogProb may
-	// search from short to long.
-	closed bool
+	// next holds every n-gram of order 2 and above as a continuation of its context, grouped
+	// by context (index); uni the unigrams' log-probs by token (NaN: not stored).
+	next []cont
+	uni  []float32
 }
 
 type entry struct {
 	logp, backoff float32
+	// next and nnext locate the n-gram's continuations as a context: m.next[next:next+nnext].
+	next, nnext int32
 }
 
 // Order is n.
@@ -62,76 +66,129 @@ func key(ids []int) string {
 // LogProb returns ln p(tok | context), reading the last Order()−1 ids of context (the ids
 // before tok, starting with BOS at a sentence start): the longest stored n-gram ending in tok,
 // times the back-off weights of the longer contexts that had no such n-gram.
-//
-// Beam search asks it for every candidate of every hypothesis at every step, so it matters
-// that it is quick. In a suffix-closed model (every model Estimate makes; ReadARPA checks
-// files) the searches for the longest stored context and the longest n-gram go from short to
-// long and stop at the first miss, a few lookups where the longest-first search of the
-// definition (logProbNaive) tries every length: an 8-gram model's long contexts are mostly
-// unseen.
 func (m *NGram) LogProb(context []int, tok int) float64 {
 	var out [1]float64
 	m.LogProbs(context, []int{tok}, out[:])
 	return out[0]
 }
 
-// LogProbs sets out[i] to LogProb(context, toks[i]): beam search asks for up to a pre-beam's
-// worth of tokens after each hypothesis's context, and the walk over the context's stored
-// suffixes (its back-off weights) is the same for all of them, so it is done once.
+// LogProbs sets out[i] to LogProb(context, toks[i]).
+//
+// Beam search asks for a pre-beam's worth of tokens after each hypothesis's context at every
+// step, so it matters that it is quick. The context's stored suffixes are looked up once (a
+// map probe each, likely a cache miss in a model of 10⁵–10⁶ n-grams); each token is then
+// searched for among their continuations (index), longest context first, as the definition
+// (logProbNaive) searches: a binary search in a short sorted run that all the tokens share,
+// so it stays in cache, where probing the maps would cost a miss per n-gram length tried.
 func (m *NGram) LogProbs(context []int, toks []int, out []float64) {
 	if n := m.order - 1; len(context) > n {
 		context = context[len(context)-n:]
 	}
-	if !m.closed {
-		for i, tok := range toks {
-			out[i] = m.logProbNaive(context, tok)
-		}
-		return
-	}
-	// The packed ids of context and a token; map lookups index it with string(b[i:j]), which
-	// does not allocate. The context suffix of length k is b[end-2k:end-2], and with the
-	// token b[end-2k-2:].
+	// The context's stored suffixes, longest first (every stored n-gram's context is stored:
+	// Estimate stores them, ReadARPA refuses a file without, so a suffix that is not stored
+	// has no continuations and no back-off weight).
 	var buf [2 * 13]byte
 	b := pack(buf[:2*(len(context)+1)], context, 0)
-	end := len(b)
-	// Contexts: the back-off weights of the stored suffixes of lengths 1…lc.
-	var bow [12]float32
-	lc := 0
-	for k := 1; k <= len(context); k++ {
-		e, ok := m.grams[k-1][string(b[end-2*k-2:end-2])]
-		if !ok {
-			break
+	end := len(b) - 2
+	var ctxs [12]entry
+	nc := 0
+	for k := len(context); k >= 1; k-- {
+		if e, ok := m.grams[k-1][string(b[end-2*k:end])]; ok {
+			ctxs[nc] = e
+			nc++
 		}
-		bow[k-1], lc = e.backoff, k
 	}
 	for i, tok := range toks {
-		binary.BigEndian.PutUint16(b[end-2:], uint16(tok))
-		// The longest stored n-gram ending in tok: its context is one of the stored ones.
-		found, logp := -1, float32(0)
-		for k := 0; k <= lc; k++ {
-			e, ok := m.grams[k][string(b[end-2*k-2:])]
-			if !ok {
+		var bo float64
+		found := false
+		for _, e := range ctxs[:nc] {
+			if lp, ok := m.continuation(e.next, e.nnext, tok); ok {
+				out[i], found = bo+float64(lp), true
 				break
 			}
-			found, logp = k, e.logp
+			bo += float64(e.backoff) // added longest first, as logProbNaive adds them
 		}
-		// The back-offs of the contexts longer than the n-gram's, added longest first as
-		// logProbNaive adds them (so the two agree to the last bit).
-		var bo float64
-		for k := lc; k > found && k >= 1; k-- {
-			bo += float64(bow[k-1])
+		if found {
+			continue
 		}
-		if found < 0 {
-			out[i] = bo + m.floor
+		if tok < len(m.uni) && !math.IsNaN(float64(m.uni[tok])) {
+			out[i] = bo + float64(m.uni[tok])
 		} else {
-			out[i] = bo + float64(logp)
+			out[i] = bo + m.floor
 		}
 	}
 }
 
+// continuation finds tok among the continuations m.next[first:first+n] (sorted by token).
+func (m *NGram) continuation(first, n int32, tok int) (float32, bool) {
+	run := m.next[first : first+n]
+	lo, hi := 0, len(run)
+	for lo < hi {
+		h := int(uint(lo+hi) >> 1)
+		if int(run[h].tok) < tok {
+			lo = h + 1
+		} else {
+			hi = h
+		}
+	}
+	if lo < len(run) && int(run[lo].tok) == tok {
+		return run[lo].logp, true
+	}
+	return 0, false
+}
+
+// index builds m.uni, the unigrams by token, and m.next: every stored n-gram of order 2 and
+// above as a continuation of its context, grouped by context and sorted by token within a
+// group, each context's entry pointing at its group. Estimate and ReadARPA call it once
+// the n-grams are final.
+func (m *NGram) index() {
+	total := 0
+	for _, g := range m.grams {
+		total += len(g)
+	}
+	m.next = make([]cont, 0, total)
+	for n := 1; n <= m.order; n++ {
+		keys := make([]string, 0, len(m.grams[n-1]))
+		for k := range m.grams[n-1] {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // by context, then by token: ids are packed big-endian
+		if n == 1 {       // the unigrams: a table by token, NaN where none is stored
+			m.uni = nil
+			for _, k := range keys {
+				tok := int(binary.BigEndian.Uint16([]byte(k)))
+				for len(m.uni) <= tok {
+					m.uni = append(m.uni, float32(math.NaN()))
+				}
+				m.uni[tok] = m.grams[0][k].logp
+			}
+			continue
+		}
+		for i := 0; i < len(keys); {
+			ctx := keys[i][:2*n-2]
+			first := len(m.next)
+			for ; i < len(keys) && keys[i][:2*n-2] == ctx; i++ {
+				tok := binary.BigEndian.Uint16([]byte(keys[i][2*n-2:]))
+				m.next = append(m.next, cont{tok: tok, logp: m.grams[n-1][keys[i]].logp})
+			}
+			e, ok := m.grams[n-2][ctx]
+			if !ok {
+				panic(fmt.Sprintf("lm: %d-gram without its context stored", n))
+			}
+			e.next, e.nnext = int32(first), int32(len(m.next)-first)
+			m.grams[n-2][ctx] = e
+		}
+	}
+}
+
+// cont is one continuation of a context: the token and log p(token | context).
+type cont struct {
+	tok  uint16
+	logp float32
+}
+
 // logProbNaive is LogProb by its definition, longest n-gram first, for a context already cut
-// to Order()−1 ids: the reference the fast search is tested against, and the search for a
-// model read from a file that is not suffix-closed.
+// to Order()−1 ids: the reference LogProbs is tested against.
 func (m *NGram) logProbNaive(context []int, tok int) float64 {
 	var buf [2 * 13]byte
 	b := pack(buf[:2*(len(context)+1)], context, tok)
@@ -157,22 +214,6 @@ func pack(b []byte, context []int, tok int) []byte {
 	}
 	binary.BigEndian.PutUint16(b[2*len(context):], uint16(tok))
 	return b
-}
-
-// suffixClosed reports whether every stored n-gram's suffix (it without its first id) is
-// stored too, which LogProb's short-to-long searches rely on, together with every n-gram's
-// context being stored (Estimate stores them; ReadARPA refuses a file without). Estimate's
-// models are suffix-closed: lower orders hold every suffix's continuation count, and pruning
-// by raw count never removes a suffix of a kept n-gram (the suffix occurs at least as often).
-func (m *NGram) suffixClosed() bool {
-	for n := 2; n <= m.order; n++ {
-		for g := range m.grams[n-1] {
-			if _, ok := m.grams[n-2][g[2:]]; !ok {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // EstimateOptions tune Estimate.
@@ -344,6 +385,6 @@ func Estimate(sentences [][]int, o EstimateOptions) (*NGram, error) {
 			}
 		}
 	}
-	m.closed = m.suffixClosed()
+	m.index()
 	return m, nil
 }

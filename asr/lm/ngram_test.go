@@ -223,18 +223,15 @@ func TestLoadCompressed(t *testing.T) {
 	}
 }
 
-// TestLogProbFast: the short-to-long search gives exactly the definition's value
+// TestLogProbIndex: the continuation search gives exactly the definition's value
 // (logProbNaive) for every context of every length up to the order, pruned or not, and for a
-// model read back from ARPA; a file that is not suffix-closed falls back to the definition.
-func TestLogProbFast(t *testing.T) {
+// model read back from ARPA.
+func TestLogProbIndex(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	for _, min := range []int{1, 2, 3} {
 		m, err := Estimate(randomSentences(3, 400), EstimateOptions{Order: 5, BOS: testBOS, EOS: testEOS, Vocab: testVocab, MinCount: min})
 		if err != nil {
 			t.Fatal(err)
-		}
-		if !m.closed {
-			t.Fatalf("min count %d: an estimated model is not suffix-closed", min)
 		}
 		var arpa bytes.Buffer
 		if err := m.WriteARPA(&arpa); err != nil {
@@ -245,9 +242,6 @@ func TestLogProbFast(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, mm := range []*NGram{m, back} {
-			if !mm.closed {
-				t.Fatal("read back: not suffix-closed")
-			}
 			for range 3000 {
 				ctx := make([]int, rng.IntN(7))
 				for i := range ctx {
@@ -268,25 +262,12 @@ func TestLogProbFast(t *testing.T) {
 			}
 		}
 	}
-	// A model whose bigram "3 4" has no unigram "4" stored is not suffix-closed.
-	m, err := Estimate(randomSentences(3, 50), EstimateOptions{Order: 3, BOS: testBOS, EOS: testEOS, Vocab: testVocab})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for g := range m.grams[0] {
-		if g == key([]int{4}) {
-			delete(m.grams[0], g)
-		}
-	}
-	if m.suffixClosed() {
-		t.Error("a model missing a bigram's suffix counts as suffix-closed")
-	}
 }
 
 // BenchmarkLogProb: the embedded default model's language model (an 8-gram over its 2022
 // tokens) asked as beam search asks it: contexts of up to 7 tokens from sentences sampled
 // from the model itself, each with its sampled next token and 15 other candidates; "naive" is
-// the definition's longest-first search.
+// the definition's longest-first search, n-gram by n-gram in the maps.
 func BenchmarkLogProb(b *testing.B) {
 	const bos, eos, vocab = 513, 512, 2022 // chorus-micro's <|startoftranscript|>, <|endoftext|> (text tokens are below it), size
 	f, err := os.Open("../defaultmodel/chorus-micro/lm.arpa.zst")
@@ -331,15 +312,31 @@ func BenchmarkLogProb(b *testing.B) {
 			seq = append(seq, next)
 		}
 	}
-	for _, mode := range []string{"fast", "naive"} {
+	// Beam search asks for a context's candidates together: one op is a context's 16
+	// queries, as one LogProbs call (batch), 16 LogProb calls (single) or 16 by the
+	// definition (naive).
+	for _, mode := range []string{"batch", "single", "naive"} {
 		b.Run(mode, func(b *testing.B) {
 			var sum float64
+			toks := make([]int, 16)
+			out := make([]float64, 16)
 			for i := 0; b.Loop(); i++ {
-				q := qs[i%len(qs)]
-				if mode == "fast" {
-					sum += m.LogProb(q.ctx, q.tok)
-				} else {
-					sum += m.logProbNaive(q.ctx, q.tok)
+				g := qs[(i*16)%len(qs) : (i*16)%len(qs)+16]
+				switch mode {
+				case "batch":
+					for j, q := range g {
+						toks[j] = q.tok
+					}
+					m.LogProbs(g[0].ctx, toks, out)
+					sum += out[0]
+				case "single":
+					for _, q := range g {
+						sum += m.LogProb(q.ctx, q.tok)
+					}
+				default:
+					for _, q := range g {
+						sum += m.logProbNaive(q.ctx, q.tok)
+					}
 				}
 			}
 			_ = sum
@@ -348,8 +345,10 @@ func BenchmarkLogProb(b *testing.B) {
 }
 
 // TestLogProbsBatch: LogProbs gives, token by token, exactly the definition's values
-// (logProbNaive), for suffix-closed models and one that is not: the context walk it shares
-// between tokens leaks nothing from one token to the next.
+// (logProbNaive) — the context lookups it shares between tokens leak nothing from one token to
+// the next — for an estimated model and for one whose stored n-grams are not suffix-closed
+// (a leaf bigram removed while a trigram ending in it stays), which the search, longest
+// context first, does not need.
 func TestLogProbsBatch(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	closed, err := Estimate(randomSentences(4, 400), EstimateOptions{Order: 5, BOS: testBOS, EOS: testEOS, Vocab: testVocab, MinCount: 2})
@@ -360,7 +359,18 @@ func TestLogProbsBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open.closed = false // the definition's search
+	removed := 0
+	for g := range open.grams[2] {
+		suffix := g[2:] // the bigram ending the trigram
+		if open.grams[1][suffix].nnext == 0 && removed < 20 {
+			delete(open.grams[1], suffix)
+			removed++
+		}
+	}
+	if removed == 0 {
+		t.Fatal("no leaf bigram to remove")
+	}
+	open.index()
 	for _, m := range []*NGram{closed, open} {
 		for range 500 {
 			ctx := make([]int, rng.IntN(8))
@@ -379,7 +389,7 @@ func TestLogProbsBatch(t *testing.T) {
 			}
 			for i, tok := range toks {
 				if want := m.logProbNaive(cut, tok); out[i] != want {
-					t.Fatalf("closed %v: LogProbs(%v)[%d] = %v, the definition for %d %v", m.closed, ctx, i, out[i], tok, want)
+					t.Fatalf("order %d: LogProbs(%v)[%d] = %v, the definition for %d %v", m.order, ctx, i, out[i], tok, want)
 				}
 			}
 		}
