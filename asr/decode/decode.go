@@ -130,9 +130,10 @@ type task struct {
 	rng       *rand.Rand
 	ctc       *ctcScorer    // joint CTC/attention decoding; nil when off
 	lm        LanguageModel // shallow fusion with Model.LM; nil when off
-	// Scratch of proposals and fuseLM.
-	lmToks, lmBufToks []int
-	lmBuf, lmBest     []float64
+	// Scratch of proposals and fuseLM: indices of proposals awaiting their LM term, tokens
+	// and log-probs of one LM call, complete scores.
+	lmPending, lmToks []int
+	lmLogp, lmBest    []float64
 }
 
 // rescores reports whether candidates are rescored beyond the decoder's log-probabilities.
@@ -378,7 +379,7 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 	// A timestamp after text closes a segment (timestamp mode only: without timestamps the
 	// decoder is not asked for any).
 	lastText := !t.o.WithoutTimestamps && len(sampled) > 0 && sampled[len(sampled)-1] < eot
-	pending := t.lmToks[:0] // indices into dst of text tokens and EOT still without their LM term
+	pending := t.lmPending[:0] // indices into dst of text tokens and EOT still without their LM term
 	for _, tok := range topK(l, ctcPreBeam(n)) {
 		a := float64(l[tok]) - lse
 		if math.IsInf(a, -1) {
@@ -399,7 +400,7 @@ func (t *task) proposals(dst []scored, l []float32, sum, joint float64, g *ctcSt
 	if len(pending) > 0 {
 		t.fuseLM(dst, start, pending, t.lmContext(sampled), n)
 	}
-	t.lmToks = pending[:0]
+	t.lmPending = pending[:0]
 	if t.ctc != nil && lastText && t.o.BeamSize > 0 {
 		dst = t.bestClosing(dst, start, l, lse, sum, joint, g, lam)
 	}
@@ -421,7 +422,7 @@ func (t *task) fuseLM(dst []scored, start int, pending []int, ctx []int, n int) 
 	if w > 0 {
 		slices.SortStableFunc(pending, func(i, j int) int { return cmp.Compare(dst[j].joint, dst[i].joint) })
 	}
-	toks, lp := t.lmBufToks[:0], t.lmBuf[:0]
+	toks, lp := t.lmToks[:0], t.lmLogp[:0]
 	done := 0
 	for done < len(pending) {
 		if w > 0 && done > 0 {
@@ -461,7 +462,7 @@ func (t *task) fuseLM(dst []scored, start int, pending []int, ctx []int, n int) 
 		}
 		done += len(chunk)
 	}
-	t.lmBufToks, t.lmBuf = toks, lp
+	t.lmToks, t.lmLogp = toks, lp
 }
 
 // sample is OpenAI's GreedyDecoder over a group of independent hypotheses: argmax at

@@ -111,7 +111,7 @@ func (m *NGram) LogProbs(context []int, toks []int, out []float64) {
 		if found {
 			continue
 		}
-		if tok < len(m.uni) && !math.IsNaN(float64(m.uni[tok])) {
+		if tok >= 0 && tok < len(m.uni) && !math.IsNaN(float64(m.uni[tok])) {
 			out[i] = bo + float64(m.uni[tok])
 		} else {
 			out[i] = bo + m.floor
@@ -146,14 +146,15 @@ func (m *NGram) index() {
 	for _, g := range m.grams {
 		total += len(g)
 	}
-	m.next = make([]cont, 0, total)
+	m.next = make([]cont, 0, total-len(m.grams[0]))
 	for n := 1; n <= m.order; n++ {
 		keys := make([]string, 0, len(m.grams[n-1]))
 		for k := range m.grams[n-1] {
 			keys = append(keys, k)
 		}
-		slices.Sort(keys) // by context, then by token: ids are packed big-endian
-		if n == 1 {       // the unigrams: a table by token, NaN where none is stored
+		// By context, then by token: ids are packed big-endian.
+		slices.Sort(keys)
+		if n == 1 { // the unigrams: a table by token, NaN where none is stored
 			m.uni = nil
 			for _, k := range keys {
 				tok := int(binary.BigEndian.Uint16([]byte(k)))
