@@ -137,27 +137,8 @@ func TestCTCPrefixScoreMatchesEnumeration(t *testing.T) {
 func TestCTCPruneKeepsScores(t *testing.T) {
 	const frames, labels = 300, 20
 	classes := labels + 1
-	rng := rand.New(rand.NewPCG(5, 5))
 	// A peaky window spelling a sequence: each token for a few frames, blanks between.
-	var want []int
-	lp := make([]float32, frames*classes)
-	for t := 0; t < frames; {
-		tok := rng.IntN(labels)
-		if len(want) > 0 && tok == want[len(want)-1] {
-			continue
-		}
-		want = append(want, tok)
-		for d := 0; d < 4 && t < frames; d, t = d+1, t+1 {
-			k := tok
-			if d >= 2 {
-				k = labels
-			}
-			for c := range classes {
-				lp[t*classes+c] = -8 - float32(rng.Float64())
-			}
-			lp[t*classes+k] = -0.01
-		}
-	}
+	lp, want := peakyWindow(5, frames, labels, false)
 	s := &ctcScorer{lp: lp, frames: frames, blank: labels, lambda: 0.5}
 	st := s.initial()
 	full := fullForward(lp, frames, classes, nil)
@@ -319,9 +300,9 @@ func (s *ctcScorer) scoreLog(g *ctcState, c int) float64 {
 }
 
 // peakyWindow is a window spelling a random token sequence as a trained head does: each
-// token for two frames, then two blanks; every other class at −8…−9 (with −200 mixed in, a
-// class the head rules out).
-func peakyWindow(seed uint64, frames, labels int) (lp []float32, spelled []int) {
+// token for two frames, then two blanks; every other class at −8…−9 (with ruledOut, −200
+// mixed in: a class the head rules out).
+func peakyWindow(seed uint64, frames, labels int, ruledOut bool) (lp []float32, spelled []int) {
 	classes := labels + 1
 	rng := rand.New(rand.NewPCG(seed, 5))
 	lp = make([]float32, frames*classes)
@@ -338,7 +319,7 @@ func peakyWindow(seed uint64, frames, labels int) (lp []float32, spelled []int) 
 			}
 			for c := range classes {
 				lp[t*classes+c] = -8 - float32(rng.Float64())
-				if rng.IntN(10) == 0 {
+				if ruledOut && rng.IntN(10) == 0 {
 					lp[t*classes+c] = -200
 				}
 			}
@@ -366,11 +347,11 @@ func TestCTCScoreLinear(t *testing.T) {
 			checkLinear(t, tc.lp, tc.frames, tc.labels, tc.path)
 		})
 	}
-	lp, spelled := peakyWindow(3, 200, 30)
+	lp, spelled := peakyWindow(3, 200, 30, true)
 	t.Run("peaky", func(t *testing.T) { checkLinear(t, lp, 200, 30, spelled) })
 	// No blank mass early: the empty prefix's state is empty (its first blank is below the
 	// prune bound) and only φ_{−1} = 1 lets a token start.
-	lp, spelled = peakyWindow(4, 30, 5)
+	lp, spelled = peakyWindow(4, 30, 5, true)
 	for c := range 6 {
 		lp[c] = -0.01
 		if c == 5 {
@@ -416,7 +397,7 @@ func checkLinear(t *testing.T, lp []float32, frames, labels int, path []int) {
 // extension is kept per beam. The log-domain sub-benchmark is the definition.
 func BenchmarkCTCScore(b *testing.B) {
 	const frames, labels = 250, 2021
-	lp, spelled := peakyWindow(7, frames, labels)
+	lp, spelled := peakyWindow(7, frames, labels, true)
 	for _, mode := range []string{"linear", "log"} {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {
@@ -461,7 +442,7 @@ func BenchmarkCTCScore(b *testing.B) {
 // (mass below e^−600 of its parent, as a prompt can force) is built by the log-domain
 // recursion and still scores.
 func TestCTCExtendLinear(t *testing.T) {
-	lp, spelled := peakyWindow(11, 160, 12)
+	lp, spelled := peakyWindow(11, 160, 12, true)
 	for _, tc := range []struct {
 		name           string
 		lp             []float32
@@ -524,7 +505,7 @@ func TestCTCExtendLinear(t *testing.T) {
 // last, and with every timestamp in the frames masked (the fallback scan).
 func TestBestClosingWindow(t *testing.T) {
 	const labels, frames, stamps = 8, 60, 80
-	lp, spelled := peakyWindow(21, frames, labels)
+	lp, spelled := peakyWindow(21, frames, labels, true)
 	s := &ctcScorer{lp: lp, frames: frames, blank: labels, lambda: 0.3}
 	begin := labels + 1 // EOT is the blank; timestamps follow it
 	tk := &task{ctc: s}
