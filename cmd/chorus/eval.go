@@ -18,6 +18,7 @@ import (
 func evalCmd() *cobra.Command {
 	var (
 		model, manifest, key     string
+		hyps                     string
 		workers, limit, beam     int
 		skip                     int
 		ctcWeight, lmW, lmBonus  float64
@@ -44,6 +45,11 @@ func evalCmd() *cobra.Command {
 				return err
 			}
 			rep.Manifest = manifest
+			if hyps != "" {
+				if err := writeHyps(hyps, rep.Utterances); err != nil {
+					return err
+				}
+			}
 			if asJSON {
 				json.NewEncoder(os.Stdout).Encode(rep)
 			} else {
@@ -73,5 +79,25 @@ func evalCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&card, "card", false, "write the scores into the model folder's card.json (metrics.<key>)")
 	f.StringVar(&key, "key", "", "card metrics key (default: the manifest's base name)")
+	f.StringVar(&hyps, "hyps", "", "write each utterance's reference, hypothesis and word errors to this JSON-lines file (manifest order), for error analysis")
 	return cmd
+}
+
+// writeHyps writes utterances as JSON lines: the manifest's fields plus "hyp" and the word
+// alignment counts, so that a sort on "sub"+"del"+"ins" or a diff of two runs' files shows
+// where two models or decoding settings part.
+func writeHyps(path string, us []speech.Utterance) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	enc.SetEscapeHTML(false)
+	for _, u := range us {
+		if err := enc.Encode(u); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }

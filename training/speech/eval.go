@@ -43,6 +43,24 @@ type EvalReport struct {
 	AudioSec float64 `json:"audio_s"`
 	Workers  int     `json:"workers"`
 	Errors   int     `json:"errors"`
+	// Utterances are the transcribed utterances in manifest order (those that failed are
+	// left out), for error analysis (`chorus eval --hyps`); not part of the card.
+	Utterances []Utterance `json:"-"`
+}
+
+// Utterance is one evaluated utterance: the manifest's fields, what was decoded and the
+// word-level alignment counts against the normalised reference.
+type Utterance struct {
+	AudioFilepath string  `json:"audio_filepath"`
+	Text          string  `json:"text"`
+	Hyp           string  `json:"hyp"`
+	Voice         string  `json:"voice,omitempty"`
+	Source        string  `json:"source,omitempty"`
+	Words         int     `json:"words"`
+	Sub           int     `json:"sub"`
+	Del           int     `json:"del"`
+	Ins           int     `json:"ins"`
+	Duration      float64 `json:"duration"`
 }
 
 // EvalOptions tune Evaluate.
@@ -66,6 +84,7 @@ type EvalOptions struct {
 }
 
 type scored struct {
+	path           string
 	ref, hyp       string
 	voice, source  string
 	audio, compute float64
@@ -141,7 +160,7 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 						o.Bad(path, err)
 					}
 				} else {
-					results[i] = &scored{ref: e.Text, hyp: strings.TrimSpace(res.Text), voice: e.Voice, source: e.Source,
+					results[i] = &scored{path: e.AudioFilepath, ref: e.Text, hyp: strings.TrimSpace(res.Text), voice: e.Voice, source: e.Source,
 						audio: float64(len(samples)) / audio.WhisperRate, compute: compute}
 				}
 				if o.Progress != nil {
@@ -175,6 +194,9 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 			continue
 		}
 		all = append(all, r)
+		c := metrics.WordCounts(r.ref, r.hyp)
+		rep.Utterances = append(rep.Utterances, Utterance{AudioFilepath: r.path, Text: r.ref, Hyp: r.hyp, Voice: r.voice,
+			Source: r.source, Words: c.Ref, Sub: c.Sub, Del: c.Del, Ins: c.Ins, Duration: r.audio})
 		groups["v:"+r.voice] = append(groups["v:"+r.voice], r)
 		groups["s:"+r.source] = append(groups["s:"+r.source], r)
 		rep.AudioSec += r.audio

@@ -14,7 +14,8 @@ import (
 
 // TestEvaluate: Evaluate scores what the variant transcribes in the mode asked for (text only,
 // or with timestamps as chorus transcribe decodes), overall and per voice and source, and
-// reports an utterance whose audio is missing through Bad, counted in Errors, without failing.
+// reports an utterance whose audio is missing through Bad, counted in Errors, without failing;
+// its Utterances are the transcribed ones in manifest order with their own alignment counts.
 func TestEvaluate(t *testing.T) {
 	dir := t.TempDir()
 	path, _ := tinyVariant(t, dir, "v", nil)
@@ -59,6 +60,17 @@ func TestEvaluate(t *testing.T) {
 		}
 		if rep.ByVoice["a"].Utterances != 2 || rep.ByVoice["b"].Utterances != 2 || rep.BySource["tones"].Utterances != 4 {
 			t.Errorf("timestamps %v: by voice %+v, by source %+v", ts, rep.ByVoice, rep.BySource)
+		}
+		if len(rep.Utterances) != 4 {
+			t.Fatalf("timestamps %v: %d utterances listed, want the 4 transcribed", ts, len(rep.Utterances))
+		}
+		for i, u := range rep.Utterances {
+			e := m.Entries[i]
+			c := metrics.WordCounts(e.Text, hyps[i])
+			if u.AudioFilepath != e.AudioFilepath || u.Text != e.Text || u.Hyp != hyps[i] || u.Voice != e.Voice ||
+				u.Source != e.Source || u.Words != c.Ref || u.Sub != c.Sub || u.Del != c.Del || u.Ins != c.Ins || u.Duration != 1 {
+				t.Errorf("timestamps %v: utterance %d %+v, want entry %+v with hypothesis %q and counts %+v", ts, i, u, e, hyps[i], c)
+			}
 		}
 		if rep.AudioSec != 4 {
 			t.Errorf("timestamps %v: %v s of audio, want 4", ts, rep.AudioSec)
