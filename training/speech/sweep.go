@@ -282,6 +282,40 @@ func cardSparsity(dir string) (float64, []float64, error) {
 	return c.Prune.Achieved, layers, nil
 }
 
+// werSeries returns one line per method (in the order methods first appear), from the
+// teacher's point at 0% through the method's rows by increasing achieved sparsity — rows come
+// in the order the sweep ran its targets, which need not be increasing (--targets 0.5,0.3,0.7).
+func werSeries(rows []SweepRow) []plot.Series {
+	var teacher *SweepRow
+	byMethod := map[string][]*SweepRow{}
+	var order []string
+	for i := range rows {
+		r := &rows[i]
+		if r.Method == "teacher" {
+			teacher = r
+			continue
+		}
+		if _, ok := byMethod[r.Method]; !ok {
+			order = append(order, r.Method)
+		}
+		byMethod[r.Method] = append(byMethod[r.Method], r)
+	}
+	var ss []plot.Series
+	for _, m := range order {
+		rs := byMethod[m]
+		slices.SortStableFunc(rs, func(a, b *SweepRow) int { return cmp.Compare(a.Sparsity, b.Sparsity) })
+		s := plot.Series{Name: m}
+		if teacher != nil {
+			s.X, s.Y = []float64{0}, []float64{100 * teacher.WER}
+		}
+		for _, r := range rs {
+			s.X, s.Y = append(s.X, 100*r.Sparsity), append(s.Y, 100*r.WER)
+		}
+		ss = append(ss, s)
+	}
+	return ss
+}
+
 // WriteSweep writes the rows as CSV and draws WER against achieved sparsity, one line per
 // method from the teacher's point.
 func WriteSweep(rows []SweepRow, csvPath, pngPath string) error {
@@ -299,31 +333,7 @@ func WriteSweep(rows []SweepRow, csvPath, pngPath string) error {
 	if err := errors.Join(w.Error(), f.Close()); err != nil {
 		return err
 	}
-	var teacher *SweepRow
-	series := map[string]*plot.Series{}
-	var order []string
-	for i := range rows {
-		r := &rows[i]
-		if r.Method == "teacher" {
-			teacher = r
-			continue
-		}
-		s := series[r.Method]
-		if s == nil {
-			s = &plot.Series{Name: r.Method}
-			if teacher != nil {
-				s.X, s.Y = []float64{0}, []float64{100 * teacher.WER}
-			}
-			series[r.Method] = s
-			order = append(order, r.Method)
-		}
-		s.X, s.Y = append(s.X, 100*r.Sparsity), append(s.Y, 100*r.WER)
-	}
-	var ss []plot.Series
-	for _, m := range order {
-		ss = append(ss, *series[m])
-	}
-	if err := plot.Lines(pngPath, "WER against sparsity (encoder+decoder layers)", "parameters removed (%)", "WER (%)", ss...); err != nil {
+	if err := plot.Lines(pngPath, "WER against sparsity (encoder+decoder layers)", "parameters removed (%)", "WER (%)", werSeries(rows)...); err != nil {
 		return err
 	}
 	// Per-layer sparsity maps: for each target, one line per CoFi run (Lagrangian alone and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -133,6 +134,46 @@ func TestSweepRunName(t *testing.T) {
 	} {
 		if got := sweepRunName(c.m, 0.5, c.o); got != c.want {
 			t.Errorf("%s %+v: %q, want %q", c.m, c.o, got, c.want)
+		}
+	}
+}
+
+// TestWERSeries: each method's line starts at the teacher and runs through its rows by
+// increasing sparsity whatever order the targets ran in, methods in their first-seen order.
+func TestWERSeries(t *testing.T) {
+	rows := []SweepRow{
+		{Method: "teacher", WER: 0.1},
+		{Method: "cofi", Sparsity: 0.51, WER: 0.14},
+		{Method: "magnitude", Sparsity: 0.5, WER: 0.8},
+		{Method: "cofi", Sparsity: 0.29, WER: 0.12},
+		{Method: "magnitude", Sparsity: 0.31, WER: 0.3},
+		{Method: "cofi", Sparsity: 0.74, WER: 0.38},
+	}
+	got := werSeries(rows)
+	want := []struct {
+		name string
+		x, y []float64
+	}{
+		{"cofi", []float64{0, 29, 51, 74}, []float64{10, 12, 14, 38}},
+		{"magnitude", []float64{0, 31, 50}, []float64{10, 30, 80}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d series, want %d", len(got), len(want))
+	}
+	near := func(a, b []float64) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if math.Abs(a[i]-b[i]) > 1e-9 {
+				return false
+			}
+		}
+		return true
+	}
+	for i, w := range want {
+		if got[i].Name != w.name || !near(got[i].X, w.x) || !near(got[i].Y, w.y) {
+			t.Errorf("series %d: %s %v %v, want %s %v %v", i, got[i].Name, got[i].X, got[i].Y, w.name, w.x, w.y)
 		}
 	}
 }
