@@ -52,19 +52,20 @@ corpus-v2: corpus
 	@[ -d corpus/v2 ] || { echo "copying corpus/v1 to corpus/v2 (hard links)"; cp -al corpus/v1 corpus/v2; }
 	./$(BIN) data synth --out corpus/v2 --n $(CORPUS2_N) --seed 1
 
-# train continues the default model's training (recipes/chorus-micro-polish.json: 5000 more
-# steps on corpus/v2 from the embedded chorus-micro, a second, lower cosine from 2e-4), in the
-# background-friendly way: niced, checkpointing every few minutes (the newest 8 kept, for
-# `chorus train --average`), resumable with the same command. On a fresh clone the run starts
-# from the checkpoint committed in resume/ when there is one (see snapshot), else from the
-# embedded model. The runs that made the embedded model, in order (TRAIN_RECIPE=…
-# TRAIN_WORK=… selects any): recipes/chorus-micro.json (from scratch, 4+2 layers, 20,000 steps
-# on corpus/v1), recipes/chorus-micro-continue.json (corpus/v2, stopped at step 15,067, its dev
-# WER flat at 4+2 layers), recipes/chorus-micro-grow.json (deepened to 6+4 layers, each new
-# layer a copy of its neighbour with zero output projections so it starts from the parent's
-# function, 12,000 steps on corpus/v2), then the polish run.
-TRAIN_RECIPE ?= recipes/chorus-micro-polish.json
-TRAIN_WORK ?= runs/chorus-micro-polish
+# train continues the default model's training (recipes/chorus-micro-grow2.json: the embedded
+# chorus-micro deepened again, 6+4 → 9+5 layers, then 10,000 steps on corpus/v2 — the run under
+# way since session 13), in the background-friendly way: niced, checkpointing every few minutes
+# (the newest 8 kept, for `chorus train --average`), resumable with the same command. On a fresh
+# clone the run starts from the checkpoint committed in resume/ when there is one (see
+# snapshot), else from the embedded model. The runs that made the embedded model, in order
+# (TRAIN_RECIPE=… TRAIN_WORK=… selects any): recipes/chorus-micro.json (from scratch, 4+2
+# layers, 20,000 steps on corpus/v1), recipes/chorus-micro-continue.json (corpus/v2, stopped at
+# step 15,067, its dev WER flat at 4+2 layers), recipes/chorus-micro-grow.json (deepened to 6+4
+# layers, each new layer a copy of its neighbour with zero output projections so it starts from
+# the parent's function, 12,000 steps on corpus/v2); recipes/chorus-micro-polish.json (a second
+# cosine on the 6+4 model) did not help and was not embedded.
+TRAIN_RECIPE ?= recipes/chorus-micro-grow2.json
+TRAIN_WORK ?= runs/chorus-micro-grow2
 RESUME_DIR := resume/$(notdir $(TRAIN_WORK))
 train: build corpus-v2
 	@if [ ! -d $(TRAIN_WORK)/checkpoints ] && [ -d $(RESUME_DIR)/checkpoints ]; then \
