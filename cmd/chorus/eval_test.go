@@ -16,8 +16,8 @@ import (
 func TestWriteHyps(t *testing.T) {
 	dir := t.TempDir()
 	us := []speech.Utterance{
-		{AudioFilepath: "a.wav", Text: "Tom & Jerry <3", Hyp: "tom and jerry", Voice: "v1", Source: "s", Words: 4, Sub: 1, Del: 1, Duration: 1.5},
-		{AudioFilepath: "b.wav", Text: "it's fine", Hyp: "it's fine", Voice: "v2", Source: "s", Words: 2, Duration: 0.5},
+		{Entry: data.Entry{AudioFilepath: "a.wav", Duration: 1.5, Text: "Tom & Jerry <3", Voice: "v1", Source: "s"}, Hyp: "tom and jerry", Words: 4, Sub: 1, Del: 1},
+		{Entry: data.Entry{AudioFilepath: "b.wav", Duration: 0.5, Text: "it's fine", Voice: "v2", Source: "s"}, Hyp: "it's fine", Words: 2},
 	}
 	path := filepath.Join(dir, "hyps.jsonl")
 	if err := writeHyps(path, us); err != nil {
@@ -28,7 +28,7 @@ func TestWriteHyps(t *testing.T) {
 		t.Fatal(err)
 	}
 	if lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); len(lines) != 2 ||
-		lines[0] != `{"audio_filepath":"a.wav","text":"Tom & Jerry <3","hyp":"tom and jerry","voice":"v1","source":"s","words":4,"sub":1,"del":1,"ins":0,"duration":1.5}` {
+		lines[0] != `{"audio_filepath":"a.wav","duration":1.5,"text":"Tom & Jerry <3","voice":"v1","source":"s","hyp":"tom and jerry","words":4,"sub":1,"del":1,"ins":0}` {
 		t.Errorf("hyps file:\n%s", b)
 	}
 	for _, u := range us { // the manifest reader skips lines whose audio is missing
@@ -40,7 +40,7 @@ func TestWriteHyps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Entries) != 2 || m.Entries[0].Text != us[0].Text || m.Entries[1].AudioFilepath != "b.wav" || m.Entries[1].Voice != "v2" {
+	if len(m.Entries) != 2 || m.Entries[0] != us[0].Entry || m.Entries[1] != us[1].Entry {
 		t.Errorf("read back as a manifest: %+v", m.Entries)
 	}
 	if err := writeHyps(filepath.Join(dir, "missing", "h.jsonl"), us); err == nil {

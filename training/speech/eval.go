@@ -48,19 +48,15 @@ type EvalReport struct {
 	Utterances []Utterance `json:"-"`
 }
 
-// Utterance is one evaluated utterance: the manifest's fields, what was decoded and the
+// Utterance is one evaluated utterance: its manifest entry as read, what was decoded and the
 // word-level alignment counts against the normalised reference.
 type Utterance struct {
-	AudioFilepath string  `json:"audio_filepath"`
-	Text          string  `json:"text"`
-	Hyp           string  `json:"hyp"`
-	Voice         string  `json:"voice,omitempty"`
-	Source        string  `json:"source,omitempty"`
-	Words         int     `json:"words"`
-	Sub           int     `json:"sub"`
-	Del           int     `json:"del"`
-	Ins           int     `json:"ins"`
-	Duration      float64 `json:"duration"`
+	data.Entry
+	Hyp   string `json:"hyp"`
+	Words int    `json:"words"`
+	Sub   int    `json:"sub"`
+	Del   int    `json:"del"`
+	Ins   int    `json:"ins"`
 }
 
 // EvalOptions tune Evaluate.
@@ -84,9 +80,8 @@ type EvalOptions struct {
 }
 
 type scored struct {
-	path           string
-	ref, hyp       string
-	voice, source  string
+	entry          data.Entry
+	hyp            string
 	audio, compute float64
 }
 
@@ -160,8 +155,8 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 						o.Bad(path, err)
 					}
 				} else {
-					results[i] = &scored{path: e.AudioFilepath, ref: e.Text, hyp: strings.TrimSpace(res.Text), voice: e.Voice, source: e.Source,
-						audio: float64(len(samples)) / audio.WhisperRate, compute: compute}
+					results[i] = &scored{entry: e, hyp: strings.TrimSpace(res.Text), audio: float64(len(samples)) / audio.WhisperRate,
+						compute: compute}
 				}
 				if o.Progress != nil {
 					o.Progress(done, len(entries))
@@ -194,11 +189,10 @@ func Evaluate(ctx context.Context, v *asr.Variant, m *data.Manifest, o EvalOptio
 			continue
 		}
 		all = append(all, r)
-		c := metrics.WordCounts(r.ref, r.hyp)
-		rep.Utterances = append(rep.Utterances, Utterance{AudioFilepath: r.path, Text: r.ref, Hyp: r.hyp, Voice: r.voice,
-			Source: r.source, Words: c.Ref, Sub: c.Sub, Del: c.Del, Ins: c.Ins, Duration: r.audio})
-		groups["v:"+r.voice] = append(groups["v:"+r.voice], r)
-		groups["s:"+r.source] = append(groups["s:"+r.source], r)
+		c := metrics.WordCounts(r.entry.Text, r.hyp)
+		rep.Utterances = append(rep.Utterances, Utterance{Entry: r.entry, Hyp: r.hyp, Words: c.Ref, Sub: c.Sub, Del: c.Del, Ins: c.Ins})
+		groups["v:"+r.entry.Voice] = append(groups["v:"+r.entry.Voice], r)
+		groups["s:"+r.entry.Source] = append(groups["s:"+r.entry.Source], r)
 		rep.AudioSec += r.audio
 		compute += r.compute
 	}
@@ -221,7 +215,7 @@ func score(rs []*scored) Score {
 	refs := make([]string, len(rs))
 	hyps := make([]string, len(rs))
 	for i, r := range rs {
-		refs[i], hyps[i] = r.ref, r.hyp
+		refs[i], hyps[i] = r.entry.Text, r.hyp
 	}
 	we, ww := metrics.WER(refs, hyps)
 	ce, cc := metrics.CER(refs, hyps)
